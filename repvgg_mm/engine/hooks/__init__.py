@@ -1,0 +1,1 @@
+# hooks registered in mmengine's HOOKS

@@ -1,0 +1,1 @@
+# optimizer parts (custom L2) registered in mmengine's registries

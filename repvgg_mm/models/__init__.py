@@ -1,0 +1,6 @@
+from .arch import ARCH_SETTINGS, parse_arch
+from .repvgg import RepVGGMM
+from .repvgg_block import RepVGGBlock
+from .se_layer import SEGate
+
+__all__ = ['ARCH_SETTINGS', 'parse_arch', 'RepVGGMM', 'RepVGGBlock', 'SEGate']

@@ -1,0 +1,199 @@
+"""``RepVGGMM``: the RepVGG backbone for mmpretrain, mmsegmentation & co."""
+from typing import Optional, Sequence, Tuple, Union
+
+import torch.nn as nn
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .arch import layer_groups, parse_arch, stage_widths
+from .repvgg_block import RepVGGBlock
+
+NUM_STAGES = 4
+
+
+def _four(name: str, value) -> Tuple:
+    if not isinstance(value, (list, tuple)) or len(value) != NUM_STAGES:
+        raise ValueError(f'{name} must have {NUM_STAGES} entries (one per '
+                         f'post-stem stage), got {value!r}')
+    return tuple(value)
+
+
+@MODELS.register_module()
+class RepVGGMM(BaseModule):
+    """RepVGG backbone ("RepVGG: Making VGG-style ConvNets Great Again").
+
+    A stem block (stride 2) and four stages ``stage_1`` .. ``stage_4`` (paper
+    stages 2-5) of :class:`RepVGGBlock`; the first block of each stage has the
+    stage's stride. Outputs are the stage outputs selected by ``out_indices``.
+
+    Args:
+        arch: ``'a0' 'a1' 'a2' 'b0' 'b1' 'b1g2' 'b1g4' 'b2' 'b2g2' 'b2g4' 'b3'
+            'b3g2' 'b3g4' 'd2se'`` (case-insensitive) or a dict with
+            ``num_blocks``, ``width_factor``, ``groups``, ``se_ratio``
+            (see :mod:`repvgg_mm.models.arch`).
+        in_channels: input image channels.
+        out_indices: which of the four post-stem stages to return (0-3,
+            negative indices allowed).
+        strides: stride of the first block of each post-stem stage.
+        dilations: dilation of every 3x3 layer of each stage.
+        layer_dilations: per stage ``None`` or a list of dilations for the
+            *last* ``len(list)`` layers of that stage (the other layers keep
+            ``dilations[i]``). The "-fast" PSPNet variant is
+            ``strides=(2, 2, 1, 1), layer_dilations=(None, None, [2]*4, [4])``.
+        frozen_stages: freeze the stem (0) and stages 1..n (n >= 1); -1 none.
+        norm_eval: keep BN layers in eval mode while training.
+        with_cp: gradient checkpointing.
+        deploy: build the fused (deploy) form.
+        norm_cfg, act_cfg: passed to every block.
+        init_cfg: mmengine init config, e.g. ``dict(type='Pretrained',
+            checkpoint='cls.pth', prefix='backbone.')``.
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'a0',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (3, ),
+                 strides: Sequence[int] = (2, 2, 2, 2),
+                 dilations: Sequence[int] = (1, 1, 1, 1),
+                 layer_dilations: Optional[Sequence] = None,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 deploy: bool = False,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 act_cfg: dict = dict(type='ReLU'),
+                 init_cfg=[
+                     dict(type='Kaiming', layer=['Conv2d']),
+                     dict(type='Constant', val=1,
+                          layer=['_BatchNorm', 'GroupNorm'])
+                 ]):
+        super().__init__(init_cfg=init_cfg)
+        self.arch = parse_arch(arch)
+        self.strides = _four('strides', strides)
+        self.dilations = _four('dilations', dilations)
+        self.layer_dilations = self._resolve_layer_dilations(layer_dilations)
+        self.out_indices = self._resolve_out_indices(out_indices)
+        if not -1 <= frozen_stages <= NUM_STAGES:
+            raise ValueError(f'frozen_stages must be in [-1, {NUM_STAGES}], '
+                             f'got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.deploy = deploy
+
+        stem_width, widths = stage_widths(self.arch)
+        self._check_groups(stem_width, widths)
+        block_cfg = dict(se_ratio=self.arch['se_ratio'], norm_cfg=norm_cfg,
+                         act_cfg=act_cfg, deploy=deploy, with_cp=with_cp)
+        self.stem = RepVGGBlock(in_channels, stem_width, stride=2, **block_cfg)
+        self.stage_names = []
+        channels, layer_idx = stem_width, 1
+        for i, width in enumerate(widths):
+            blocks = []
+            for j, dilation in enumerate(self.layer_dilations[i]):
+                blocks.append(
+                    RepVGGBlock(channels, width,
+                                stride=self.strides[i] if j == 0 else 1,
+                                dilation=dilation,
+                                groups=layer_groups(self.arch, layer_idx),
+                                **block_cfg))
+                channels, layer_idx = width, layer_idx + 1
+            name = f'stage_{i + 1}'
+            self.add_module(name, nn.Sequential(*blocks))
+            self.stage_names.append(name)
+        self.out_channels = tuple(widths[i] for i in self.out_indices)
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------
+    # argument checks
+    def _resolve_layer_dilations(self, layer_dilations):
+        num_blocks = self.arch['num_blocks']
+        if layer_dilations is None:
+            layer_dilations = (None, ) * NUM_STAGES
+        layer_dilations = _four('layer_dilations', layer_dilations)
+        resolved = []
+        for i, pattern in enumerate(layer_dilations):
+            per_layer = [self.dilations[i]] * num_blocks[i]
+            if pattern is not None:
+                pattern = list(pattern)
+                if len(pattern) > num_blocks[i]:
+                    raise ValueError(
+                        f'layer_dilations[{i}] has {len(pattern)} entries but '
+                        f'stage {i} has only {num_blocks[i]} layers')
+                if any(not isinstance(d, int) or d < 1 for d in pattern):
+                    raise ValueError(f'layer_dilations[{i}] must hold '
+                                     f'positive ints, got {pattern}')
+                if pattern:
+                    per_layer[-len(pattern):] = pattern
+            resolved.append(tuple(per_layer))
+        return tuple(resolved)
+
+    @staticmethod
+    def _resolve_out_indices(out_indices):
+        if isinstance(out_indices, int):
+            out_indices = (out_indices, )
+        resolved = []
+        for index in out_indices:
+            if not -NUM_STAGES <= index < NUM_STAGES:
+                raise ValueError(f'out_indices must be in [-{NUM_STAGES}, '
+                                 f'{NUM_STAGES - 1}], got {index}')
+            resolved.append(index % NUM_STAGES)
+        if not resolved:
+            raise ValueError('out_indices must name at least one stage')
+        return tuple(resolved)
+
+    def _check_groups(self, stem_width, widths):
+        groups = self.arch['groups']
+        channels = stem_width
+        layer_idx = 1
+        for i, width in enumerate(widths):
+            for _ in range(self.arch['num_blocks'][i]):
+                if layer_groups(self.arch, layer_idx) > 1 and (
+                        channels % groups or width % groups):
+                    raise ValueError(
+                        f'arch["groups"]={groups} does not divide the '
+                        f'channels ({channels} -> {width}) of layer '
+                        f'{layer_idx} (stage {i})')
+                channels, layer_idx = width, layer_idx + 1
+
+    # ------------------------------------------------------------------
+    def forward(self, x):
+        x = self.stem(x)
+        outs = []
+        for i, name in enumerate(self.stage_names):
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def blocks(self):
+        """All :class:`RepVGGBlock` of the backbone, stem first."""
+        return [m for m in self.modules() if isinstance(m, RepVGGBlock)]
+
+    def switch_to_deploy(self) -> None:
+        """Fuse every block in place. Idempotent."""
+        for block in self.blocks():
+            block.switch_to_deploy()
+        self.deploy = True
+        self._freeze_stages()  # the fused convs of frozen stages stay frozen
+
+    def _freeze_stages(self):
+        if self.frozen_stages < 0:
+            return
+        frozen = [self.stem] + [
+            getattr(self, name)
+            for name in self.stage_names[:self.frozen_stages]
+        ]
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self

@@ -1,0 +1,202 @@
+"""The RepVGG block: three branches for training, one 3x3 conv for deploy."""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+from torch import Tensor
+
+from ..fusion import NormStats, equivalent_kernel_bias
+from .se_layer import SEGate
+
+#: key stems of the training-form branches, relative to the block's prefix
+TRAIN_BRANCHES = ('branch_3x3', 'branch_1x1', 'branch_norm')
+DEPLOY_BRANCH = 'branch_reparam'
+
+
+class ConvNorm(nn.Sequential):
+    """A bias-free conv followed by a norm layer (``.conv``, ``.norm``)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride,
+                 padding, dilation, groups, norm_cfg):
+        super().__init__()
+        self.add_module(
+            'conv',
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                      padding, dilation, groups, bias=False))
+        self.add_module('norm', build_norm_layer(norm_cfg, out_channels)[1])
+
+
+@MODELS.register_module()
+class RepVGGBlock(BaseModule):
+    """RepVGG block (paper Fig. 4).
+
+    Training form ``act(se(BN(conv3x3(x)) + BN(conv1x1(x)) + BN(x)))``; the
+    identity branch exists only when ``in_channels == out_channels`` and
+    ``stride == 1``. :meth:`switch_to_deploy` turns it into
+    ``act(se(conv3x3(x) + b))``, the same function in eval mode.
+
+    Args:
+        in_channels, out_channels, stride, groups: as for ``nn.Conv2d``.
+        dilation: dilation of the 3x3 conv, in both forms (padding = dilation).
+            The 1x1 branch keeps the block's stride.
+        se_ratio: add an SE gate after the branch sum (D2se uses 16).
+        norm_cfg: a BatchNorm-family layer (``BN``, ``SyncBN``, ...).
+        act_cfg: the non-linearity, ``dict(type='ReLU')`` by default.
+        deploy: build the deploy form directly.
+        with_cp: gradient checkpointing in training.
+
+    State-dict keys: ``branch_3x3.{conv,norm}.*``, ``branch_1x1.{conv,norm}.*``,
+    ``branch_norm.*`` (training form), ``branch_reparam.*`` (deploy form),
+    ``se.*``. A training-form state dict loaded into a deploy block is fused
+    on the fly; a deploy-form one loaded into a training block raises.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 stride: int = 1,
+                 dilation: int = 1,
+                 groups: int = 1,
+                 se_ratio: Optional[int] = None,
+                 norm_cfg: dict = dict(type='BN'),
+                 act_cfg: Optional[dict] = dict(type='ReLU'),
+                 deploy: bool = False,
+                 with_cp: bool = False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        for name, value in (('in_channels', in_channels),
+                            ('out_channels', out_channels)):
+            if value % groups:
+                raise ValueError(f'groups={groups} does not divide '
+                                 f'{name}={value}')
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.stride = stride
+        self.dilation = dilation
+        self.groups = groups
+        self.norm_cfg = dict(norm_cfg)
+        self.with_cp = with_cp
+        self.deploy = False
+        # eps of this block's norm layers: needed to fuse a training-form state
+        # dict into a block that was built in deploy form.
+        self.norm_eps = build_norm_layer(self.norm_cfg, 1)[1].eps
+
+        if deploy:
+            self.branch_reparam = self._deploy_conv()
+            self.deploy = True
+        else:
+            self.branch_3x3 = ConvNorm(in_channels, out_channels, 3, stride,
+                                       dilation, dilation, groups, norm_cfg)
+            self.branch_1x1 = ConvNorm(in_channels, out_channels, 1, stride, 0,
+                                       1, groups, norm_cfg)
+            self.branch_norm = (
+                build_norm_layer(norm_cfg, in_channels)[1]
+                if self.has_identity else None)
+        self.se = SEGate(out_channels, se_ratio) if se_ratio else None
+        self.act = (build_activation_layer(act_cfg)
+                    if act_cfg is not None else nn.Identity())
+
+    @property
+    def has_identity(self) -> bool:
+        return self.in_channels == self.out_channels and self.stride == 1
+
+    def _deploy_conv(self) -> nn.Conv2d:
+        return nn.Conv2d(self.in_channels, self.out_channels, 3, self.stride,
+                         self.dilation, self.dilation, self.groups, bias=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+
+        def _inner_forward(x):
+            if self.deploy:
+                out = self.branch_reparam(x)
+            else:
+                out = self.branch_3x3(x) + self.branch_1x1(x)
+                if self.branch_norm is not None:
+                    out = out + self.branch_norm(x)
+            if self.se is not None:
+                out = self.se(out)
+            return self.act(out)
+
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(_inner_forward, x, use_reentrant=False)
+        return _inner_forward(x)
+
+    # ------------------------------------------------------------------
+    # re-parameterization
+    def get_equivalent_kernel_bias(self) -> Tuple[Tensor, Tensor]:
+        """Differentiable 3x3 kernel and bias equal to the training branches."""
+        if self.deploy:
+            return self.branch_reparam.weight, self.branch_reparam.bias
+        return equivalent_kernel_bias(
+            self.branch_3x3.conv.weight,
+            NormStats.from_module(self.branch_3x3.norm),
+            self.branch_1x1.conv.weight,
+            NormStats.from_module(self.branch_1x1.norm),
+            (NormStats.from_module(self.branch_norm)
+             if self.branch_norm is not None else None), self.groups)
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Fuse the branches into ``branch_reparam``. Idempotent."""
+        if self.deploy:
+            return
+        kernel, bias = self.get_equivalent_kernel_bias()
+        conv = self._deploy_conv().to(device=kernel.device, dtype=kernel.dtype)
+        conv.weight.copy_(kernel)
+        conv.bias.copy_(bias)
+        for name in TRAIN_BRANCHES:
+            delattr(self, name)
+        self.branch_reparam = conv
+        self.deploy = True
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # Exceptions are raised here rather than appended to error_msgs:
+        # mmengine's non-strict loader turns error_msgs into mere warnings,
+        # and a silently random block is the worst outcome.
+        has_train = any(k.startswith(f'{prefix}branch_3x3.') for k in state_dict)
+        has_deploy = f'{prefix}{DEPLOY_BRANCH}.weight' in state_dict
+        if self.deploy and has_train and not has_deploy:
+            self._fuse_state_dict(state_dict, prefix)
+        elif not self.deploy and has_deploy and not has_train:
+            raise RuntimeError(
+                f'"{prefix}{DEPLOY_BRANCH}.weight" is a deploy-form (fused) '
+                f'weight, but this RepVGG block is in training form: a fused '
+                f'kernel cannot be split back into branches. Build the model '
+                f'with deploy=True (e.g. backbone.deploy=True, or the '
+                f'*_deploy config) to load this checkpoint.')
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def _fuse_state_dict(self, state_dict, prefix) -> None:
+        """Replace training-form keys under ``prefix`` by the fused kernel."""
+        p3, p1, pid = (f'{prefix}{name}.' for name in TRAIN_BRANCHES)
+        required = [p3 + 'conv.weight', p3 + 'norm.running_mean',
+                    p3 + 'norm.running_var', p1 + 'conv.weight',
+                    p1 + 'norm.running_mean', p1 + 'norm.running_var']
+        if self.has_identity:
+            required += [pid + 'running_mean', pid + 'running_var']
+        missing = [k for k in required if k not in state_dict]
+        if missing:
+            raise RuntimeError(
+                f'cannot fuse the training-form weights of RepVGG block '
+                f'"{prefix[:-1]}" into its deploy form: missing {missing}.')
+        eps = self.norm_eps
+        kernel, bias = equivalent_kernel_bias(
+            state_dict[p3 + 'conv.weight'],
+            NormStats.from_state_dict(state_dict, p3 + 'norm.', eps),
+            state_dict[p1 + 'conv.weight'],
+            NormStats.from_state_dict(state_dict, p1 + 'norm.', eps),
+            (NormStats.from_state_dict(state_dict, pid, eps)
+             if self.has_identity else None), self.groups)
+        for key in [k for k in state_dict
+                    if k.startswith((p3, p1, pid))]:
+            del state_dict[key]
+        state_dict[f'{prefix}{DEPLOY_BRANCH}.weight'] = kernel
+        state_dict[f'{prefix}{DEPLOY_BRANCH}.bias'] = bias

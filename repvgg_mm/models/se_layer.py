@@ -1,0 +1,28 @@
+"""Squeeze-and-excitation gate used by RepVGG-D2se."""
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+
+
+class SEGate(BaseModule):
+    """``x * sigmoid(expand(relu(reduce(mean_hw(x)))))``.
+
+    Pools globally over H and W whatever the input's aspect ratio (the
+    official code pools with a square kernel of the input's width, which does
+    not pool non-square inputs globally; REFERENCE §1).
+
+    Args:
+        channels: channels of the gated tensor.
+        ratio: reduction ratio of the hidden layer (16 in D2se).
+    """
+
+    def __init__(self, channels: int, ratio: int = 16, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        hidden = max(1, channels // ratio)
+        self.reduce = nn.Conv2d(channels, hidden, 1, bias=True)
+        self.expand = nn.Conv2d(hidden, channels, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = x.mean(dim=(2, 3), keepdim=True)
+        gate = torch.sigmoid(self.expand(torch.relu(self.reduce(gate))))
+        return x * gate

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Install everything repvgg_mm needs into the active Python environment.
+#
+#   bash tools/setup_env.sh
+#
+# Idempotent: each step is skipped when what it installs is already importable
+# at the right version. The one slow step, building mmcv 2.1.0 with its
+# compiled ops from the sdist (~20-30 min on 2 cores), runs once per machine:
+# the wheel is cached in $REPVGG_MM_CACHE (default ~/.cache/repvgg_mm) and
+# later installs take seconds.
+set -euo pipefail
+
+PY=${PYTHON:-python3}
+CACHE=${REPVGG_MM_CACHE:-$HOME/.cache/repvgg_mm}
+WHEELS="$CACHE/wheels"
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MMCV_VERSION=2.1.0
+PIP=("$PY" -m pip install --quiet --disable-pip-version-check)
+
+log() { printf '[setup_env] %s\n' "$*"; }
+
+has() {  # has MODULE VERSION-PREFIX: is MODULE importable at that version?
+  "$PY" - "$1" "$2" <<'PYEOF' 2>/dev/null
+import importlib, sys
+mod = importlib.import_module(sys.argv[1])
+sys.exit(0 if getattr(mod, '__version__', '').split('+')[0] == sys.argv[2] else 1)
+PYEOF
+}
+
+start=$(date +%s)
+
+# 1. torch + torchvision. 2.14.1/0.29.1 is the pair that imports together here
+#    (torchvision does not import beside torch 2.13.0+cpu; REFERENCE §6).
+if has torch 2.14.1 && has torchvision 0.29.1; then
+  log "torch 2.14.1 + torchvision 0.29.1 present"
+else
+  log "installing torch 2.14.1 + torchvision 0.29.1"
+  "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
+fi
+
+# 2. mmengine. It (and mmcv's setup.py) import pkg_resources, which
+#    setuptools >= 81 no longer ships: keep setuptools below that.
+if has mmengine 0.10.7 && "$PY" -c "import pkg_resources" 2>/dev/null; then
+  log "mmengine 0.10.7 present"
+else
+  log "installing mmengine 0.10.7"
+  "${PIP[@]}" mmengine==0.10.7 'setuptools<80'
+fi
+
+# 3. mmcv 2.1.0 WITH compiled ops (mmseg imports mmcv.ops). No prebuilt wheel
+#    exists for this torch, so build the sdist once and cache the wheel.
+mmcv_ok() {
+  "$PY" -c "import mmcv, mmcv._ext; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null
+}
+if mmcv_ok; then
+  log "mmcv $MMCV_VERSION with compiled ops present"
+else
+  mkdir -p "$WHEELS"
+  wheel=$(ls "$WHEELS"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$wheel" ]; then
+    log "building mmcv $MMCV_VERSION with ops from source (once per machine; ~20-30 min on 2 cores)"
+    "${PIP[@]}" ninja wheel
+    build=$(mktemp -d)
+    trap 'rm -rf "$build"' EXIT
+    (cd "$build" && "$PY" -m pip download --quiet --no-deps --no-binary :all: \
+        --no-build-isolation "mmcv==$MMCV_VERSION" -d .)
+    tar -xzf "$build"/mmcv-$MMCV_VERSION.tar.gz -C "$build"
+    # torch >= 2.10 headers need C++20; mmcv 2.1.0's setup.py hard-codes 14/17.
+    sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' \
+        "$build/mmcv-$MMCV_VERSION/setup.py"
+    (cd "$build/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 FORCE_CUDA=0 \
+        MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" -m pip wheel --no-deps \
+        --no-build-isolation -w "$build/dist" . )
+    # Atomic publish into the cache: an interrupted build leaves nothing behind.
+    built=$(ls "$build"/dist/mmcv-$MMCV_VERSION-*.whl)
+    cp "$built" "$WHEELS/.tmp-$(basename "$built")"
+    mv "$WHEELS/.tmp-$(basename "$built")" "$WHEELS/$(basename "$built")"
+    wheel="$WHEELS/$(basename "$built")"
+  else
+    log "using cached mmcv wheel $wheel"
+  fi
+  "${PIP[@]}" "$wheel"
+  mmcv_ok || { log "ERROR: mmcv installed but mmcv._ext does not import"; exit 1; }
+fi
+
+# 4. mmpretrain, mmsegmentation (+ its undeclared ftfy/regex) and this package
+#    with its test extras, in editable mode.
+if has mmpretrain 1.2.0 && has mmseg 1.2.2 && "$PY" -c "import repvgg_mm, timm, pytest, ftfy, regex, sklearn" 2>/dev/null; then
+  log "mmpretrain 1.2.0, mmsegmentation 1.2.2, repvgg_mm present"
+else
+  log "installing mmpretrain 1.2.0, mmsegmentation 1.2.2 and repvgg_mm (editable)"
+  "${PIP[@]}" mmpretrain==1.2.0 mmsegmentation==1.2.2 ftfy regex
+  "${PIP[@]}" -e "$ROOT[tests]"
+fi
+
+"$PY" -c "import mmseg.models, mmpretrain.models, repvgg_mm" \
+  || { log "ERROR: the OpenMMLab stack does not import"; exit 1; }
+log "ready in $(( $(date +%s) - start )) s"
