@@ -85,7 +85,17 @@ fi
 
 # 4. mmpretrain, mmsegmentation (+ its undeclared ftfy/regex) and this package
 #    with its test extras, in editable mode.
-if has mmpretrain 1.2.0 && has mmseg 1.2.2 && "$PY" -c "import repvgg_mm, timm, pytest, ftfy, regex, sklearn" 2>/dev/null; then
+# repvgg_mm must be the editable install of THIS checkout (a CI clone lives in
+# another folder than the developer's checkout).
+this_checkout() {
+  "$PY" - "$ROOT" <<'PYEOF' 2>/dev/null
+import os, sys, repvgg_mm
+here = os.path.realpath(os.path.dirname(repvgg_mm.__file__))
+sys.exit(0 if here == os.path.realpath(os.path.join(sys.argv[1], 'repvgg_mm')) else 1)
+PYEOF
+}
+if has mmpretrain 1.2.0 && has mmseg 1.2.2 && this_checkout \
+    && "$PY" -c "import timm, pytest, pytest_timeout, ftfy, regex, sklearn, matplotlib" 2>/dev/null; then
   log "mmpretrain 1.2.0, mmsegmentation 1.2.2, repvgg_mm present"
 else
   log "installing mmpretrain 1.2.0, mmsegmentation 1.2.2 and repvgg_mm (editable)"

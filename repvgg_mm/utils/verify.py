@@ -71,3 +71,19 @@ def relative_errors(reference: Outputs, converted: Outputs):
         scale = a.double().abs().max().item()
         errors.append((abs_err, abs_err / scale if scale > 0 else abs_err))
     return errors
+
+
+@torch.no_grad()
+def conversion_errors(model: nn.Module, inputs: torch.Tensor,
+                      calibrate: bool = True, seed: int = 0):
+    """Randomise BN stats, convert a copy, compare outputs in eval mode.
+
+    Returns ``relative_errors(training_form(inputs), deploy_form(inputs))``.
+    ``calibrate=False`` skips the train-mode calibration pass (needed for
+    SyncBN models without a process group).
+    """
+    from ..deploy import switch_to_deploy
+    randomize_norm_stats_(model, inputs if calibrate else None, seed)
+    reference = model(inputs)
+    deployed = switch_to_deploy(model).eval()
+    return relative_errors(reference, deployed(inputs))
