@@ -19,19 +19,55 @@ PIP=("$PY" -m pip install --quiet --disable-pip-version-check)
 
 log() { printf '[setup_env] %s\n' "$*"; }
 
-has() {  # has MODULE VERSION-PREFIX: is MODULE importable at that version?
-  "$PY" - "$1" "$2" <<'PYEOF' 2>/dev/null
-import importlib, sys
-mod = importlib.import_module(sys.argv[1])
-sys.exit(0 if getattr(mod, '__version__', '').split('+')[0] == sys.argv[2] else 1)
+# One Python process probes everything (importing torch is slow): prints the
+# names of the steps that are already satisfied.
+probe() {
+  "$PY" - "$ROOT" "$MMCV_VERSION" <<'PYEOF' 2>/dev/null || true
+import importlib, os, sys
+root, mmcv_version = sys.argv[1], sys.argv[2]
+def version(name):
+    try:
+        return importlib.import_module(name).__version__.split('+')[0]
+    except Exception:
+        return None
+ok = []
+if version('torch') == '2.14.1' and version('torchvision') == '0.29.1':
+    ok.append('torch')
+try:
+    import pkg_resources  # noqa: F401  (mmengine needs it)
+    if version('mmengine') == '0.10.7':
+        ok.append('mmengine')
+except ImportError:
+    pass
+try:
+    import mmcv, mmcv._ext  # noqa: F401
+    if mmcv.__version__ == mmcv_version:
+        ok.append('mmcv')
+except Exception:
+    pass
+try:
+    import timm, pytest, pytest_timeout, ftfy, regex, sklearn, matplotlib  # noqa
+    import repvgg_mm
+    here = os.path.realpath(os.path.dirname(repvgg_mm.__file__))
+    # repvgg_mm must be the editable install of THIS checkout (a CI clone
+    # lives in another folder than the developer's checkout).
+    if (here == os.path.realpath(os.path.join(root, 'repvgg_mm'))
+            and version('mmpretrain') == '1.2.0'
+            and version('mmseg') == '1.2.2'):
+        ok.append('stack')
+except Exception:
+    pass
+print(' '.join(ok))
 PYEOF
 }
 
 start=$(date +%s)
+present=" $(probe) "
+ok() { [[ "$present" == *" $1 "* ]]; }
 
 # 1. torch + torchvision. 2.14.1/0.29.1 is the pair that imports together here
 #    (torchvision does not import beside torch 2.13.0+cpu; REFERENCE §6).
-if has torch 2.14.1 && has torchvision 0.29.1; then
+if ok torch; then
   log "torch 2.14.1 + torchvision 0.29.1 present"
 else
   log "installing torch 2.14.1 + torchvision 0.29.1"
@@ -40,7 +76,7 @@ fi
 
 # 2. mmengine. It (and mmcv's setup.py) import pkg_resources, which
 #    setuptools >= 81 no longer ships: keep setuptools below that.
-if has mmengine 0.10.7 && "$PY" -c "import pkg_resources" 2>/dev/null; then
+if ok mmengine; then
   log "mmengine 0.10.7 present"
 else
   log "installing mmengine 0.10.7"
@@ -49,10 +85,7 @@ fi
 
 # 3. mmcv 2.1.0 WITH compiled ops (mmseg imports mmcv.ops). No prebuilt wheel
 #    exists for this torch, so build the sdist once and cache the wheel.
-mmcv_ok() {
-  "$PY" -c "import mmcv, mmcv._ext; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null
-}
-if mmcv_ok; then
+if ok mmcv; then
   log "mmcv $MMCV_VERSION with compiled ops present"
 else
   mkdir -p "$WHEELS"
@@ -80,22 +113,11 @@ else
     log "using cached mmcv wheel $wheel"
   fi
   "${PIP[@]}" "$wheel"
-  mmcv_ok || { log "ERROR: mmcv installed but mmcv._ext does not import"; exit 1; }
 fi
 
 # 4. mmpretrain, mmsegmentation (+ its undeclared ftfy/regex) and this package
 #    with its test extras, in editable mode.
-# repvgg_mm must be the editable install of THIS checkout (a CI clone lives in
-# another folder than the developer's checkout).
-this_checkout() {
-  "$PY" - "$ROOT" <<'PYEOF' 2>/dev/null
-import os, sys, repvgg_mm
-here = os.path.realpath(os.path.dirname(repvgg_mm.__file__))
-sys.exit(0 if here == os.path.realpath(os.path.join(sys.argv[1], 'repvgg_mm')) else 1)
-PYEOF
-}
-if has mmpretrain 1.2.0 && has mmseg 1.2.2 && this_checkout \
-    && "$PY" -c "import timm, pytest, pytest_timeout, ftfy, regex, sklearn, matplotlib" 2>/dev/null; then
+if ok stack; then
   log "mmpretrain 1.2.0, mmsegmentation 1.2.2, repvgg_mm present"
 else
   log "installing mmpretrain 1.2.0, mmsegmentation 1.2.2 and repvgg_mm (editable)"
@@ -103,6 +125,8 @@ else
   "${PIP[@]}" -e "$ROOT[tests]"
 fi
 
-"$PY" -c "import mmseg.models, mmpretrain.models, repvgg_mm" \
-  || { log "ERROR: the OpenMMLab stack does not import"; exit 1; }
+if [ "$present" != " torch mmengine mmcv stack " ]; then
+  "$PY" -c "import mmcv._ext, mmseg.models, mmpretrain.models, repvgg_mm" \
+    || { log "ERROR: the OpenMMLab stack does not import"; exit 1; }
+fi
 log "ready in $(( $(date +%s) - start )) s"

@@ -62,7 +62,7 @@ class RepVGGMM(BaseModule):
                  with_cp: bool = False,
                  deploy: bool = False,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
-                 act_cfg: dict = dict(type='ReLU'),
+                 act_cfg: dict = dict(type='ReLU', inplace=True),
                  init_cfg=[
                      dict(type='Kaiming', layer=['Conv2d']),
                      dict(type='Constant', val=1,

@@ -45,7 +45,8 @@ class RepVGGBlock(BaseModule):
             The 1x1 branch keeps the block's stride.
         se_ratio: add an SE gate after the branch sum (D2se uses 16).
         norm_cfg: a BatchNorm-family layer (``BN``, ``SyncBN``, ...).
-        act_cfg: the non-linearity, ``dict(type='ReLU')`` by default.
+        act_cfg: the non-linearity, in-place ReLU by default (it only ever
+            reads the block's own fresh sum).
         deploy: build the deploy form directly.
         with_cp: gradient checkpointing in training.
 
@@ -63,7 +64,7 @@ class RepVGGBlock(BaseModule):
                  groups: int = 1,
                  se_ratio: Optional[int] = None,
                  norm_cfg: dict = dict(type='BN'),
-                 act_cfg: Optional[dict] = dict(type='ReLU'),
+                 act_cfg: Optional[dict] = dict(type='ReLU', inplace=True),
                  deploy: bool = False,
                  with_cp: bool = False,
                  init_cfg=None):
@@ -104,9 +105,10 @@ class RepVGGBlock(BaseModule):
     def has_identity(self) -> bool:
         return self.in_channels == self.out_channels and self.stride == 1
 
-    def _deploy_conv(self) -> nn.Conv2d:
+    def _deploy_conv(self, **factory_kwargs) -> nn.Conv2d:
         return nn.Conv2d(self.in_channels, self.out_channels, 3, self.stride,
-                         self.dilation, self.dilation, self.groups, bias=True)
+                         self.dilation, self.dilation, self.groups, bias=True,
+                         **factory_kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
 
@@ -145,7 +147,9 @@ class RepVGGBlock(BaseModule):
         if self.deploy:
             return
         kernel, bias = self.get_equivalent_kernel_bias()
-        conv = self._deploy_conv().to(device=kernel.device, dtype=kernel.dtype)
+        # built on the meta device: no random init of weights about to be set
+        conv = self._deploy_conv(device='meta', dtype=kernel.dtype).to_empty(
+            device=kernel.device)
         conv.weight.copy_(kernel)
         conv.bias.copy_(bias)
         for name in TRAIN_BRANCHES:

@@ -15,6 +15,7 @@
 """
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from typing import Any, List
@@ -40,16 +41,53 @@ def _numpy_types() -> List[Any]:
     return types
 
 
+def _history_buffer_method(owner: Any, name: str) -> Any:
+    """The only ``getattr`` a weights-only load may perform.
+
+    ``HistoryBuffer.__getstate__`` (mmengine 0.10.7) pickles its statistics
+    methods, which pickle protocol 2 writes as ``getattr(HistoryBuffer,
+    'mean')``; every mmengine checkpoint's message hub holds such buffers.
+    Allowing the builtin ``getattr`` would let a checkpoint reach arbitrary
+    attributes, so this stand-in resolves only the statistics methods
+    (``min``, ``max``, ``current``, ``mean``) defined on ``HistoryBuffer``.
+    """
+    from mmengine.logging import HistoryBuffer
+    allowed = {'min', 'max', 'current', 'mean'}
+    allowed.update(HistoryBuffer._statistics_methods)  # custom statistics
+    if (owner is HistoryBuffer and name in allowed
+            and callable(HistoryBuffer.__dict__.get(name))):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'getattr({owner!r}, {name!r}) is not allowed in a weights-only load')
+
+
 def mmengine_safe_globals() -> List[Any]:
     """Non-tensor types found in mmengine training checkpoints."""
     from mmengine.logging import HistoryBuffer
     from mmengine.config import ConfigDict
-    return [HistoryBuffer, ConfigDict] + _numpy_types()
+    getattr_names = ('__builtin__.getattr', 'builtins.getattr')
+    return [HistoryBuffer, ConfigDict] + _numpy_types() + [
+        (_history_buffer_method, name) for name in getattr_names]
 
 
 def allow_mmengine_checkpoint_types() -> None:
     """Let ``torch.load(weights_only=True)`` read mmengine checkpoints."""
     torch.serialization.add_safe_globals(mmengine_safe_globals())
+
+
+def _unpickler_reason(exc: Exception) -> str:
+    """The line of torch's long weights-only message that names the cause."""
+    match = re.search(r'WeightsUnpickler error:\s*(.+)', str(exc))
+    if match:  # drop torch's advice to allowlist the global
+        return match.group(1).split('. Please use')[0].strip()
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _is_refused_object(reason: str) -> bool:
+    """Whether the weights-only unpickler refused an object (vs. garbage)."""
+    return any(s in reason for s in ('Unsupported global', 'not allowed',
+                                     'unrecognized function'))
 
 
 def load_checkpoint_file(path: str, unsafe: bool = False,
@@ -68,19 +106,21 @@ def load_checkpoint_file(path: str, unsafe: bool = False,
         if unsafe:
             return torch.load(path, map_location=map_location,
                               weights_only=False)
-        with torch.serialization.safe_globals(mmengine_safe_globals()):
-            return torch.load(path, map_location=map_location,
-                              weights_only=True)
+        # Not the ``safe_globals`` context manager: its exit removes the
+        # globals again, including those ``import repvgg_mm`` registered for
+        # mmengine's own loads (resume), which then fail.
+        allow_mmengine_checkpoint_types()
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if 'weights_only' in str(exc) or 'Weights only' in str(exc):
+        if _is_refused_object(_unpickler_reason(exc)):
             raise CheckpointError(
                 f'checkpoint "{path}" holds Python objects that are not '
                 f'plain tensors or mmengine types, so it was not loaded (a '
                 f'pickle can execute code). If you trust its source, pass '
-                f'--unsafe-load. Details: {str(exc).splitlines()[0]}'
+                f'--unsafe-load. Details: {_unpickler_reason(exc)}'
             ) from None
-        raise CheckpointError(
-            f'checkpoint "{path}" is corrupt or truncated: {exc}') from None
+        raise CheckpointError(f'checkpoint "{path}" is corrupt or truncated '
+                              f'({_unpickler_reason(exc)})') from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise CheckpointError(
             f'checkpoint "{path}" is corrupt or truncated (torch.load: '

@@ -1,0 +1,11 @@
+# RepVGG-A2 on ImageNet-1k, 8 GPUs x 32 images.
+# 120-epoch recipe (REFERENCE §4): RandomResizedCrop + flip.
+# Paper top-1: 76.48.
+_base_ = [
+    '_base_/models/repvgg_in1k.py',
+    '_base_/datasets/imagenet_bs32.py',
+    '_base_/schedules/imagenet_bs256_120e_coslr.py',
+    '_base_/default_runtime.py',
+]
+
+model = dict(backbone=dict(arch='a2'), head=dict(in_channels=1408))

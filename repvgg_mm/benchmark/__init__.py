@@ -1,0 +1,19 @@
+"""Throughput benchmarking of training-form vs deployed models.
+
+Used by ``tools/benchmark_fps.py`` and ``tools/plot_speed_accuracy.py``; not
+imported by ``import repvgg_mm`` (it pulls in the analysis and plotting
+stacks). Pieces, one concept per module:
+
+* :mod:`.protocol`: the paper's speed protocol (batch, input size per task);
+* :mod:`.sources`: build a model from an mm config or a timm name;
+* :mod:`.conv_bn`: fold every eval-mode BN into the conv before it;
+* :mod:`.forms`: the training form and the deployed form of a model;
+* :mod:`.serving`: ways to run a deployed model faster (channels_last,
+  TorchScript freezing, torch.compile, ...);
+* :mod:`.complexity`: parameters and MACs (mmengine's analysis tools);
+* :mod:`.gemm`: the machine's dense matrix-multiply MAC rate;
+* :mod:`.runner`: alternating timing rounds and their statistics;
+* :mod:`.report`: the table, the comparisons and the JSON record;
+* :mod:`.paper`: the paper's published figures (``paper_results.json``);
+* :mod:`.plot`: the Figure-1-style speed/accuracy plot.
+"""

@@ -1,0 +1,107 @@
+"""Human-readable table and JSON file of a benchmark record."""
+import json
+import os
+import tempfile
+from typing import List
+
+from .stats import format_summary
+
+
+def _fmt_ratio(s) -> str:
+    return f'{s["median"]:.2f}x ±{s["spread_pct"]:.0f}%' if s else '-'
+
+
+def format_table(record: dict, markdown: bool = False) -> str:
+    header = ('model', 'form', 'serving', 'images/s', 'ms/batch',
+              'vs train', '% GEMM', 'params(M)', 'MACs(G)')
+    lines: List[tuple] = [header]
+    for m in record['models']:
+        for row in m['rows']:
+            if 'images_per_s' not in row:
+                lines.append((m['name'], row['form'], row['serving'],
+                              'n/a', '-', '-', '-', '-', '-'))
+                continue
+            fraction = row.get('gemm_fraction')
+            lines.append((
+                m['name'], row['form'], row['serving'],
+                format_summary(row['images_per_s']),
+                f'{row["ms_per_batch"]["median"]:.1f}',
+                _fmt_ratio(row.get('speedup_vs_train')),
+                (f'{100 * fraction["median"]:.0f}%' if fraction else '-'),
+                f'{m["params"][row["form"]] / 1e6:.2f}',
+                f'{m["macs"][row["form"]] / 1e9:.3g}'))
+    if markdown:
+        rows = ['| ' + ' | '.join(map(str, line)) + ' |' for line in lines]
+        rows.insert(1, '|' + '---|' * len(header))
+        return '\n'.join(rows)
+    widths = [max(len(str(line[i])) for line in lines)
+              for i in range(len(header))]
+    text = []
+    for idx, line in enumerate(lines):
+        text.append('  '.join(str(cell).ljust(w)
+                              for cell, w in zip(line, widths)).rstrip())
+        if idx == 0:
+            text.append('  '.join('-' * w for w in widths))
+    return '\n'.join(text)
+
+
+def format_report(record: dict, markdown: bool = False) -> str:
+    host, settings = record['host'], record['settings']
+    out = [f'device: {host.get("gpu") or host.get("cpu")} ({host["device"]}, '
+           f'{host["torch_threads"]} threads), torch {host["torch"]}; '
+           f'{settings["rounds"]} rounds x ({settings["warmup"]} warm-up + '
+           f'{settings["iters"]} timed) calls; median ±half-range over rounds',
+           '', format_table(record, markdown)]
+    for m in record['models']:
+        unit = f'batch {m["batch_size"]}, {m["shape"][0]}x{m["shape"][1]}'
+        best = m.get('best')
+        serving_err = max((r['output_rel_err'] for r in m['rows']
+                           if r.get('output_rel_err') is not None),
+                          default=0)
+        out.append(f'{m["name"]}: {unit}; deployed form: {m["deploy_steps"]}'
+                   f' (max rel. output error vs training form '
+                   f'{m["max_rel_err"]:.1e}, of the servings vs eager '
+                   f'{serving_err:.1e})'
+                   + (f'; fastest deployed serving: {best["serving"]}'
+                      if best else ''))
+        for r in m['rows']:
+            if r.get('error'):
+                out.append(f'  {r["form"]}/{r["serving"]} could not run: '
+                           f'{r["error"]}')
+    if record.get('gemm'):
+        g = record['gemm']
+        settings = ', '.join(
+            f'{k.split(" / ")[1]}: {format_summary(v, ".3g")}'
+            for k, v in g['per_thread_setting'].items())
+        out.append(f'dense fp32 GEMM ({g["n"]}^3) rate: '
+                   f'{format_summary(g["macs_per_s"], ".3g")} MAC/s, the best '
+                   f'thread setting per round ({settings}); "% GEMM" = '
+                   f'model MACs x images/s / this rate')
+    if record['comparisons']:
+        out += ['', 'comparisons (ratios of images/s, paired round by round):']
+        for c in record['comparisons']:
+            r = c['ratio']
+            out.append(f'{"- " if markdown else "  "}'
+                       f'{c["numerator"]}  /  {c["denominator"]}:  '
+                       f'{r["median"]:.2f}x (rounds {r["min"]:.2f}..'
+                       f'{r["max"]:.2f})  [{c["kind"]}]')
+    if 'load_avg_start' in host:
+        out.append(f'\nload average (1, 5, 15 min): start '
+                   f'{host["load_avg_start"]}, end {host.get("load_avg_end")}')
+    return '\n'.join(out)
+
+
+def write_json(record: dict, path: str) -> None:
+    """Write atomically: an interrupted run leaves no half-written file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.json', dir=folder)
+    try:
+        with os.fdopen(fd, 'w') as f:
+            json.dump(record, f, indent=1)
+            f.write('\n')
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

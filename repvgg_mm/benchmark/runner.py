@@ -1,0 +1,41 @@
+"""Timing rounds that alternate between everything under test.
+
+Every round times each entry once (warm-up calls, then timed calls), so slow
+drift of the machine (thermal, other processes) hits all entries alike;
+ratios are then taken round by round (:mod:`.stats`). The order rotates by
+one entry per round, so no entry always runs first or right after the same
+neighbour.
+"""
+import statistics
+from typing import Callable, Dict, List, NamedTuple
+
+import torch
+
+from ..utils.timing import time_forward
+
+
+class Entry(NamedTuple):
+    """One thing to time."""
+
+    key: str  #: unique label, e.g. ``'repvgg-a0 / deploy / channels_last'``
+    forward: Callable[[], object]
+    items_per_call: int  #: images per call (batch size); GEMM: 1
+
+
+def run_rounds(entries: List[Entry], rounds: int, warmup: int, iters: int,
+               device, progress: Callable[[str], None] = print
+               ) -> Dict[str, List[float]]:
+    """Seconds per call of every entry, one value per round (the median of
+    that round's ``iters`` timed calls)."""
+    device = torch.device(device)
+    seconds = {entry.key: [] for entry in entries}
+    for round_idx in range(rounds):
+        shift = round_idx % len(entries)
+        for entry in entries[shift:] + entries[:shift]:
+            times = time_forward(entry.forward, device, warmup, iters)
+            per_call = statistics.median(times)
+            seconds[entry.key].append(per_call)
+            progress(f'round {round_idx + 1}/{rounds}  {entry.key:<52} '
+                     f'{entry.items_per_call / per_call:9.1f} /s  '
+                     f'({per_call * 1e3:.1f} ms/call)')
+    return seconds

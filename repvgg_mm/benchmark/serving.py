@@ -1,0 +1,137 @@
+"""Ways to run a model: memory format, compilation, precision, threads.
+
+A :class:`Serving` is one combination; :func:`prepare` turns a model and an
+input batch into a zero-argument callable that the runner times. The
+candidates of ``--best`` (:func:`candidates`) are the combinations this
+tool knows to help on the device; the fastest is picked by measurement.
+
+* ``channels_last``: NHWC tensors, the layout oneDNN (CPU) and cuDNN
+  tensor-core kernels are fastest with.
+* ``jit``: ``torch.jit.trace`` + ``torch.jit.freeze`` +
+  ``torch.jit.optimize_for_inference``: weights become constants, conv+ReLU
+  (and conv+add+ReLU) are fused into oneDNN ops with pre-packed weights.
+* ``compile``: ``torch.compile`` (inductor); on CPU with inductor's
+  ``freezing`` so weights are pre-packed and conv+ReLU fused.
+* ``amp``: ``torch.autocast`` to fp16 / bf16 (not the paper's fp32).
+* ``threads``: ``torch.set_num_threads`` while this serving runs.
+"""
+import contextlib
+import copy
+import time
+from typing import Callable, List, NamedTuple, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
+
+
+class Serving(NamedTuple):
+    channels_last: bool = False
+    jit: bool = False
+    compile: bool = False
+    amp: Optional[str] = None  #: None (fp32), 'fp16' or 'bf16'
+    threads: Optional[int] = None  #: None: leave torch's setting
+
+    @property
+    def name(self) -> str:
+        parts = [flag for flag in ('channels_last', 'jit', 'compile')
+                 if getattr(self, flag)]
+        if self.amp:
+            parts.append(self.amp)
+        if self.threads:
+            parts.append(f'{self.threads}threads')
+        return '+'.join(parts) or 'eager'
+
+
+def parse_serving(name: str) -> Serving:
+    """Inverse of :attr:`Serving.name` (``'channels_last+jit'``)."""
+    fields = {}
+    for part in name.split('+'):
+        if part in ('channels_last', 'jit', 'compile'):
+            fields[part] = True
+        elif part in AMP_DTYPES:
+            fields['amp'] = part
+        elif part.endswith('threads') and part[:-7].isdigit():
+            fields['threads'] = int(part[:-7])
+        elif part != 'eager':
+            raise ValueError(
+                f'unknown serving "{part}" in "{name}"; use "+"-joined '
+                f'parts of: eager, channels_last, jit, compile, fp16, bf16, '
+                f'<N>threads')
+    serving = Serving(**fields)
+    if serving.jit and serving.compile:
+        raise ValueError(f'"{name}": jit and compile exclude each other')
+    return serving
+
+
+def candidates(device: torch.device, base: Serving) -> List[Serving]:
+    """What ``--best`` tries for the deployed form (``base``: amp/threads)."""
+    kept = dict(amp=base.amp, threads=base.threads)
+    combos = [dict(), dict(channels_last=True), dict(compile=True),
+              dict(channels_last=True, compile=True)]
+    if device.type == 'cpu':  # TorchScript's oneDNN fusion is CPU-only
+        combos[2:2] = [dict(jit=True), dict(channels_last=True, jit=True)]
+    return [Serving(**combo, **kept) for combo in combos]
+
+
+@contextlib.contextmanager
+def num_threads(threads: Optional[int]):
+    if not threads:
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _autocast(serving: Serving, device: torch.device):
+    if not serving.amp:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AMP_DTYPES[serving.amp])
+
+
+def prepare(model: nn.Module, inputs: torch.Tensor, serving: Serving
+            ) -> Tuple[Callable[[], object], float, object]:
+    """``(forward, setup seconds, first output)``; ``forward()`` runs one
+    batch.
+
+    ``model`` is not modified: the serving works on a copy.
+    """
+    device = inputs.device
+    start = time.perf_counter()
+    model = copy.deepcopy(model)
+    if serving.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    model.eval()
+    with num_threads(serving.threads), torch.no_grad():
+        if serving.jit:
+            with _autocast(serving, device):
+                traced = torch.jit.trace(model, inputs,
+                                         check_trace=False, strict=False)
+            model = torch.jit.optimize_for_inference(
+                torch.jit.freeze(traced.eval()))
+        elif serving.compile:
+            model = _compiled(model, device)
+
+    def forward():
+        with num_threads(serving.threads), _autocast(serving, device):
+            return model(inputs)
+
+    # one call now: compiles (not inside the first timed round) and shows
+    # whether this model runs with this serving at all
+    with torch.inference_mode():
+        output = forward()
+    return forward, time.perf_counter() - start, output
+
+
+def _compiled(model: nn.Module, device: torch.device) -> nn.Module:
+    if device.type == 'cpu':
+        # weights become constants: pre-packed oneDNN convs, conv+ReLU fused
+        import torch._inductor.config as inductor_config
+        inductor_config.freezing = True
+    return torch.compile(model)

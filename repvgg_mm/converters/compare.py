@@ -1,0 +1,27 @@
+"""Running the training and deploy forms side by side (``--verify``)."""
+import inspect
+from typing import List, Tuple
+
+import torch
+import torch.nn as nn
+
+from ..utils.verify import relative_errors
+
+
+def forward_tensor(model: nn.Module, inputs: torch.Tensor):
+    """Raw network outputs: ``mode='tensor'`` for mmengine models (class
+    scores of a classifier, segmentation logits of a segmentor)."""
+    if 'mode' in inspect.signature(model.forward).parameters:
+        return model(inputs, mode='tensor')
+    return model(inputs)
+
+
+@torch.no_grad()
+def compare_forms(reference: nn.Module, converted: nn.Module,
+                  inputs: torch.Tensor) -> List[Tuple[float, float]]:
+    """``(max abs error, max abs error / max |reference|)`` per output, both
+    models in eval mode (BN running statistics, as fused)."""
+    reference.eval()
+    converted.eval()
+    return relative_errors(
+        forward_tensor(reference, inputs), forward_tensor(converted, inputs))

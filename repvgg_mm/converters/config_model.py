@@ -1,0 +1,107 @@
+"""Building the model of an mmpretrain / mmseg config, and its input shape."""
+from typing import Any, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from ..utils.cli import ToolError
+from .deploy_config import find_repvgg_dicts
+
+#: input size used when the config tells none
+DEFAULT_SIZE = (224, 224)
+
+
+def build_model(cfg, device: str = 'cpu') -> nn.Module:
+    """Build ``cfg.model`` under the config's ``default_scope``, after its
+    ``custom_imports``; ``device='meta'`` builds without allocating weights.
+    """
+    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.utils import import_modules_from_strings
+
+    if cfg.get('custom_imports'):
+        try:
+            import_modules_from_strings(**cfg['custom_imports'])
+        except ImportError as exc:
+            raise ToolError(f'custom_imports of the config failed: {exc}. '
+                            f'Is the package installed?') from None
+    scope = cfg.get('default_scope')
+    if scope:
+        init_default_scope(scope)
+    try:
+        with torch.device(device):
+            model = MODELS.build(cfg.model)
+    except Exception as exc:  # unknown type, bad argument, ...
+        raise ToolError(
+            f'cannot build the model of the config ({type(exc).__name__}: '
+            f'{exc}). The config needs default_scope="mmpretrain" or "mmseg" '
+            f'and custom_imports=dict(imports=["repvgg_mm"]).') from None
+    return model
+
+
+def _hw(size: Any, wh_order: bool) -> Optional[Tuple[int, int]]:
+    if isinstance(size, int):
+        return size, size
+    if isinstance(size, Sequence) and len(size) == 2 and all(
+            isinstance(s, int) for s in size):
+        return (size[1], size[0]) if wh_order else (size[0], size[1])
+    return None
+
+
+def _find_pipeline(node: Any):
+    if isinstance(node, dict):
+        if isinstance(node.get('pipeline'), (list, tuple)):
+            return node['pipeline']
+        if 'dataset' in node:
+            return _find_pipeline(node['dataset'])
+    return None
+
+
+def _size_from_pipeline(pipeline) -> Optional[Tuple[int, int]]:
+    # the last transform that fixes the size wins (Resize -> CenterCrop)
+    for transform in reversed(pipeline):
+        name = str(transform.get('type', '')).split('.')[-1]
+        if 'Crop' in name and 'crop_size' in transform:
+            # mmpretrain's CenterCrop takes (w, h); mmseg's crops take (h, w)
+            size = _hw(transform['crop_size'], wh_order=name == 'CenterCrop')
+        elif name in ('Resize', 'ResizeEdge') and 'scale' in transform:
+            size = _hw(transform['scale'], wh_order=True)  # (w, h)
+        else:
+            continue
+        if size:
+            return size
+    return None
+
+
+def input_size(cfg) -> Tuple[Tuple[int, int], str]:
+    """``((H, W), where it came from)`` of a test input of ``cfg``.
+
+    Looked up in order: ``model.test_cfg.crop_size`` (mmseg slide
+    inference), ``model.data_preprocessor.size``, the config's ``crop_size``,
+    the test (then val) pipeline's last crop / resize, else 224x224.
+    """
+    model = cfg.model
+    candidates = [
+        ('model.test_cfg.crop_size', (model.get('test_cfg') or {}).get(
+            'crop_size'), False),
+        ('model.data_preprocessor.size', (model.get('data_preprocessor')
+                                          or {}).get('size'), False),
+        ('crop_size', cfg.get('crop_size'), False),
+    ]
+    for where, size, wh_order in candidates:
+        hw = _hw(size, wh_order) if size is not None else None
+        if hw:
+            return hw, where
+    for loader in ('test_dataloader', 'val_dataloader'):
+        pipeline = _find_pipeline(cfg.get(loader))
+        hw = _size_from_pipeline(pipeline) if pipeline else None
+        if hw:
+            return hw, f'{loader} pipeline'
+    return DEFAULT_SIZE, 'default'
+
+
+def input_channels(cfg) -> int:
+    """``in_channels`` of the first RepVGG backbone of ``cfg.model`` (3)."""
+    for _, node in find_repvgg_dicts(cfg.model):
+        if 'in_channels' in node and str(node.get('type')).endswith('MM'):
+            return int(node['in_channels'])
+    return 3

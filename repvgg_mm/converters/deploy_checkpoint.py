@@ -1,0 +1,91 @@
+"""Deploy checkpoints: strict loading, form detection, the checkpoint dict.
+
+A deploy checkpoint is the training checkpoint with
+
+* ``state_dict`` replaced by the converted model's weights (every RepVGG
+  block as ``*.branch_reparam.{weight,bias}``),
+* ``meta`` kept, plus ``meta['repvgg_mm'] = dict(deploy=True, source=...)``,
+* the training state dropped (:data:`TRAINING_STATE_KEYS`): optimizer and
+  scheduler states and the message hub are of no use to a deployed model,
+  and ``ema_state_dict`` holds training-form weights (mmengine stores the
+  raw weights there and the EMA weights in ``state_dict``).
+"""
+import os.path as osp
+import re
+from typing import Any, Dict, Mapping
+
+import torch.nn as nn
+from mmengine.runner.checkpoint import weights_to_cpu
+
+from ..models.repvgg_block import DEPLOY_BRANCH, TRAIN_BRANCHES
+from ..utils.checkpoint_io import CheckpointError
+from ..version import __version__
+from .key_check import layout_problems
+
+TRAINING_STATE_KEYS = ('optimizer', 'param_schedulers', 'message_hub',
+                       'ema_state_dict')
+
+_DEPLOY_KEY = re.compile(rf'(^|\.){DEPLOY_BRANCH}\.weight$')
+_TRAIN_KEY = re.compile(rf'(^|\.){TRAIN_BRANCHES[0]}\.conv\.weight$')
+
+
+def strip_wrapper_prefix(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    """Drop the ``module.`` prefix of (Distributed)DataParallel checkpoints,
+    as mmengine's ``load_checkpoint`` does."""
+    return {re.sub(r'^module\.', '', k): v for k, v in state_dict.items()}
+
+
+def repvgg_form(state_dict: Mapping[str, Any]) -> str:
+    """``'training'``, ``'deploy'``, ``'mixed'`` or ``'none'``: the form of
+    the RepVGG blocks stored in ``state_dict`` (this project's keys)."""
+    fused = sum(1 for k in state_dict if _DEPLOY_KEY.search(k))
+    unfused = sum(1 for k in state_dict if _TRAIN_KEY.search(k))
+    if fused and unfused:
+        return 'mixed'
+    if fused:
+        return 'deploy'
+    return 'training' if unfused else 'none'
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
+                           source: str) -> None:
+    """Load ``state_dict`` (same form as ``model``); every key must fit.
+
+    Raises:
+        CheckpointError: naming the first missing / unexpected keys and shape
+            mismatches, so nothing is silently left random.
+    """
+    state_dict = strip_wrapper_prefix(state_dict)
+    layout = {k: v.shape for k, v in model.state_dict().items()}
+    problems = layout_problems(state_dict, layout)
+    if problems:
+        raise CheckpointError(
+            f'the weights in "{source}" do not match the model built from the '
+            f'config ({"; ".join(problems)}). Check that config and '
+            f'checkpoint belong together (same arch, same model type, same '
+            f'number of classes).')
+    model.load_state_dict(state_dict, strict=True)
+
+
+def deploy_checkpoint(checkpoint: Any, converted: nn.Module,
+                      source: str) -> Dict[str, Any]:
+    """The deploy checkpoint dict of ``converted`` (see the module doc)."""
+    if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint:
+        checkpoint = dict(state_dict=checkpoint)  # a bare state dict
+    out = {
+        k: v
+        for k, v in checkpoint.items()
+        if k not in TRAINING_STATE_KEYS and k != 'state_dict'
+    }
+    meta = dict(checkpoint.get('meta') or {})
+    meta['repvgg_mm'] = dict(deploy=True, source=osp.basename(source),
+                             version=__version__)
+    out['meta'] = meta
+    out['state_dict'] = weights_to_cpu(converted.state_dict())
+    return out
+
+
+def deploy_checkpoint_path(path: str) -> str:
+    """``work_dir/epoch_12.pth`` -> ``work_dir/epoch_12_deploy.pth``."""
+    stem, ext = osp.splitext(path)
+    return f'{stem}_deploy{ext or ".pth"}'

@@ -1,0 +1,187 @@
+"""Importing RepVGG weights from the official code, mmpretrain and timm.
+
+The result uses this project's keys, i.e. those of an mmpretrain
+``ImageClassifier`` with ``backbone=dict(type='RepVGGMM')`` and a
+``LinearClsHead``: ``backbone.<module>.<branch>.*`` and ``head.fc.*``.
+
+Key layouts (``<b>`` is one block; ``i`` = 1..4, ``j`` = block in stage)::
+
+    this project        official            mmpretrain 1.2.0         timm
+    backbone.stem       stage0              backbone.stem            stem
+    backbone.stage_i.j  stage{i}.{j}        backbone.stage_i.j       stages.{i-1}.{j}
+    <b>.branch_3x3.conv <b>.rbr_dense.conv  <b>.branch_3x3.conv      <b>.conv_kxk.conv
+    <b>.branch_3x3.norm <b>.rbr_dense.bn    <b>.branch_3x3.norm      <b>.conv_kxk.bn
+    <b>.branch_1x1.conv <b>.rbr_1x1.conv    <b>.branch_1x1.conv      <b>.conv_1x1.conv
+    <b>.branch_1x1.norm <b>.rbr_1x1.bn      <b>.branch_1x1.norm      <b>.conv_1x1.bn
+    <b>.branch_norm     <b>.rbr_identity    <b>.branch_norm          <b>.identity
+    <b>.branch_reparam  <b>.rbr_reparam     <b>.branch_reparam       <b>.reparam_conv
+    <b>.se.reduce       <b>.se.down         <b>.se_layer.conv1.conv  <b>.attn.fc1
+    <b>.se.expand       <b>.se.up           <b>.se_layer.conv2.conv  <b>.attn.fc2
+    head.fc             linear              head.fc                  head.fc
+
+Training-form sources give training-form checkpoints (usable with the
+training configs); deploy-form sources (``rbr_reparam``, ``branch_reparam``,
+``reparam_conv``) give deploy-form checkpoints, to be used with
+``model.backbone.deploy=True``. A ``module.`` prefix (DataParallel) is
+dropped; a missing BN ``num_batches_tracked`` is filled with 0 (it does not
+affect eval-mode outputs).
+"""
+import re
+from typing import Callable, Dict, List, Sequence, Tuple, Union
+
+import torch
+
+from ..models.arch import ARCH_SETTINGS, parse_arch
+from ..models.repvgg import RepVGGMM
+from ..utils.checkpoint_io import CheckpointError, load_checkpoint_file
+from ..utils.cli import ToolError
+from .deploy_checkpoint import repvgg_form, strip_wrapper_prefix
+from .key_check import layout_problems
+
+Rule = Tuple[str, Union[str, Callable]]
+
+_BACKBONE_RULES: Dict[str, Sequence[Rule]] = {
+    'official': (
+        (r'^stage0\.', 'backbone.stem.'),
+        (r'^stage([1-4])\.', r'backbone.stage_\1.'),
+        (r'\.rbr_dense\.bn\.', '.branch_3x3.norm.'),
+        (r'\.rbr_dense\.', '.branch_3x3.'),
+        (r'\.rbr_1x1\.bn\.', '.branch_1x1.norm.'),
+        (r'\.rbr_1x1\.', '.branch_1x1.'),
+        (r'\.rbr_identity\.', '.branch_norm.'),
+        (r'\.rbr_reparam\.', '.branch_reparam.'),
+        (r'\.se\.down\.', '.se.reduce.'),
+        (r'\.se\.up\.', '.se.expand.'),
+        (r'^linear\.', 'head.fc.'),
+    ),
+    'mmpretrain': (
+        (r'^(stem|stage_[1-4])\.', r'backbone.\1.'),  # a bare backbone
+        (r'\.se_layer\.conv1\.conv\.', '.se.reduce.'),
+        (r'\.se_layer\.conv2\.conv\.', '.se.expand.'),
+    ),
+    'timm': (
+        (r'^stem\.', 'backbone.stem.'),
+        (r'^stages\.([0-3])\.',
+         lambda m: f'backbone.stage_{int(m.group(1)) + 1}.'),
+        (r'\.conv_kxk\.bn\.', '.branch_3x3.norm.'),
+        (r'\.conv_kxk\.', '.branch_3x3.'),
+        (r'\.conv_1x1\.bn\.', '.branch_1x1.norm.'),
+        (r'\.conv_1x1\.', '.branch_1x1.'),
+        (r'\.identity\.', '.branch_norm.'),
+        (r'\.reparam_conv\.', '.branch_reparam.'),
+        (r'\.attn\.fc1\.', '.se.reduce.'),
+        (r'\.attn\.fc2\.', '.se.expand.'),
+    ),
+}
+
+FORMATS = tuple(_BACKBONE_RULES)
+HEAD_PREFIX = 'head.fc.'
+BACKBONE_PREFIX = 'backbone.'
+
+
+def arch_name(name: str) -> str:
+    """``'RepVGG-B1g4'``, ``'repvgg_b1g4'``, ``'B1g4'`` -> ``'b1g4'``."""
+    key = re.sub(r'^repvgg[-_]?', '', name.strip().lower())
+    if key not in ARCH_SETTINGS:
+        raise ToolError(f'unknown --arch "{name}"; valid: '
+                        f'{", ".join(ARCH_SETTINGS)}.')
+    return key
+
+
+def rename_key(key: str, fmt: str) -> str:
+    for pattern, replacement in _BACKBONE_RULES[fmt]:
+        key = re.sub(pattern, replacement, key)
+    return key
+
+
+def expected_layout(arch: Union[str, dict], deploy: bool,
+                    num_classes: int = None) -> Dict[str, torch.Size]:
+    """Keys and shapes of this project's classifier (built on the meta
+    device: no memory, no time)."""
+    with torch.device('meta'):
+        backbone = RepVGGMM(arch=arch, deploy=deploy)
+    layout = {BACKBONE_PREFIX + k: v.shape
+              for k, v in backbone.state_dict().items()}
+    if num_classes is not None:
+        width = backbone.out_channels[-1]
+        layout[HEAD_PREFIX + 'weight'] = torch.Size((num_classes, width))
+        layout[HEAD_PREFIX + 'bias'] = torch.Size((num_classes, ))
+    return layout
+
+
+def _with_num_batches_tracked(state_dict, layout):
+    """Older checkpoints lack BN's ``num_batches_tracked``: fill in 0."""
+    filled = dict(state_dict)
+    for key in layout:
+        if key.endswith('.num_batches_tracked') and key not in filled:
+            filled[key] = torch.tensor(0, dtype=torch.long)
+    return filled
+
+
+def matching_archs(state_dict, deploy: bool, num_classes) -> List[str]:
+    """The arch names whose layout ``state_dict`` fits."""
+    names = []
+    for name in ARCH_SETTINGS:
+        layout = expected_layout(name, deploy, num_classes)
+        if not layout_problems(_with_num_batches_tracked(state_dict, layout),
+                               layout):
+            names.append(name)
+    return names
+
+
+def import_state_dict(source: Dict[str, torch.Tensor], fmt: str,
+                      arch: Union[str, dict]) -> Tuple[dict, str]:
+    """Map ``source`` (a state dict in format ``fmt``) to this project's keys.
+
+    Returns:
+        ``(state_dict, form)`` with form ``'training'`` or ``'deploy'``.
+
+    Raises:
+        CheckpointError: the weights are not a RepVGG of ``arch`` in ``fmt``
+            (naming the first missing / unexpected keys and any matching
+            arch).
+    """
+    if fmt not in FORMATS:
+        raise ToolError(f'unknown format "{fmt}"; valid: {", ".join(FORMATS)}')
+    parse_arch(arch)
+    mapped = {
+        rename_key(k, fmt): v
+        for k, v in strip_wrapper_prefix(source).items()
+    }
+    form = repvgg_form(mapped)
+    if form not in ('training', 'deploy'):
+        raise CheckpointError(
+            f'no RepVGG block in {fmt} layout found in the source weights '
+            f'(form: {form}); first keys: {", ".join(list(source)[:3])}. Is '
+            f'--format right?')
+    deploy = form == 'deploy'
+    head = mapped.get(HEAD_PREFIX + 'weight')
+    num_classes = head.shape[0] if head is not None else None
+    layout = expected_layout(arch, deploy, num_classes)
+    filled = _with_num_batches_tracked(mapped, layout)
+    problems = layout_problems(filled, layout)
+    if problems:
+        hint = ''
+        if isinstance(arch, str):
+            names = matching_archs(mapped, deploy, num_classes)
+            hint = (f' These weights match --arch {" / ".join(names)}.'
+                    if names else ' Is --format right?')
+        raise CheckpointError(
+            f'the {fmt} weights do not fit RepVGG arch {arch!r} '
+            f'({form} form): {"; ".join(problems)}.{hint}')
+    return {k: filled[k] for k in layout}, form
+
+
+def load_source(path: str, unsafe: bool = False) -> Dict[str, torch.Tensor]:
+    """The state dict in ``path``: ``.safetensors`` (timm's hub files) or a
+    torch checkpoint (read with ``weights_only=True`` unless ``unsafe``)."""
+    if path.endswith('.safetensors'):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        try:
+            return load_file(path)
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(
+                f'cannot read "{path}" as safetensors: {exc}') from None
+    from ..utils.checkpoint_io import state_dict_of
+    return state_dict_of(load_checkpoint_file(path, unsafe=unsafe))

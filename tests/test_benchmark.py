@@ -1,0 +1,415 @@
+"""tools/benchmark_fps.py and tools/plot_speed_accuracy.py on tiny configs.
+
+The tools run in-process (``main(argv)`` through ``run_tool``) with one
+thread, tiny inputs and one timed call per round, so the whole file takes
+well under a minute on 2 cores.
+"""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn as nn
+
+from conftest import REL_TOL, ROOT
+from repvgg_mm.benchmark.complexity import complexity
+from repvgg_mm.benchmark.conv_bn import fuse_conv_norm_pairs
+from repvgg_mm.benchmark.paper import (accuracy_table, load_paper_results,
+                                       paper_key)
+from repvgg_mm.benchmark.serving import Serving, parse_serving
+from repvgg_mm.benchmark.stats import paired_ratios, summary
+from repvgg_mm.utils.checkpoint_io import atomic_save
+from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
+
+TINY_ARCH = ("dict(num_blocks=[1, 2, 1, 1], "
+             "width_factor=[0.125, 0.125, 0.125, 0.125])")
+CLS_CFG = f"""
+custom_imports = dict(imports=['repvgg_mm'], allow_failed_imports=False)
+default_scope = 'mmpretrain'
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='RepVGGMM', arch={TINY_ARCH}),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(type='LinearClsHead', num_classes=10, in_channels=64,
+              loss=dict(type='CrossEntropyLoss')))
+"""
+SEG_CFG = f"""
+custom_imports = dict(imports=['repvgg_mm'], allow_failed_imports=False)
+default_scope = 'mmseg'
+norm_cfg = dict(type='BN', requires_grad=True)
+model = dict(
+    type='EncoderDecoder',
+    data_preprocessor=dict(type='SegDataPreProcessor', mean=[0., 0., 0.],
+                           std=[1., 1., 1.]),
+    backbone=dict(type='RepVGGMM', arch={TINY_ARCH}, out_indices=(2, 3),
+                  strides=(2, 2, 1, 1), dilations=(1, 1, 2, 4)),
+    decode_head=dict(type='PSPHead', in_channels=64, in_index=1, channels=16,
+                     pool_scales=(1, 2, 3, 6), num_classes=4,
+                     norm_cfg=norm_cfg,
+                     loss_decode=dict(type='CrossEntropyLoss')),
+    train_cfg=dict(), test_cfg=dict(mode='whole'))
+"""
+RESNET_CFG = """
+default_scope = 'mmpretrain'
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='ResNet', depth=18, base_channels=8, stem_channels=8),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(type='LinearClsHead', num_classes=10, in_channels=64,
+              loss=dict(type='CrossEntropyLoss')))
+"""
+FAST = ['--batch-size', '2', '--shape', '32', '32', '--warmup', '0',
+        '--iters', '1', '--rounds', '2', '--threads', '1']
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(ROOT, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BENCH = _load_tool('benchmark_fps')
+PLOT = _load_tool('plot_speed_accuracy')
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(tool, argv, capsys):
+    """``(exit status, stdout, stderr)`` of a tool run in-process."""
+    from repvgg_mm.utils.cli import run_tool
+    with pytest.raises(SystemExit) as exc:
+        run_tool(tool.main, [str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+@pytest.fixture(scope='module')
+def configs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('cfgs')
+    paths = {}
+    for name, text in (('tiny_cls', CLS_CFG), ('tiny_seg', SEG_CFG),
+                       ('tiny_resnet', RESNET_CFG),
+                       ('no_model', "default_scope = 'mmpretrain'\n")):
+        paths[name] = folder / f'{name}.py'
+        paths[name].write_text(text)
+    return paths
+
+
+def _row(model, form, serving='eager'):
+    return next(r for r in model['rows']
+                if (r['form'], r['serving']) == (form, serving))
+
+
+def _check_timed(row):
+    values = row['images_per_s']['values']
+    assert len(values) == 2 and all(v > 0 for v in values)
+    assert row['ms_per_batch']['median'] > 0
+
+
+def test_classifier_and_baseline_both_forms(configs, tmp_path, capsys):
+    out_json = tmp_path / 'fps.json'
+    code, out, err = run(BENCH, [configs['tiny_cls'], '--baseline',
+                                 configs['tiny_resnet'], *FAST,
+                                 '--json', out_json], capsys)
+    assert code == 0, err
+    record = json.loads(out_json.read_text())
+    assert record['settings'] == dict(rounds=2, warmup=0, iters=1,
+                                      serving='eager', best=False, fp32=True)
+    assert record['host']['torch_threads'] == 1
+    cls, resnet = record['models']
+    assert (cls['name'], cls['task'], cls['batch_size'], cls['shape']) == (
+        'tiny_cls', 'classification', 2, [32, 32])
+    for model in record['models']:
+        assert [(r['form'], r['serving']) for r in model['rows']] == [
+            ('train', 'eager'), ('deploy', 'eager')]
+        for row in model['rows']:
+            _check_timed(row)
+            assert row['gemm_fraction']['median'] > 0
+            assert row['output_rel_err'] <= REL_TOL
+        assert _row(model, 'train')['speedup_vs_train']['values'] == [1, 1]
+        assert model['max_rel_err'] <= REL_TOL
+    # RepVGG: 6 blocks fused; the deployed form has fewer params and MACs
+    assert cls['deploy_steps'].startswith('6 RepVGG blocks re-parameterized')
+    assert cls['params']['deploy'] < cls['params']['train']
+    assert cls['macs']['deploy'] < cls['macs']['train']
+    # ResNet-18 has no RepVGG block: its 20 conv+BN pairs are folded
+    assert resnet['deploy_steps'] == '20 conv+BN pairs folded'
+    # mmengine counts eval-mode BN as one MAC per element: folded, it is gone
+    assert resnet['macs']['deploy'] < resnet['macs']['train']
+    assert resnet['params']['deploy'] < resnet['params']['train']
+    kinds = [c['kind'] for c in record['comparisons']]
+    assert kinds == ['deployed vs training form'] * 2 + ['same serving']
+    assert record['gemm']['macs_per_s']['median'] > 1e8
+    # the table and the paired ratios are printed
+    assert 'tiny_resnet' in out and 'deployed vs training form' in out
+    assert 'round 2/2' in err  # progress
+
+
+def test_segmentor_paper_protocol_override_and_best(configs, tmp_path,
+                                                   capsys):
+    out_json = tmp_path / 'seg.json'
+    code, out, err = run(BENCH, [
+        configs['tiny_seg'], *FAST[:2], '--shape', '64', '--warmup', '0',
+        '--iters', '1', '--rounds', '2', '--threads', '1', '--best',
+        '--candidates', 'eager', 'channels_last', 'channels_last+jit',
+        '--json', out_json], capsys)
+    assert code == 0, err
+    (seg, ) = json.loads(out_json.read_text())['models']
+    assert (seg['task'], seg['shape']) == ('segmentation', [64, 64])
+    assert seg['deploy_steps'].startswith('6 RepVGG blocks')
+    assert 'conv+BN pairs folded' in seg['deploy_steps']  # the PSP head
+    assert seg['max_rel_err'] <= REL_TOL
+    rows = {(r['form'], r['serving']): r for r in seg['rows']}
+    assert set(rows) == {('train', 'eager'), ('deploy', 'eager'),
+                         ('deploy', 'channels_last'),
+                         ('deploy', 'channels_last+jit')}
+    for key in (('train', 'eager'), ('deploy', 'eager'),
+                ('deploy', 'channels_last')):
+        _check_timed(rows[key])
+        assert rows[key]['output_rel_err'] <= REL_TOL
+    # a serving the model cannot run is reported, not fatal (TorchScript's
+    # oneDNN rewrite breaks the PSP head's adaptive pooling)
+    jit = rows[('deploy', 'channels_last+jit')]
+    assert jit['error'] or 'images_per_s' in jit
+    if jit['error']:
+        assert 'images_per_s' not in jit and 'n/a' in out
+        assert 'channels_last+jit could not run' in out
+    fastest = max((r for r in seg['rows']
+                   if r['form'] == 'deploy' and 'images_per_s' in r),
+                  key=lambda r: r['images_per_s']['median'])
+    assert seg['best'] == dict(serving=fastest['serving'],
+                               images_per_s=fastest['images_per_s']['median'])
+    assert 'fastest deployed serving' in out
+
+
+def test_segmentation_default_protocol():
+    from repvgg_mm.benchmark.protocol import resolve
+    assert resolve('segmentation') == (16, (713, 713))
+    assert resolve('classification') == (128, (224, 224))
+    assert resolve('classification', 8, (64, 48)) == (8, (64, 48))
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--amp', 'fp8'], "invalid choice: 'fp8'"),
+    (['--iters', '0'], 'must be >= 1, got 0'),
+    (['--shape', '1', '2', '3'], '--shape takes H W or one size'),
+    (['--best', '--candidates', 'turbo'], 'unknown serving "turbo"'),
+    (['--candidates', 'eager'], '--candidates only makes sense with --best'),
+    (['--device', 'cuda:0'], 'CUDA is not available'),
+])
+def test_bad_options_exit_with_clear_error(configs, argv, message, capsys):
+    if 'cuda' in argv[-1] and torch.cuda.is_available():
+        pytest.skip('this check needs a machine without CUDA')
+    code, _, err = run(BENCH, [configs['tiny_cls'], *argv], capsys)
+    assert code == 2
+    assert message in err
+
+
+def test_config_without_model(configs, capsys):
+    code, _, err = run(BENCH, [configs['no_model']], capsys)
+    assert code == 2
+    assert 'defines no "model"' in err
+
+
+def test_missing_config_and_baseline(configs, tmp_path, capsys):
+    code, _, err = run(BENCH, [tmp_path / 'nope.py'], capsys)
+    assert (code, 'does not exist' in err) == (2, True)
+    code, _, err = run(BENCH, [configs['tiny_cls'], '--baseline',
+                               'mmpretrain::resnet/nope.py'], capsys)
+    assert code == 2 and 'mmpretrain has no config "resnet/nope.py"' in err
+
+
+def test_checkpoint_that_does_not_match(configs, tmp_path, capsys):
+    wrong = tmp_path / 'wrong.pth'
+    atomic_save({'state_dict': {'backbone.stem.bogus': torch.zeros(1)}},
+                wrong)
+    code, _, err = run(BENCH, [configs['tiny_cls'], wrong, *FAST], capsys)
+    assert code == 2
+    assert f'checkpoint "{wrong}" does not match the model' in err
+    assert 'Unexpected key(s)' in err or 'Missing key(s)' in err
+    code, _, err = run(BENCH, [configs['tiny_cls'], tmp_path / 'absent.pth'],
+                       capsys)
+    assert code == 2 and 'does not exist' in err
+
+
+def test_matching_checkpoint_is_loaded(configs, tmp_path, capsys):
+    from repvgg_mm.benchmark.sources import build_source
+    model = build_source(str(configs['tiny_cls'])).model
+    ckpt = tmp_path / 'ok.pth'
+    atomic_save({'state_dict': model.state_dict()}, ckpt)
+    out_json = tmp_path / 'ok.json'
+    code, _, err = run(BENCH, [configs['tiny_cls'], ckpt, *FAST, '--no-gemm',
+                               '--json', out_json], capsys)
+    assert code == 0, err
+    record = json.loads(out_json.read_text())
+    assert record['models'][0]['checkpoint'] == str(ckpt)
+    assert record['gemm'] is None
+
+
+def test_conv_bn_folding_is_exact_and_skips_shared_outputs():
+
+    class Net(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(8)
+            self.conv2 = nn.Conv2d(8, 8, 3, padding=1, bias=True)
+            self.bn2 = nn.BatchNorm2d(8)
+            self.conv3 = nn.Conv2d(8, 8, 1)  # output read twice
+            self.bn3 = nn.BatchNorm2d(8)
+
+        def forward(self, x):
+            x = torch.relu(self.bn1(self.conv1(x)))
+            x = self.bn2(self.conv2(x))
+            y = self.conv3(x)
+            return self.bn3(y) + y
+
+    net = Net()
+    x = torch.randn(2, 3, 9, 7)
+    randomize_norm_stats_(net, x)
+    with torch.no_grad():
+        ref = net(x)
+        assert fuse_conv_norm_pairs(net, x[:1]) == 2
+        out = net(x)
+    assert isinstance(net.bn1, nn.Identity) and isinstance(net.bn2,
+                                                           nn.Identity)
+    assert isinstance(net.bn3, nn.BatchNorm2d)
+    assert relative_errors(ref, out)[0][1] <= REL_TOL
+
+
+def test_mmengine_flops_are_macs():
+    conv = nn.Conv2d(3, 6, 3, padding=1, bias=False)
+    result = complexity(conv, (10, 12))
+    assert result.macs == 6 * 3 * 9 * 10 * 12
+    assert result.params == 6 * 3 * 9
+
+
+def test_serving_names_round_trip():
+    for name in ('eager', 'channels_last', 'channels_last+jit', 'compile',
+                 'channels_last+compile+bf16+1threads'):
+        assert parse_serving(name).name == name
+    assert parse_serving('eager') == Serving()
+    with pytest.raises(ValueError, match='exclude each other'):
+        parse_serving('jit+compile')
+
+
+def test_paired_ratios_and_summary():
+    s = summary([3.0, 1.0, 2.0])
+    assert (s['median'], s['min'], s['max'], s['spread_pct']) == (2, 1, 3, 50)
+    r = paired_ratios([2.0, 4.0, 6.0], [1.0, 2.0, 2.0])
+    assert r['values'] == [2.0, 2.0, 3.0] and r['median'] == 2.0
+
+
+def test_paper_results_match_reference():
+    paper = load_paper_results()
+    cls = paper['classification']
+    assert (cls['RepVGG-A0']['top1'], cls['RepVGG-A0']['speed']) == (72.41,
+                                                                      3256)
+    assert (cls['RepVGG-B0']['top1'], cls['RepVGG-B0']['speed']) == (75.14,
+                                                                      1817)
+    assert cls['ResNet-18']['speed'] == 2442
+    assert [cls[f'ResNet-{d}']['top1'] for d in (18, 34, 50, 101, 152)] == [
+        71.16, 74.17, 76.31, 77.21, 77.78]
+    assert paper['segmentation']['PSPNet RepVGG-B2']['miou'] == 80.57
+    assert paper_key('repvgg-b1g2_8xb32_in1k') == 'RepVGG-B1g2'
+    assert paper_key('timm:repvgg_a0') == 'RepVGG-A0'
+    assert paper_key('resnet101_8xb32_in1k') == 'ResNet-101'
+    assert paper_key('pspnet_repvgg-b2-fast-d8_8xb2-40e_cityscapes-713x713'
+                     ) == 'PSPNet RepVGG-B2-fast'
+    assert paper_key('pspnet_r50-d8_8xb2-40e_cityscapes-713x713') == \
+        'PSPNet ResNet-50'
+
+
+def _fake_record(path, models):
+    record = dict(host=dict(cpu='test cpu', torch_threads=2), models=[
+        dict(name=name, task='classification', batch_size=128,
+             shape=[224, 224], rows=[
+                 dict(form='train', serving='eager',
+                      images_per_s=dict(median=speed / 2)),
+                 dict(form='deploy', serving='eager',
+                      images_per_s=dict(median=speed))])
+        for name, speed in models])
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_plot_writes_png_with_user_accuracy(tmp_path, capsys):
+    record = _fake_record(tmp_path / 'r.json', [
+        ('repvgg-a0_8xb32_in1k', 60.0), ('repvgg-b0_8xb32_in1k', 30.0),
+        ('resnet18_8xb32_in1k', 40.0), ('mystery_net', 10.0)])
+    user = tmp_path / 'acc.json'
+    user.write_text(json.dumps({'RepVGG-A0': {'top1': 70.5}}))
+    png = tmp_path / 'plot.png'
+    code, out, err = run(PLOT, [record, '--accuracy', user, '--out', png],
+                         capsys)
+    assert code == 0, err
+    data = png.read_bytes()
+    assert data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) > 10_000
+    assert 'RepVGG-A0' in out and '70.50' in out  # user's figure wins
+    assert 'RepVGG-B0' in out and '75.14' in out  # the paper's
+    assert 'skipping mystery_net: no accuracy' in err
+
+
+def test_plot_bad_inputs(tmp_path, capsys):
+    bad = tmp_path / 'bad.json'
+    bad.write_text('{"not": "a record"}')
+    code, _, err = run(PLOT, [bad, '--out', tmp_path / 'x.png'], capsys)
+    assert code == 2 and 'not a tools/benchmark_fps.py JSON record' in err
+    record = _fake_record(tmp_path / 'r.json', [('mystery_net', 10.0)])
+    code, _, err = run(PLOT, [record, '--out', tmp_path / 'x.png'], capsys)
+    assert code == 2 and 'no model' in err
+    code, _, err = run(PLOT, [record, '--out', tmp_path / 'x.jpg'], capsys)
+    assert code == 2 and 'ending in .png' in err
+    assert not (tmp_path / 'x.png').exists()
+    with pytest.raises(ValueError, match='must map to a number'):
+        user = tmp_path / 'acc.json'
+        user.write_text('{"RepVGG-A0": "high"}')
+        accuracy_table('classification', str(user))
+
+
+def test_gemm_yardstick_covers_every_thread_setting():
+    from repvgg_mm.benchmark.session import Options, _thread_settings
+    torch.set_num_threads(2)
+    plain = Options(sources=['x.py'])
+    assert _thread_settings(plain) == [None]
+    best = plain._replace(best=True, candidates=[
+        parse_serving('eager'), parse_serving('channels_last+1threads'),
+        parse_serving('jit+2threads')])
+    assert _thread_settings(best) == [None, 1]  # 2 threads is the default
+
+
+def test_rounds_rotate_the_order_and_time_every_entry():
+    from repvgg_mm.benchmark.runner import Entry, run_rounds
+    calls = []
+    entries = [Entry(name, (lambda n=name: calls.append(n)), 1)
+               for name in 'abc']
+    seconds = run_rounds(entries, rounds=3, warmup=1, iters=2, device='cpu',
+                         progress=lambda msg: None)
+    assert {k: len(v) for k, v in seconds.items()} == dict(a=3, b=3, c=3)
+    firsts = calls[::3 * 3]  # each entry: 1 warm-up + 2 timed calls
+    assert firsts == ['a', 'b', 'c']
+
+
+def test_block_activations_run_in_place_in_both_forms(configs):
+    from repvgg_mm.benchmark.forms import (deployed_form,
+                                           inplace_block_activations_)
+    from repvgg_mm.benchmark.sources import build_source
+    from repvgg_mm.models.repvgg_block import RepVGGBlock
+    bench = build_source(str(configs['tiny_cls']))
+    inplace_block_activations_(bench.model)
+    x = torch.randn(2, 3, 32, 32)
+    randomize_norm_stats_(bench.model, x)
+    deployed = deployed_form(bench, x)
+    for model in (bench.model, deployed.model):
+        acts = [m.act for m in model.modules() if isinstance(m, RepVGGBlock)]
+        assert len(acts) == 6 and all(a.inplace for a in acts)
+    assert deployed.max_rel_err <= REL_TOL  # with non-trivial BN statistics

@@ -1,0 +1,392 @@
+"""tools/train.py, tools/test.py and the dist_* scripts, end to end on CPU.
+
+A tiny RepVGG (widths 8..64, one block per stage) trains on a tiny synthetic
+image folder (2 classes x 8 images, 32x32 PNGs written here) through
+mmpretrain's CustomDataset, with the real configs/repvgg-a0_8xb32_in1k.py as
+base (so its schedule and weight-decay rules are the ones exercised).
+"""
+import os
+import os.path as osp
+import pickle
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import REL_TOL, ROOT
+
+TESTS = osp.dirname(osp.abspath(__file__))
+TRAIN = osp.join(ROOT, 'tools', 'train.py')
+TEST = osp.join(ROOT, 'tools', 'test.py')
+DIST_TRAIN = osp.join(ROOT, 'tools', 'dist_train.sh')
+DIST_TEST = osp.join(ROOT, 'tools', 'dist_test.sh')
+A0 = osp.join(ROOT, 'configs', 'repvgg-a0_8xb32_in1k.py')
+IMAGES_PER_CLASS = 8
+
+TINY_CONFIG = """
+_base_ = {base!r}
+custom_imports = dict(imports=['repvgg_mm', 'train_tools_probe'],
+                      allow_failed_imports=False)
+model = dict(
+    backbone=dict(arch=dict(_delete_=True, num_blocks=[1, 1, 1, 1],
+                            width_factor=[0.125, 0.125, 0.125, 0.125])),
+    head=dict(num_classes=2, in_channels=64, topk=(1, )))
+data_preprocessor = dict(num_classes=2)
+_train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+_test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+train_dataloader = dict(
+    batch_size=2, num_workers=0,
+    dataset=dict(_delete_=True, type='CustomDataset', data_root={data!r},
+                 data_prefix='train', pipeline=_train_pipeline))
+val_dataloader = dict(
+    batch_size=4, num_workers=0,
+    dataset=dict(_delete_=True, type='CustomDataset', data_root={data!r},
+                 data_prefix='train', pipeline=_test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+test_evaluator = val_evaluator
+param_scheduler = dict(T_max=4, end=4)
+train_cfg = dict(max_epochs=2)
+default_hooks = dict(logger=dict(interval=1))
+custom_hooks = [dict(type='TrainProbeHook', out_dir={probe!r})]
+randomness = dict(seed=0)
+"""
+
+
+def _write_images(root: str) -> None:
+    rng = np.random.default_rng(0)
+    for label, colour in enumerate(((200, 40, 40), (40, 40, 200))):
+        folder = osp.join(root, 'train', f'class_{label}')
+        os.makedirs(folder)
+        for i in range(IMAGES_PER_CLASS):
+            noise = rng.integers(-30, 30, size=(32, 32, 3))
+            pixels = np.clip(np.array(colour) + noise, 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(
+                osp.join(folder, f'{i}.png'))
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    """(config path, probe dir) of a tiny classification run."""
+    root = tmp_path_factory.mktemp('tiny')
+    data, probe = str(root / 'data'), str(root / 'probe')
+    _write_images(data)
+    os.makedirs(probe)
+    config = str(root / 'tiny_cls.py')
+    with open(config, 'w') as f:
+        f.write(TINY_CONFIG.format(base=A0, data=data, probe=probe))
+    return config, probe
+
+
+def run(cmd, cwd=ROOT, timeout=240, **env):
+    full_env = dict(os.environ, PYTHONPATH=TESTS, OMP_NUM_THREADS='1', **env)
+    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def assert_clean_error(proc, *fragments):
+    """Non-zero exit, one ``error:`` paragraph naming the fix, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+    assert proc.stderr.startswith('error: '), proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in proc.stderr, (fragment, proc.stderr)
+
+
+def load_probe(probe, rank):
+    return torch.load(osp.join(probe, f'probe_rank{rank}.pt'),
+                      weights_only=False)
+
+
+# ----------------------------------------------------------------------
+# flags -> config (in process)
+def test_train_flags_are_applied(monkeypatch):
+    from repvgg_mm import runner_setup
+    from repvgg_mm.runner_setup import config_for_training, train_parser
+    from repvgg_mm.utils.cli import ToolError
+    monkeypatch.setattr(runner_setup, '_has_amp_device', lambda: False)
+    with pytest.raises(ToolError, match='--amp .* needs a GPU'):
+        config_for_training(train_parser().parse_args([A0, '--amp']))
+    monkeypatch.setattr(runner_setup, '_has_amp_device', lambda: True)
+    args = train_parser().parse_args(
+        [A0, '--amp', '--resume', '--auto-scale-lr', '--work-dir', 'wd',
+         '--cfg-options', 'train_dataloader.dataset.data_root=' + ROOT,
+         'val_dataloader.dataset.data_root=' + ROOT,
+         'train_dataloader.dataset.split=configs',
+         'val_dataloader.dataset.split=tools'])
+    cfg = config_for_training(args)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    assert cfg.resume is True and cfg.load_from is None
+    assert cfg.auto_scale_lr == dict(base_batch_size=256, enable=True)
+    assert cfg.work_dir == 'wd' and cfg.launcher == 'none'
+
+    args = train_parser().parse_args(
+        [A0, '--resume', A0, '--no-validate', '--cfg-options',
+         'train_dataloader.dataset.data_root=' + ROOT,
+         'train_dataloader.dataset.split=configs'])
+    cfg = config_for_training(args)
+    assert cfg.resume is True and cfg.load_from == A0
+    assert cfg.val_cfg is None and cfg.val_dataloader is None
+    assert cfg.work_dir == osp.join('./work_dirs', 'repvgg-a0_8xb32_in1k')
+
+
+# ----------------------------------------------------------------------
+# bad input: one clear paragraph, exit status 2, no traceback
+def test_wrong_config_path(tmp_path):
+    missing = str(tmp_path / 'repvgg-a9.py')
+    assert_clean_error(run([sys.executable, TRAIN, missing]),
+                       f'config file "{missing}" does not exist',
+                       'configs/repvgg-a0_8xb32_in1k.py')
+    assert_clean_error(run(['bash', DIST_TRAIN, missing, '1']),
+                       f'config file "{missing}" does not exist')
+
+
+def test_missing_dataset_directory(tmp_path):
+    # relative data_root "data/imagenet" resolved in an empty folder
+    proc = run([sys.executable, TRAIN, A0, '--work-dir', str(tmp_path)],
+               cwd=str(tmp_path))
+    assert_clean_error(proc, 'dataset path "data/imagenet" '
+                       '(train_dataloader.dataset.data_root, ImageNet) does '
+                       'not exist', 'Preparing ImageNet',
+                       '--cfg-options train_dataloader.dataset.data_root=')
+    assert not os.listdir(tmp_path)  # nothing written
+
+    ckpt = tmp_path / 'fake.pth'
+    ckpt.write_bytes(b'x')
+    proc = run([sys.executable, TEST, A0, str(ckpt)], cwd=str(tmp_path))
+    assert_clean_error(proc, 'dataset path "data/imagenet" '
+                       '(test_dataloader.dataset.data_root, ImageNet)')
+
+
+def test_unknown_arch():
+    proc = run([sys.executable, TRAIN, A0, '--cfg-options',
+                'model.backbone.arch=a9'])
+    assert_clean_error(proc, 'unknown RepVGG arch "a9"', 'a0, a1, a2',
+                       'Fix model.backbone.arch')
+
+
+def test_missing_checkpoint(tiny, tmp_path):
+    config, _ = tiny
+    missing = str(tmp_path / 'epoch_9.pth')
+    assert_clean_error(run([sys.executable, TEST, config, missing]),
+                       f'checkpoint "{missing}" does not exist')
+    assert_clean_error(run(['bash', DIST_TEST, config, missing, '1']),
+                       f'checkpoint "{missing}" does not exist')
+
+
+def test_more_processes_than_the_machine_has(tiny):
+    config, _ = tiny
+    if torch.cuda.is_available():
+        avail, kind = torch.cuda.device_count(), 'GPUs'
+    else:  # what `nproc` counts
+        avail, kind = len(os.sched_getaffinity(0)), 'CPU cores'
+    too_many = str(avail + 1)
+    proc = run(['bash', DIST_TRAIN, config, too_many])
+    assert_clean_error(proc, f'GPUS={too_many} processes were asked for',
+                       f'it has only {avail} {kind}', f'Use GPUS <= {avail}',
+                       'NNODES')
+    proc = run(['bash', DIST_TEST, config, config, too_many])
+    assert_clean_error(proc, f'GPUS={too_many} processes were asked for')
+    assert_clean_error(run(['bash', DIST_TRAIN, config, 'two']),
+                       'GPUS must be a positive number')
+
+
+# ----------------------------------------------------------------------
+# single process: train, test, deploy-form test of the same checkpoint
+def test_deploy_checkpoint_into_train_model_is_a_clear_error(tiny, tmp_path):
+    """In process: tools/test.py's own steps, up to the strict load."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, DefaultScope
+    from repvgg_mm import switch_to_deploy
+    from repvgg_mm.runner_setup import (build_runner, config_for_testing,
+                                        load_checkpoint_strictly, test_parser)
+    from repvgg_mm.utils.cli import ToolError
+    config, _ = tiny
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(Config.fromfile(config).model)
+    ckpt = str(tmp_path / 'deploy.pth')
+    torch.save({'state_dict': switch_to_deploy(model).state_dict()}, ckpt)
+    args = test_parser().parse_args(
+        [config, ckpt, '--work-dir', str(tmp_path / 'work')])
+    runner = build_runner(config_for_testing(args))
+    with pytest.raises(ToolError) as error:
+        load_checkpoint_strictly(runner, ckpt, config)
+    message = str(error.value)
+    assert message.startswith(f'checkpoint "{ckpt}" does not fit the model')
+    assert 'deploy-form (fused) weight' in message
+    assert '_deploy.py' in message
+
+
+def test_slurm_scripts_pass_the_job_to_srun(tmp_path):
+    """slurm_train.sh / slurm_test.sh with a stand-in ``srun`` that records
+    its arguments and environment."""
+    srun = tmp_path / 'srun'
+    srun.write_text('#!/usr/bin/env bash\n'
+                    'echo "MASTER_PORT=$MASTER_PORT $*" > "$SRUN_LOG"\n')
+    srun.chmod(0o755)
+    log = tmp_path / 'srun.log'
+    env = dict(PATH=f'{tmp_path}:{os.environ["PATH"]}', SRUN_LOG=str(log),
+               PYTHON='python3',
+               GPUS='16', PORT='29123', SRUN_ARGS='--quotatype=auto')
+    proc = run(['bash', osp.join(ROOT, 'tools', 'slurm_train.sh'), 'part',
+                'job', A0, 'work', '--amp'], **env)
+    assert proc.returncode == 0, proc.stderr
+    line = log.read_text().split()
+    assert line[0] == 'MASTER_PORT=29123'
+    assert line[1:9] == ['-p', 'part', '--job-name=job', '--gres=gpu:8',
+                         '--ntasks=16', '--ntasks-per-node=8',
+                         '--cpus-per-task=5', '--kill-on-bad-exit=1']
+    assert line[9] == '--quotatype=auto'
+    assert line[10:] == ['python3', '-u', TRAIN, A0, '--work-dir=work',
+                         '--amp', '--launcher=slurm']
+    proc = run(['bash', osp.join(ROOT, 'tools', 'slurm_test.sh'), 'part',
+                'job', A0, A0], **env)
+    assert proc.returncode == 0, proc.stderr
+    assert log.read_text().split()[12:] == [TEST, A0, A0, '--launcher=slurm']
+
+
+def test_cpu_rank_environment_from_slurm_and_mpi(monkeypatch):
+    from repvgg_mm.runner_setup import _env_from_launcher
+    for key in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_PORT'):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv('MASTER_ADDR', 'node7')
+    monkeypatch.setenv('SLURM_PROCID', '5')
+    monkeypatch.setenv('SLURM_NTASKS', '16')
+    monkeypatch.setenv('SLURM_LOCALID', '1')
+    _env_from_launcher('slurm')
+    assert [os.environ[k] for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK',
+                                    'MASTER_ADDR', 'MASTER_PORT')] == [
+                                        '5', '16', '1', 'node7', '29500']
+    monkeypatch.setenv('OMPI_COMM_WORLD_RANK', '3')
+    monkeypatch.setenv('OMPI_COMM_WORLD_SIZE', '4')
+    monkeypatch.setenv('OMPI_COMM_WORLD_LOCAL_RANK', '0')
+    _env_from_launcher('mpi')
+    assert [os.environ[k] for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')] == [
+        '3', '4', '0']
+
+
+# ----------------------------------------------------------------------
+# two CPU processes through the real tools/dist_train.sh (torchrun + gloo)
+@pytest.fixture(scope='module')
+def dist_run(tiny, tmp_path_factory):
+    config, probe = tiny
+    work = str(tmp_path_factory.mktemp('dist_work'))
+    proc = run(['bash', DIST_TRAIN, config, '2', '--work-dir', work],
+               PORT='29617')
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+    return work, [load_probe(probe, r) for r in (0, 1)], proc
+
+
+def test_dist_ranks_hold_identical_weights(dist_run):
+    _, (rank0, rank1), _ = dist_run
+    # in each epoch, each rank trained on its own half of the data ...
+    assert rank0['images'].keys() == rank1['images'].keys() == {0, 1}
+    for epoch in (0, 1):
+        seen0, seen1 = rank0['images'][epoch], rank1['images'][epoch]
+        assert len(seen0) == len(seen1) == IMAGES_PER_CLASS
+        assert len(set(seen0) | set(seen1)) == 2 * IMAGES_PER_CLASS
+    assert rank0['final_iter'] == rank1['final_iter'] == 8  # 2 epochs x 4
+    # ... and both ended with bit-identical parameters: gradients were
+    # all-reduced (without DDP the halves would give different weights).
+    assert rank0['params'].keys() == rank1['params'].keys()
+    assert len(rank0['params']) > 20
+    for name, value in rank0['params'].items():
+        assert torch.equal(value, rank1['params'][name]), name
+    # and training moved them away from the saved epoch-1 weights
+    ckpt = torch.load(osp.join(dist_run[0], 'epoch_1.pth'),
+                      weights_only=True)
+    moved = [k for k, v in rank0['params'].items()
+             if not torch.equal(v, ckpt['state_dict'][k])]
+    assert len(moved) > 20
+
+
+def test_dist_rank0_alone_writes_checkpoints_and_logs(dist_run):
+    work, (rank0, rank1), _ = dist_run
+    writes = rank0['checkpoint_writes']
+    # (mmengine saves epoch_N.pth again when epoch N set a new best score)
+    assert {f for f in writes if f.startswith('epoch_')} == {
+        'epoch_1.pth', 'epoch_2.pth'
+    }
+    # save_best='auto' of the runtime: best-accuracy checkpoints, also rank 0
+    assert all(f.startswith(('epoch_', 'best_accuracy_top1_epoch_'))
+               for f in writes)
+    assert rank1['checkpoint_writes'] == []
+    on_disk = [f for f in os.listdir(work) if f.endswith('.pth')]
+    assert set(on_disk) <= set(writes)
+    assert {'epoch_1.pth', 'epoch_2.pth'} <= set(on_disk)
+    runs = [d for d in os.listdir(work) if osp.isdir(osp.join(work, d))]
+    assert len(runs) == 1  # one timestamp folder: rank 0's
+    logs = [f for f in os.listdir(osp.join(work, runs[0]))
+            if f.endswith('.log')]
+    assert logs == [f'{runs[0]}.log']
+    with open(osp.join(work, runs[0], logs[0])) as f:
+        log = f.read()
+    assert 'Distributed launcher: pytorch' in log
+    assert 'Distributed training: True' in log
+    assert 'Epoch(train) [2][4/4]' in log
+
+
+def test_dist_resume_continues_iteration_and_optimizer_state(dist_run, tiny):
+    work, _, _ = dist_run
+    config, probe = tiny
+    ckpt = torch.load(osp.join(work, 'epoch_2.pth'), weights_only=True)
+    proc = run(['bash', DIST_TRAIN, config, '2', '--work-dir', work,
+                '--resume', '--cfg-options', 'train_cfg.max_epochs=3'],
+               PORT='29618')
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+    assert 'resumed epoch: 2, iter: 8' in proc.stdout + proc.stderr
+    for rank in (0, 1):
+        resumed = load_probe(probe, rank)['resumed']
+        assert (resumed['iter'], resumed['epoch']) == (8, 2)
+        assert ckpt['meta']['iter'] == 8
+        saved = ckpt['optimizer']
+        assert resumed['optimizer']['param_groups'] == saved['param_groups']
+        assert resumed['optimizer']['state'].keys() == saved['state'].keys()
+        assert len(saved['state']) > 20
+        for idx, state in saved['state'].items():
+            assert torch.equal(resumed['optimizer']['state'][idx]
+                               ['momentum_buffer'], state['momentum_buffer'])
+    assert osp.isfile(osp.join(work, 'epoch_3.pth'))
+
+
+def _top1(output):
+    found = re.findall(r'accuracy/top1: ([0-9.]+)', output)
+    assert len(found) == 1, output[-3000:]
+    return float(found[0])
+
+
+def test_test_tool_and_dist_test_in_deploy_form(dist_run, tiny, tmp_path):
+    """test.py (training form) and dist_test.sh (2 CPU ranks, deploy form,
+    the training checkpoint fused while loading) give the same predictions."""
+    work, _, _ = dist_run
+    config, _ = tiny
+    ckpt = osp.join(work, 'epoch_2.pth')
+    outs, top1 = {}, {}
+    for name, cmd in (
+            ('train', [sys.executable, TEST, config, ckpt]),
+            ('deploy', ['bash', DIST_TEST, config, ckpt, '2', '--cfg-options',
+                        'model.backbone.deploy=True'])):
+        out = str(tmp_path / f'{name}.pkl')
+        proc = run(cmd + ['--work-dir', str(tmp_path / name), '--out', out],
+                   PORT='29619')
+        assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+        top1[name] = _top1(proc.stdout + proc.stderr)
+        with open(out, 'rb') as f:
+            outs[name] = {r['img_path']: r for r in pickle.load(f)}
+    assert top1['train'] == top1['deploy']
+    assert len(outs['train']) == len(outs['deploy']) == 2 * IMAGES_PER_CLASS
+    for path, a in outs['train'].items():
+        b = outs['deploy'][path]
+        ref, conv = a['pred_score'], b['pred_score']
+        err = (ref - conv).abs().max().item() / ref.abs().max().item()
+        assert err < REL_TOL, (path, err)
+        assert int(a['pred_label']) == int(b['pred_label'])
