@@ -9,12 +9,10 @@ differs between the two forms (must be 0), times both forms on the same
 batch and writes a JSON report plus the deploy checkpoint.
 ``tools/demo_digits.py`` runs it on the scikit-learn digits.
 """
-import json
 import os
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from typing import Callable, Dict, Optional
 
@@ -22,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from .deploy import count_repvgg_blocks, switch_to_deploy
+from .utils.atomic import atomic_write_json
 from .utils.checkpoint_io import atomic_save
 from .utils.cli import ToolError
 from .utils.timing import time_forward
@@ -182,18 +181,6 @@ def measure_images_per_second(models: Dict[str, nn.Module],
 
 # ----------------------------------------------------------------------
 # the whole loop
-def _atomic_write_json(obj, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.json', dir=folder)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(obj, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def run_classification_demo(cfg,
@@ -305,7 +292,7 @@ def run_classification_demo(cfg,
         seconds={k: round(v, 2) for k, v in seconds.items()},
         deploy_checkpoint=checkpoint,
         **agreement)
-    _atomic_write_json(report, os.path.join(work_dir, 'report.json'))
+    atomic_write_json(report, os.path.join(work_dir, 'report.json'))
     log(format_report(report))
     if report['num_differing_predictions']:
         raise PredictionMismatchError(

@@ -31,9 +31,9 @@ from .utils.cli import ToolError, load_config
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 #: where the README explains how to prepare a dataset type
 DATASET_DOCS = {
-    'ImageNet': 'docs/readme/classification.md ("Preparing ImageNet")',
+    'ImageNet': 'README.md ("Preparing ImageNet")',
     'CityscapesDataset':
-    'docs/readme/segmentation.md ("Preparing Cityscapes")',
+    'README.md ("Preparing Cityscapes")',
 }
 
 

@@ -295,11 +295,40 @@ def test_mmengine_flops_are_macs():
 
 def test_serving_names_round_trip():
     for name in ('eager', 'channels_last', 'channels_last+jit', 'compile',
-                 'channels_last+compile+bf16+1threads'):
+                 'channels_last+compile+bf16+1threads',
+                 'channels_last+jit+chunk16'):
         assert parse_serving(name).name == name
     assert parse_serving('eager') == Serving()
+    assert parse_serving('channels_last+chunk8').chunk == 8
     with pytest.raises(ValueError, match='exclude each other'):
         parse_serving('jit+compile')
+    with pytest.raises(ValueError, match='unknown serving "chunk0"'):
+        parse_serving('chunk0')
+
+
+@pytest.mark.parametrize('name', ['chunk3', 'channels_last+jit+chunk4'])
+def test_chunked_serving_gives_the_same_outputs(name):
+    from repvgg_mm.benchmark.serving import prepare
+
+    class TwoHeads(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x).relu()
+            return y, y.mean((2, 3))
+
+    model = TwoHeads().eval()
+    inputs = torch.randn(10, 3, 6, 5)  # 10 = 3 + 3 + 3 + 1: a short tail
+    forward, _, _ = prepare(model, inputs, parse_serving(name))
+    with torch.no_grad():
+        expected = model(inputs)
+        got = forward()
+    assert [tuple(t.shape) for t in got] == [(10, 4, 6, 5), (10, 4)]
+    for e, g in zip(expected, got):
+        assert (e - g).abs().max().item() <= 1e-5
 
 
 def test_paired_ratios_and_summary():

@@ -84,8 +84,6 @@ model = dict(
 """
 
 
-
-
 def run_tool(*args):
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, TOOL, *map(str, args)],

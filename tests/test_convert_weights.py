@@ -36,8 +36,6 @@ TINY = dict(num_blocks=(2, 2, 2, 1), width_factor=(0.25, 0.25, 0.25, 0.5),
 NUM_CLASSES = 7
 
 
-
-
 # ----------------------------------------------------------------------
 # the official RepVGG layout (DingXiaoH/RepVGG repvgg.py), rebuilt from its
 # documented structure: stage0 .. stage4, rbr_dense / rbr_1x1 = conv + bn,

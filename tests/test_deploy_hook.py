@@ -46,8 +46,6 @@ MODEL = dict(
 RECORDS = {}
 
 
-
-
 @DATASETS.register_module(force=True)
 class TinyImages(Dataset):
     """8 fixed random 3x24x24 images, 3 classes."""

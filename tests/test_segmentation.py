@@ -32,8 +32,6 @@ HEAD_WIDTHS = {'b1g2': (512, 2048), 'b2': (640, 2560), 'a0': (192, 1280),
                'r50': (1024, 2048), 'r101': (1024, 2048)}
 
 
-
-
 def config_path(variant):
     prefix = 'repvgg-' if variant not in BASELINES else ''
     return osp.join(CONFIGS, NAME.format(prefix + variant))
@@ -177,7 +175,7 @@ def test_the_resnet_configs_build(variant):
 
 
 def test_another_arch_is_one_cfg_options_away():
-    # the command documented in docs/readme/segmentation.md
+    # the command documented in README.md
     cfg = Config.fromfile(config_path('b1g2'))
     cfg.merge_from_dict({
         'model.backbone.arch': 'b3',
@@ -193,14 +191,16 @@ def test_another_arch_is_one_cfg_options_away():
 
 
 def test_the_readme_table_of_head_widths_is_right():
-    """docs/readme/segmentation.md lists both head widths of every arch."""
+    """The README's segmentation section lists both head widths of every
+    arch."""
     from repvgg_mm import ARCH_SETTINGS
     from repvgg_mm.models.arch import stage_widths
-    with open(osp.join(ROOT, 'docs', 'readme', 'segmentation.md')) as f:
-        rows = [line.strip('|\n').split('|') for line in f
-                if line.startswith('| a0 ') or line.startswith('| a1, ') or
-                line.startswith('| a2 ') or line.startswith('| b1, ') or
-                line.startswith('| b2, ') or line.startswith('| b3, ')]
+    with open(osp.join(ROOT, 'README.md')) as f:
+        readme = f.read()
+    section = readme.split('## Semantic segmentation')[1].split('\n## ')[0]
+    starts = ('| a0 ', '| a1, ', '| a2 ', '| b1, ', '| b2, ', '| b3, ')
+    rows = [line.strip('|').split('|') for line in section.splitlines()
+            if line.startswith(starts)]
     documented = {}
     for archs, aux, decode in rows:
         for arch in archs.split(','):

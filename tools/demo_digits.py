@@ -11,7 +11,7 @@
 3. converts it to the plain 3x3-conv + ReLU deploy form, 4. validates that
    through the same pipeline and checks that every prediction is identical,
 5. times both forms, 6. prints a report and writes <work-dir>/report.json
-   and the deploy checkpoint. See docs/readme/demo.md.
+   and the deploy checkpoint. See README.md.
 """
 import time
 

@@ -34,7 +34,7 @@ processes per node, got \"$1\"."
     [ "$1" -le "$avail" ] || fail "GPUS=$1 processes were asked for on this \
 node, but it has only $avail $kind. Use GPUS <= $avail, or spread the job \
 over several machines with NNODES, NODE_RANK and MASTER_ADDR (see \
-docs/readme/classification.md)."
+README.md)."
 }
 
 # preflight TOOL ARGS...: check the config, arch and data paths once, in a

@@ -1,9 +1,7 @@
 """Human-readable table and JSON file of a benchmark record."""
-import json
-import os
-import tempfile
 from typing import List
 
+from ..utils.atomic import atomic_write_json
 from .stats import format_summary
 
 
@@ -93,15 +91,4 @@ def format_report(record: dict, markdown: bool = False) -> str:
 
 def write_json(record: dict, path: str) -> None:
     """Write atomically: an interrupted run leaves no half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.json', dir=folder)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(record, f, indent=1)
-            f.write('\n')
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write_json(record, path, indent=1)

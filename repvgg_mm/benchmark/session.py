@@ -23,7 +23,6 @@ from .sources import (BenchModel, build_source, check_source, example_input,
 from .stats import paired_ratios, summary
 
 
-
 def _gemm_key(threads: Optional[int]) -> str:
     return f'gemm fp32 / {threads or torch.get_num_threads()} threads'
 

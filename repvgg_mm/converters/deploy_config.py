@@ -7,10 +7,9 @@ the complete, resolved config (``_base_`` files merged, ``--cfg-options``
 applied), so it stays valid wherever it is copied.
 """
 import copy
-import os
-import tempfile
 from typing import Any, List, Tuple
 
+from ..utils.atomic import atomic_output
 from ..utils.cli import ToolError
 
 #: config types whose ``deploy`` flag selects the fused form
@@ -53,15 +52,5 @@ def deploy_config(cfg):
 def write_deploy_config(cfg, path: str) -> None:
     """Write ``deploy_config(cfg)`` to ``path`` atomically."""
     deployed = deploy_config(cfg)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    suffix = os.path.splitext(path)[1] or '.py'
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         deployed.dump(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

@@ -16,12 +16,13 @@
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from typing import Any, List
 
 import numpy as np
 import torch
+
+from .atomic import atomic_output
 
 
 class CheckpointError(RuntimeError):
@@ -130,17 +131,8 @@ def load_checkpoint_file(path: str, unsafe: bool = False,
 
 def atomic_save(obj: Any, path: str) -> None:
     """``torch.save`` to ``path`` via a temporary file in the same folder."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.pth', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def state_dict_of(checkpoint: Any) -> dict:

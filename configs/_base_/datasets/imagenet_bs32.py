@@ -2,7 +2,7 @@
 # augmentation of the 120-epoch recipe (REFERENCE §4): RandomResizedCrop 224 +
 # horizontal flip; test: resize the short edge to 256, centre crop 224.
 # Resizing uses Pillow (bilinear), like the torchvision pipeline of the
-# official RepVGG code. Expected layout (see docs/readme/classification.md):
+# official RepVGG code. Expected layout (see README.md):
 #   data/imagenet/train/<wnid>/*.JPEG, data/imagenet/val/*.JPEG,
 #   data/imagenet/meta/{train,val}.txt
 dataset_type = 'ImageNet'

@@ -9,7 +9,7 @@
 #
 # Head widths follow the backbone's stage widths (RepVGGMM.out_channels):
 # B1g2 512 / 2048 here; for another arch set `model.backbone.arch` and both
-# `in_channels` (table in docs/readme/segmentation.md).
+# `in_channels` (table in README.md).
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 data_preprocessor = dict(
     type='SegDataPreProcessor',
