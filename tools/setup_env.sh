@@ -21,8 +21,8 @@ log() { printf '[setup_env] %s\n' "$*"; }
 
 # One Python process probes everything (importing torch is slow): prints the
 # names of the steps that are already satisfied.
-probe() {
-  "$PY" - "$ROOT" "$MMCV_VERSION" <<'PYEOF' 2>/dev/null || true
+probe() {  # run from / so that the checkout itself is not on sys.path
+  (cd / && "$PY" - "$ROOT" "$MMCV_VERSION") <<'PYEOF' 2>/dev/null || true
 import importlib, os, sys
 root, mmcv_version = sys.argv[1], sys.argv[2]
 def version(name):
