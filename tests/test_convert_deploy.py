@@ -9,6 +9,7 @@ import contextlib
 import io
 import os
 import os.path as osp
+import random
 import runpy
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from repvgg_mm import count_repvgg_blocks
 from repvgg_mm.converters.compare import forward_tensor
 from repvgg_mm.converters.config_model import build_model, input_size
 from repvgg_mm.converters.deploy_checkpoint import TRAINING_STATE_KEYS
-from repvgg_mm.utils.checkpoint_io import load_checkpoint_file
+from repvgg_mm.utils.checkpoint_io import CheckpointError, load_checkpoint_file
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 
 TOOL = osp.join(ROOT, 'tools', 'convert_deploy.py')
@@ -215,7 +216,7 @@ def test_missing_corrupt_and_truncated_checkpoints(classifier, tmp_path):
     with open(classifier.ckpt, 'rb') as f:
         truncated.write_bytes(f.read()[:4000])
     corrupt = tmp_path / 'corrupt.pth'
-    corrupt.write_bytes(os.urandom(3000))
+    corrupt.write_bytes(random.Random(0).randbytes(3000))
     cases = [(tmp_path / 'missing.pth', 'does not exist', run_tool),
              (truncated, 'is corrupt or truncated', run_tool),
              (corrupt, 'is corrupt or truncated', run_tool_in_process)]
@@ -282,3 +283,14 @@ def test_unsafe_objects_need_unsafe_load(tmp_path):
                                     '--unsafe-load')
     assert code == 0, log
     assert (tmp_path / 'o.pth').is_file()
+
+
+@pytest.mark.parametrize('seed', range(40))
+def test_any_garbage_is_reported_as_corrupt(tmp_path, seed):
+    """Random bytes fail inside torch's unpickler in many ways (EOFError,
+    UnpicklingError, IndexError, ...): every one is a CheckpointError."""
+    path = tmp_path / 'garbage.pth'
+    rng = random.Random(seed)
+    path.write_bytes(rng.randbytes(rng.randint(1, 5000)))
+    with pytest.raises(CheckpointError, match='is corrupt or truncated'):
+        load_checkpoint_file(str(path))

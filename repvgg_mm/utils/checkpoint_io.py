@@ -16,7 +16,6 @@
 import os
 import pickle
 import re
-import zipfile
 from typing import Any, List
 
 import numpy as np
@@ -122,7 +121,10 @@ def load_checkpoint_file(path: str, unsafe: bool = False,
             ) from None
         raise CheckpointError(f'checkpoint "{path}" is corrupt or truncated '
                               f'({_unpickler_reason(exc)})') from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001
+        # Garbage bytes make the unpickler fail in many ways (EOFError,
+        # BadZipFile, RuntimeError, even IndexError inside torch's
+        # weights-only unpickler): all of them mean "not a checkpoint".
         raise CheckpointError(
             f'checkpoint "{path}" is corrupt or truncated (torch.load: '
             f'{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})'
