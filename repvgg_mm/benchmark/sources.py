@@ -19,6 +19,7 @@ from typing import Callable, NamedTuple, Optional
 import torch
 import torch.nn as nn
 
+from ..converters.deploy_checkpoint import load_state_dict_strict
 from ..utils.checkpoint_io import load_checkpoint_file, state_dict_of
 from ..utils.cli import ToolError, load_config
 from .protocol import task_of
@@ -101,23 +102,12 @@ def load_weights(bench: BenchModel, checkpoint: str) -> BenchModel:
     """Strictly load ``checkpoint`` into ``bench.model``.
 
     Raises:
-        ToolError: the checkpoint does not fit the config's model.
+        CheckpointError: the checkpoint does not fit the config's model.
     """
     state_dict = state_dict_of(load_checkpoint_file(checkpoint))
-    try:
-        bench.model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as exc:
-        lines = [line.strip() for line in str(exc).splitlines()
-                 if line.strip()]
-        detail = ' '.join(lines[1:3]) or lines[0]
-        if len(detail) > 600:
-            detail = detail[:600] + ' ...'
-        raise ToolError(
-            f'checkpoint "{checkpoint}" does not match the model of '
-            f'"{bench.source}": {detail}. Pass the checkpoint that was '
-            f'trained with this config (a deploy-form checkpoint needs the '
-            f'config built with deploy=True, e.g. --cfg-options '
-            f'model.backbone.deploy=True).') from None
+    # the same strict check (missing / unexpected keys, shapes) as
+    # tools/convert_deploy.py: a CheckpointError names the first offenders
+    load_state_dict_strict(bench.model, state_dict, checkpoint)
     return bench._replace(checkpoint=os.path.abspath(checkpoint))
 
 
