@@ -58,6 +58,9 @@ torchrun_tool() {
 
 # srun_tool TOOL ARGS...: one task per GPU on a slurm cluster.
 srun_tool() {
+    local GPUS=${GPUS:-8}
+    local GPUS_PER_NODE=${GPUS_PER_NODE:-$((GPUS < 8 ? GPUS : 8))}
+    local CPUS_PER_TASK=${CPUS_PER_TASK:-5}
     export MASTER_PORT=$PORT
     # shellcheck disable=SC2086  # SRUN_ARGS holds several words
     exec srun -p "$PARTITION" \

@@ -10,9 +10,6 @@ JOB_NAME=$2
 CONFIG=$3
 CHECKPOINT=$4
 shift 4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-$((GPUS < 8 ? GPUS : 8))}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 require_file "config file" "$CONFIG"
 require_file "checkpoint" "$CHECKPOINT"
 srun_tool "$TOOLS/test.py" "$CONFIG" "$CHECKPOINT" "$@"

@@ -12,8 +12,5 @@ JOB_NAME=$2
 CONFIG=$3
 WORK_DIR=$4
 shift 4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-$((GPUS < 8 ? GPUS : 8))}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 require_file "config file" "$CONFIG"
 srun_tool "$TOOLS/train.py" "$CONFIG" --work-dir="$WORK_DIR" "$@"
