@@ -1,4 +1,6 @@
 import os
+import re
+import subprocess
 import sys
 
 # One intra-op thread for the suite and the tools it starts: the tests use
@@ -20,6 +22,29 @@ import repvgg_mm  # noqa: E402,F401  (registers the modules)
 
 #: converted vs training form, relative to the output's magnitude (issue 2)
 REL_TOL = 1e-4
+
+#: lines of a tool's output that say why it failed (torchrun's own report
+#: only says which rank died and by which signal)
+_CAUSE = re.compile(r'error|terminate called|what\(\)|fatal|abort|'
+                    r'exception|exitcode|signal', re.IGNORECASE)
+
+
+def failure_report(proc: subprocess.CompletedProcess) -> str:
+    """Why a tool run failed, cause first: its exit status, the lines that
+    name an error (of every rank), then the tails of stderr and stdout."""
+    output = proc.stderr + '\n' + proc.stdout
+    causes = [line for line in output.splitlines() if _CAUSE.search(line)]
+    return '\n'.join([f'exit status {proc.returncode}; lines naming the '
+                      f'cause:', *causes[:40], '--- stderr tail:',
+                      proc.stderr[-2500:], '--- stdout tail:',
+                      proc.stdout[-1500:]])
+
+
+def assert_succeeded(proc: subprocess.CompletedProcess) -> None:
+    """Fail with :func:`failure_report` (in full: pytest would truncate an
+    assertion message to 8 lines) unless the tool exited with 0."""
+    if proc.returncode != 0:
+        pytest.fail(failure_report(proc), pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REL_TOL
+from conftest import REL_TOL, assert_succeeded
 
 from repvgg_mm.datasets import digits as digits_module
 from repvgg_mm.datasets.digits import (META_FILE, DigitsDatasetError,
@@ -62,7 +62,7 @@ def digits_root(tmp_path_factory):
     """A default-settings dataset shared by the tests of this module."""
     root = str(tmp_path_factory.mktemp('data') / 'digits')
     result = run_tool('tools/make_digits_dataset.py', root)
-    assert result.returncode == 0, result.stderr
+    assert_succeeded(result)
     assert 'wrote 1797/1797 images (100%)' in result.stdout
     return root
 
@@ -257,7 +257,7 @@ def demo_run(digits_root, tmp_path_factory):
     result = run_tool('tools/demo_digits.py', '--work-dir', work_dir,
                       '--data-root', digits_root, '--epochs', '1',
                       '--timing-batch', '32', '--timing-rounds', '2')
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert_succeeded(result)
     return work_dir, result.stdout
 
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, assert_succeeded
 
 DEMO = osp.join(ROOT, 'configs', 'demo',
                 'pspnet_repvgg-tiny_cityscapes-demo.py')
@@ -36,7 +36,7 @@ custom_hooks = [dict(type='SwitchToDeployHook')]
 def tool(*args, cwd):
     proc = subprocess.run([sys.executable, *map(str, args)], cwd=str(cwd),
                           capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert_succeeded(proc)
     return proc.stdout + proc.stderr
 
 

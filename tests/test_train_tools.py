@@ -11,13 +11,14 @@ import pickle
 import re
 import subprocess
 import sys
+import weakref
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import REL_TOL, ROOT
+from conftest import REL_TOL, ROOT, assert_succeeded
 
 TESTS = osp.dirname(osp.abspath(__file__))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
@@ -274,6 +275,57 @@ def test_cpu_rank_environment_from_slurm_and_mpi(monkeypatch):
         '3', '4', '0']
 
 
+def _ddp_in_a_cycle(freed):
+    """A DDP-wrapped module kept alive only by a reference cycle, as the
+    Runner keeps its model (Runner <-> loops); ``freed`` is appended to
+    when it is garbage-collected."""
+    from torch.nn.parallel import DistributedDataParallel
+    owner = {'model': DistributedDataParallel(torch.nn.Conv2d(1, 1, 1),
+                                              device_ids=None)}
+    owner['self'] = owner
+    weakref.finalize(owner['model'], freed.append, 'model freed')
+    return owner
+
+
+@pytest.mark.parametrize('fails', [False, True])
+def test_runner_session_frees_the_model_before_the_process_group(
+        fails, tmp_path, monkeypatch):
+    """A DDP wrapper still alive at interpreter exit destroyed the gloo group
+    during shutdown, and a rank aborted now and then (SIGABRT, "terminate
+    called without an active exception"). runner_session collects it first,
+    also when the tool fails."""
+    import torch.distributed as torch_dist
+    from repvgg_mm import runner_setup
+    from repvgg_mm.utils.cli import ToolError
+    torch_dist.init_process_group(
+        'gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
+    events = []
+    destroy = torch_dist.destroy_process_group
+
+    def recording_destroy(*args, **kwargs):
+        events.append('group destroyed')
+        destroy(*args, **kwargs)
+
+    monkeypatch.setattr(runner_setup.torch_dist, 'destroy_process_group',
+                        recording_destroy)
+
+    def body():  # like tools/test.py's evaluate(): the frame holds the model
+        owner = _ddp_in_a_cycle(events)
+        if fails:
+            raise ToolError('checkpoint does not fit')
+        assert owner['model'].module.weight.numel() == 1
+
+    try:
+        with runner_setup.runner_session():
+            body()
+    except ToolError as exc:
+        assert fails and str(exc) == 'checkpoint does not fit'
+    else:
+        assert not fails
+    assert events == ['model freed', 'group destroyed']
+    assert not torch_dist.is_initialized()
+
+
 # ----------------------------------------------------------------------
 # two CPU processes through the real tools/dist_train.sh (torchrun + gloo)
 @pytest.fixture(scope='module')
@@ -282,7 +334,7 @@ def dist_run(tiny, tmp_path_factory):
     work = str(tmp_path_factory.mktemp('dist_work'))
     proc = run(['bash', DIST_TRAIN, config, '2', '--work-dir', work],
                PORT='29617')
-    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+    assert_succeeded(proc)
     return work, [load_probe(probe, r) for r in (0, 1)], proc
 
 
@@ -342,7 +394,7 @@ def test_dist_resume_continues_iteration_and_optimizer_state(dist_run, tiny):
     proc = run(['bash', DIST_TRAIN, config, '2', '--work-dir', work,
                 '--resume', '--cfg-options', 'train_cfg.max_epochs=3'],
                PORT='29618')
-    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+    assert_succeeded(proc)
     assert 'resumed epoch: 2, iter: 8' in proc.stdout + proc.stderr
     for rank in (0, 1):
         resumed = load_probe(probe, rank)['resumed']
@@ -378,7 +430,7 @@ def test_test_tool_and_dist_test_in_deploy_form(dist_run, tiny, tmp_path):
         out = str(tmp_path / f'{name}.pkl')
         proc = run(cmd + ['--work-dir', str(tmp_path / name), '--out', out],
                    PORT='29619')
-        assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+        assert_succeeded(proc)
         top1[name] = _top1(proc.stdout + proc.stderr)
         with open(out, 'rb') as f:
             outs[name] = {r['img_path']: r for r in pickle.load(f)}

@@ -14,9 +14,15 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from repvgg_mm.runner_setup import (build_runner, config_for_testing,  # noqa: E402
-                                    finish, load_checkpoint_strictly,
+                                    load_checkpoint_strictly, runner_session,
                                     test_parser)
 from repvgg_mm.utils.cli import run_tool  # noqa: E402
+
+
+def evaluate(cfg, args):
+    runner = build_runner(cfg)
+    load_checkpoint_strictly(runner, args.checkpoint, args.config)
+    runner.test()
 
 
 def main(argv=None):
@@ -25,12 +31,8 @@ def main(argv=None):
     if args.check_only:
         print(f'{args.config}: ok')
         return 0
-    try:
-        runner = build_runner(cfg)
-        load_checkpoint_strictly(runner, args.checkpoint, args.config)
-        runner.test()
-    finally:
-        finish()
+    with runner_session():
+        evaluate(cfg, args)  # the Runner lives in evaluate's frame only
 
 
 if __name__ == '__main__':

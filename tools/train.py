@@ -11,7 +11,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from repvgg_mm.runner_setup import (build_runner, config_for_training,  # noqa: E402
-                                    finish, train_parser)
+                                    runner_session, train_parser)
 from repvgg_mm.utils.cli import run_tool  # noqa: E402
 
 
@@ -21,10 +21,8 @@ def main(argv=None):
     if args.check_only:
         print(f'{args.config}: ok')
         return 0
-    try:
-        build_runner(cfg).train()
-    finally:
-        finish()
+    with runner_session():
+        build_runner(cfg).train()  # no reference to the Runner is kept
 
 
 if __name__ == '__main__':
