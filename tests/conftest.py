@@ -51,3 +51,13 @@ def assert_succeeded(proc: subprocess.CompletedProcess) -> None:
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def ddp_held_by_a_cycle(module: torch.nn.Module) -> dict:
+    """``{'model': DDP(module)}`` (CPU, needs a process group) that only the
+    garbage collector frees: the dict refers to itself, as mmengine's Runner
+    and its loops refer to each other and keep the wrapped model alive."""
+    from torch.nn.parallel import DistributedDataParallel
+    owner = {'model': DistributedDataParallel(module, device_ids=None)}
+    owner['self'] = owner
+    return owner

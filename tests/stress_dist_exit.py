@@ -23,22 +23,16 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def worker(order: str) -> None:
     import torch
     import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
-
-    sys.path.insert(0, ROOT)
+    from conftest import ddp_held_by_a_cycle  # puts ROOT on sys.path
     from repvgg_mm.runner_setup import runner_session
 
     def body():
-        owner = {'model': DistributedDataParallel(
-            torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3),
-                                torch.nn.BatchNorm2d(8)), device_ids=None)}
-        owner['self'] = owner  # freed only by the garbage collector
+        owner = ddp_held_by_a_cycle(torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8)))
         with torch.no_grad():
             owner['model'].module(torch.randn(2, 3, 16, 16))
         dist.broadcast_object_list([dist.get_rank()], 0)

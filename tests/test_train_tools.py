@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REL_TOL, ROOT, assert_succeeded
+from conftest import REL_TOL, ROOT, assert_succeeded, ddp_held_by_a_cycle
 
 TESTS = osp.dirname(osp.abspath(__file__))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
@@ -275,18 +275,6 @@ def test_cpu_rank_environment_from_slurm_and_mpi(monkeypatch):
         '3', '4', '0']
 
 
-def _ddp_in_a_cycle(freed):
-    """A DDP-wrapped module kept alive only by a reference cycle, as the
-    Runner keeps its model (Runner <-> loops); ``freed`` is appended to
-    when it is garbage-collected."""
-    from torch.nn.parallel import DistributedDataParallel
-    owner = {'model': DistributedDataParallel(torch.nn.Conv2d(1, 1, 1),
-                                              device_ids=None)}
-    owner['self'] = owner
-    weakref.finalize(owner['model'], freed.append, 'model freed')
-    return owner
-
-
 @pytest.mark.parametrize('fails', [False, True])
 def test_runner_session_frees_the_model_before_the_process_group(
         fails, tmp_path, monkeypatch):
@@ -310,7 +298,8 @@ def test_runner_session_frees_the_model_before_the_process_group(
                         recording_destroy)
 
     def body():  # like tools/test.py's evaluate(): the frame holds the model
-        owner = _ddp_in_a_cycle(events)
+        owner = ddp_held_by_a_cycle(torch.nn.Conv2d(1, 1, 1))
+        weakref.finalize(owner['model'], events.append, 'model freed')
         if fails:
             raise ToolError('checkpoint does not fit')
         assert owner['model'].module.weight.numel() == 1
