@@ -8,8 +8,8 @@ mmengine's Runner does, then ends in one of two orders:
 
 * ``old``: destroy the process group while the wrapper is still alive (it
   is collected at interpreter shutdown). This is what tools/train.py and
-  tools/test.py did before ``runner_setup.runner_session``.
-* ``session``: ``runner_setup.runner_session``, which frees the wrapper and
+  tools/test.py did before ``engine.distributed.runner_teardown``.
+* ``teardown``: ``engine.distributed.runner_teardown``, which frees the wrapper and
   then destroys the group.
 
 ``--load N`` keeps N busy-looping processes running meanwhile, because the
@@ -28,7 +28,7 @@ def worker(order: str) -> None:
     import torch
     import torch.distributed as dist
     from conftest import ddp_held_by_a_cycle  # puts ROOT on sys.path
-    from repvgg_mm.runner_setup import runner_session
+    from repvgg_mm.engine.distributed import runner_teardown
 
     def body():
         owner = ddp_held_by_a_cycle(torch.nn.Sequential(
@@ -40,8 +40,8 @@ def worker(order: str) -> None:
             time.sleep(random.random() * 0.3)
 
     dist.init_process_group('gloo')
-    if order == 'session':
-        with runner_session():
+    if order == 'teardown':
+        with runner_teardown():
             body()
     else:
         body()
@@ -53,7 +53,7 @@ def drive(runs: int, load: int, port: int) -> int:
                for _ in range(load)]
     failed = {}
     try:
-        for order in ('old', 'session'):
+        for order in ('old', 'teardown'):
             failed[order] = []
             for i in range(runs):
                 proc = subprocess.run(
@@ -77,7 +77,7 @@ def drive(runs: int, load: int, port: int) -> int:
         print(f'{order}: {len(fails)} of {runs} runs failed')
         for why in fails:
             print('   ', '; '.join(why))
-    return 1 if failed['session'] else 0
+    return 1 if failed['teardown'] else 0
 
 
 def main() -> int:
@@ -86,7 +86,7 @@ def main() -> int:
     parser.add_argument('--load', type=int, default=2,
                         help='busy-looping processes to run meanwhile')
     parser.add_argument('--port', type=int, default=29655)
-    parser.add_argument('--worker', choices=('old', 'session'),
+    parser.add_argument('--worker', choices=('old', 'teardown'),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

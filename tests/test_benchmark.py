@@ -19,7 +19,7 @@ from repvgg_mm.benchmark.paper import (accuracy_table, load_paper_results,
                                        paper_key)
 from repvgg_mm.benchmark.serving import Serving, parse_serving
 from repvgg_mm.benchmark.stats import paired_ratios, summary
-from repvgg_mm.utils.checkpoint_io import atomic_save
+from repvgg_mm.io.checkpoint import atomic_save
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 
 TINY_ARCH = ("dict(num_blocks=[1, 2, 1, 1], "
@@ -407,7 +407,7 @@ def test_plot_bad_inputs(tmp_path, capsys):
 
 
 def test_gemm_yardstick_covers_every_thread_setting():
-    from repvgg_mm.benchmark.session import Options, _thread_settings
+    from repvgg_mm.benchmark.run import Options, _thread_settings
     torch.set_num_threads(2)
     plain = Options(sources=['x.py'])
     assert _thread_settings(plain) == [None]
@@ -418,7 +418,7 @@ def test_gemm_yardstick_covers_every_thread_setting():
 
 
 def test_rounds_rotate_the_order_and_time_every_entry():
-    from repvgg_mm.benchmark.runner import Entry, run_rounds
+    from repvgg_mm.benchmark.rounds import Entry, run_rounds
     calls = []
     entries = [Entry(name, (lambda n=name: calls.append(n)), 1)
                for name in 'abc']

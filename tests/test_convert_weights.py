@@ -25,7 +25,7 @@ from repvgg_mm.converters.weight_import import (expected_layout,
                                                 import_state_dict, rename_key)
 from repvgg_mm.fusion import NormStats, equivalent_kernel_bias
 from repvgg_mm.models.arch import ARCH_SETTINGS, parse_arch, stage_widths
-from repvgg_mm.utils.checkpoint_io import CheckpointError
+from repvgg_mm.io.checkpoint import CheckpointError
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 
 TOOL = osp.join(ROOT, 'tools', 'convert_weights.py')

@@ -27,7 +27,7 @@ from conftest import REL_TOL
 from repvgg_mm import count_repvgg_blocks
 from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.engine.hooks import SwitchToDeployHook
-from repvgg_mm.utils.checkpoint_io import load_checkpoint_file
+from repvgg_mm.io.checkpoint import load_checkpoint_file
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 
 NUM_CLASSES = 3

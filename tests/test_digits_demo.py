@@ -15,10 +15,10 @@ import torch
 from conftest import REL_TOL, assert_succeeded
 
 from repvgg_mm.datasets import digits as digits_module
-from repvgg_mm.datasets.digits import (META_FILE, DigitsDatasetError,
+from repvgg_mm.demos.digits_dataset import (META_FILE, DigitsDatasetError,
                                        count_images, ensure_digits_dataset,
                                        write_digits_dataset)
-from repvgg_mm.demo import REPORT_TYPES, compare_predictions, set_max_epochs
+from repvgg_mm.demos.digits_demo import REPORT_TYPES, compare_predictions, set_max_epochs
 from repvgg_mm.utils.cli import ToolError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -305,8 +305,8 @@ def test_deploy_checkpoint_loads_into_deploy_config(demo_run, digits_root):
     from mmpretrain.utils import register_all_modules
 
     from repvgg_mm import count_repvgg_blocks
-    from repvgg_mm.demo import evaluate_classifier, set_data_root
-    from repvgg_mm.utils.checkpoint_io import (load_checkpoint_file,
+    from repvgg_mm.demos.digits_demo import evaluate_classifier, set_data_root
+    from repvgg_mm.io.checkpoint import (load_checkpoint_file,
                                                state_dict_of)
     register_all_modules()
     work_dir, _ = demo_run

@@ -17,9 +17,9 @@ from torch.nn import SyncBatchNorm
 
 from conftest import REL_TOL, ROOT
 from repvgg_mm import count_repvgg_blocks, switch_to_deploy
-from repvgg_mm.datasets.cityscapes_demo import (CityscapesDemoError,
+from repvgg_mm.demos.cityscapes_dataset import (CityscapesDemoError,
                                                 write_cityscapes_demo)
-from repvgg_mm.utils.checkpoint_io import atomic_save
+from repvgg_mm.io.checkpoint import atomic_save
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 
 CONFIGS = osp.join(ROOT, 'configs')

@@ -110,31 +110,29 @@ def load_probe(probe, rank):
 # ----------------------------------------------------------------------
 # flags -> config (in process)
 def test_train_flags_are_applied(monkeypatch):
-    from repvgg_mm import runner_setup
-    from repvgg_mm.runner_setup import config_for_training, train_parser
+    from repvgg_mm.apis import train as train_api
+    from repvgg_mm.apis.train import training_config
     from repvgg_mm.utils.cli import ToolError
-    monkeypatch.setattr(runner_setup, '_has_amp_device', lambda: False)
+    monkeypatch.setattr(train_api, '_has_amp_device', lambda: False)
     with pytest.raises(ToolError, match='--amp .* needs a GPU'):
-        config_for_training(train_parser().parse_args([A0, '--amp']))
-    monkeypatch.setattr(runner_setup, '_has_amp_device', lambda: True)
-    args = train_parser().parse_args(
-        [A0, '--amp', '--resume', '--auto-scale-lr', '--work-dir', 'wd',
-         '--cfg-options', 'train_dataloader.dataset.data_root=' + ROOT,
-         'val_dataloader.dataset.data_root=' + ROOT,
-         'train_dataloader.dataset.split=configs',
-         'val_dataloader.dataset.split=tools'])
-    cfg = config_for_training(args)
+        training_config(A0, amp=True)
+    monkeypatch.setattr(train_api, '_has_amp_device', lambda: True)
+    cfg = training_config(
+        A0, amp=True, resume='auto', auto_scale_lr=True, work_dir='wd',
+        cfg_options={'train_dataloader.dataset.data_root': ROOT,
+                     'val_dataloader.dataset.data_root': ROOT,
+                     'train_dataloader.dataset.split': 'configs',
+                     'val_dataloader.dataset.split': 'tools'})
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.loss_scale == 'dynamic'
     assert cfg.resume is True and cfg.load_from is None
     assert cfg.auto_scale_lr == dict(base_batch_size=256, enable=True)
     assert cfg.work_dir == 'wd' and cfg.launcher == 'none'
 
-    args = train_parser().parse_args(
-        [A0, '--resume', A0, '--no-validate', '--cfg-options',
-         'train_dataloader.dataset.data_root=' + ROOT,
-         'train_dataloader.dataset.split=configs'])
-    cfg = config_for_training(args)
+    cfg = training_config(
+        A0, resume=A0, validate=False,
+        cfg_options={'train_dataloader.dataset.data_root': ROOT,
+                     'train_dataloader.dataset.split': 'configs'})
     assert cfg.resume is True and cfg.load_from == A0
     assert cfg.val_cfg is None and cfg.val_dataloader is None
     assert cfg.work_dir == osp.join('./work_dirs', 'repvgg-a0_8xb32_in1k')
@@ -208,21 +206,21 @@ def test_deploy_checkpoint_into_train_model_is_a_clear_error(tiny, tmp_path):
     from mmengine.config import Config
     from mmengine.registry import MODELS, DefaultScope
     from repvgg_mm import switch_to_deploy
-    from repvgg_mm.runner_setup import (build_runner, config_for_testing,
-                                        load_checkpoint_strictly, test_parser)
-    from repvgg_mm.utils.cli import ToolError
+    from repvgg_mm.apis.test import test_config
+    from repvgg_mm.engine.distributed import build_runner, unwrap_model
+    from repvgg_mm.io.checkpoint import CheckpointError
+    from repvgg_mm.io.weights import load_weights
     config, _ = tiny
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(Config.fromfile(config).model)
     ckpt = str(tmp_path / 'deploy.pth')
     torch.save({'state_dict': switch_to_deploy(model).state_dict()}, ckpt)
-    args = test_parser().parse_args(
-        [config, ckpt, '--work-dir', str(tmp_path / 'work')])
-    runner = build_runner(config_for_testing(args))
-    with pytest.raises(ToolError) as error:
-        load_checkpoint_strictly(runner, ckpt, config)
+    runner = build_runner(
+        test_config(config, ckpt, work_dir=str(tmp_path / 'work')))
+    with pytest.raises(CheckpointError) as error:
+        load_weights(unwrap_model(runner.model), ckpt)
     message = str(error.value)
-    assert message.startswith(f'checkpoint "{ckpt}" does not fit the model')
+    assert message.startswith(f'cannot load "{ckpt}"')
     assert 'deploy-form (fused) weight' in message
     assert '_deploy.py' in message
 
@@ -256,7 +254,7 @@ def test_slurm_scripts_pass_the_job_to_srun(tmp_path):
 
 
 def test_cpu_rank_environment_from_slurm_and_mpi(monkeypatch):
-    from repvgg_mm.runner_setup import _env_from_launcher
+    from repvgg_mm.engine.distributed import _env_from_launcher
     for key in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_PORT'):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv('MASTER_ADDR', 'node7')
@@ -276,14 +274,14 @@ def test_cpu_rank_environment_from_slurm_and_mpi(monkeypatch):
 
 
 @pytest.mark.parametrize('fails', [False, True])
-def test_runner_session_frees_the_model_before_the_process_group(
+def test_runner_teardown_frees_the_model_before_the_process_group(
         fails, tmp_path, monkeypatch):
     """A DDP wrapper still alive at interpreter exit destroyed the gloo group
     during shutdown, and a rank aborted now and then (SIGABRT, "terminate
-    called without an active exception"). runner_session collects it first,
+    called without an active exception"). runner_teardown collects it first,
     also when the tool fails."""
     import torch.distributed as torch_dist
-    from repvgg_mm import runner_setup
+    from repvgg_mm.engine import distributed
     from repvgg_mm.utils.cli import ToolError
     torch_dist.init_process_group(
         'gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
@@ -294,7 +292,7 @@ def test_runner_session_frees_the_model_before_the_process_group(
         events.append('group destroyed')
         destroy(*args, **kwargs)
 
-    monkeypatch.setattr(runner_setup.torch_dist, 'destroy_process_group',
+    monkeypatch.setattr(distributed.torch_dist, 'destroy_process_group',
                         recording_destroy)
 
     def body():  # like tools/test.py's evaluate(): the frame holds the model
@@ -305,7 +303,7 @@ def test_runner_session_frees_the_model_before_the_process_group(
         assert owner['model'].module.weight.numel() == 1
 
     try:
-        with runner_setup.runner_session():
+        with distributed.runner_teardown():
             body()
     except ToolError as exc:
         assert fails and str(exc) == 'checkpoint does not fit'

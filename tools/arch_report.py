@@ -11,18 +11,17 @@ input 2x3x64x48).
 """
 import argparse
 import json
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
+import torch
 
-from repvgg_mm import ARCH_SETTINGS, RepVGGMM  # noqa: E402
-from repvgg_mm.figures import PAPER_FIGURES, arch_figures  # noqa: E402
-from repvgg_mm.utils.cli import ToolError, run_tool  # noqa: E402
-from repvgg_mm.utils.verify import conversion_errors  # noqa: E402
+from repvgg_mm import ARCH_SETTINGS, RepVGGMM
+from repvgg_mm.benchmark.arch_figures import arch_figures
+from repvgg_mm.benchmark.paper import paper_arch_figures
+from repvgg_mm.utils.cli import ToolError, run_tool
+from repvgg_mm.utils.verify import conversion_errors
 
 
 def parse_args(argv):
@@ -58,7 +57,8 @@ def main(argv=None):
             RepVGGMM(arch, out_indices=(0, 1, 2, 3)),
             torch.randn(2, 3, 64, 48), seed=1)
         row['worst_rel_error'] = max(rel for _, rel in errors)
-        paper_params, paper_macs = PAPER_FIGURES.get(arch, (None, None))
+        paper_params, paper_macs = paper_arch_figures().get(
+            arch, (None, None))
         row.update(paper_params_m=paper_params, paper_macs_g=paper_macs)
         rows.append(row)
         print(f'| {arch} | {row["train_params_m"]:.2f} | '

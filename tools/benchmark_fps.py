@@ -15,12 +15,9 @@ Examples::
         --best --json work_dirs/fps_a0.json
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from repvgg_mm.utils.cli import ToolError, run_tool  # noqa: E402
+from repvgg_mm.utils.cli import run_tool
 
 
 def _int_at_least(minimum: int):
@@ -103,76 +100,23 @@ def parse_args(argv=None):
     return args
 
 
-def build_options(args):
-    import torch
-    from repvgg_mm.benchmark.serving import Serving, parse_serving
-    from repvgg_mm.benchmark.session import Options
-
-    if args.checkpoint and args.checkpoint.endswith('.py'):
-        raise ToolError(
-            f'"{args.checkpoint}" looks like a config, not a checkpoint. Pass '
-            f'more models with --baseline {args.checkpoint}.')
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as exc:
-        raise ToolError(f'--device {args.device}: {exc}') from None
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise ToolError(f'--device {args.device}: CUDA is not available on '
-                        f'this machine; use --device cpu.')
-    if device.type not in ('cpu', 'cuda'):
-        raise ToolError(f'--device {args.device}: only cpu and cuda are '
-                        f'supported.')
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    serving = Serving(channels_last=args.channels_last, jit=args.jit,
-                      compile=args.compile, amp=args.amp)
-    if serving.jit and device.type != 'cpu':
-        raise ToolError('--jit (oneDNN freezing) is for --device cpu; use '
-                        '--compile on GPUs.')
-    tried = None
-    if args.candidates:
-        if not args.best:
-            raise ToolError('--candidates only makes sense with --best.')
-        try:
-            tried = [parse_serving(name) for name in args.candidates]
-        except ValueError as exc:
-            raise ToolError(f'--candidates: {exc}') from None
-    if args.json:
-        folder = os.path.dirname(os.path.abspath(args.json))
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except OSError as exc:
-            raise ToolError(f'--json {args.json}: cannot create {folder}: '
-                            f'{exc.strerror}') from None
-    shape = None
-    if args.shape:
-        shape = tuple(args.shape) * (3 - len(args.shape))
-    return Options(
-        sources=[args.config] + list(args.baseline),
-        checkpoint=args.checkpoint, batch_size=args.batch_size, shape=shape,
-        warmup=args.warmup, iters=args.iters, rounds=args.rounds,
-        device=str(device), serving=serving, best=args.best,
-        candidates=tried, cfg_options=args.cfg_options,
-        gemm=not args.no_gemm)
-
-
 def main(argv=None):
     args = parse_args(argv)
-    from repvgg_mm.benchmark.report import format_report, write_json
-    from repvgg_mm.benchmark.session import run_benchmark
+    from repvgg_mm.apis.benchmark import benchmark
+    from repvgg_mm.benchmark.report import format_report
 
-    opts = build_options(args)
-
-    def progress(message):
-        print(message, file=sys.stderr, flush=True)
-
-    record = run_benchmark(opts, progress)
-    record['command'] = ' '.join(
-        ['python', 'tools/benchmark_fps.py'] +
-        list(sys.argv[1:] if argv is None else argv))
+    record = benchmark(
+        args.config, args.checkpoint, baselines=args.baseline,
+        batch_size=args.batch_size, shape=args.shape, warmup=args.warmup,
+        iters=args.iters, rounds=args.rounds, device=args.device,
+        threads=args.threads, channels_last=args.channels_last,
+        jit=args.jit, compile=args.compile, amp=args.amp, best=args.best,
+        candidates=args.candidates, gemm=not args.no_gemm,
+        cfg_options=args.cfg_options, json_out=args.json,
+        command=' '.join(['python', 'tools/benchmark_fps.py'] + list(
+            sys.argv[1:] if argv is None else argv)))
     print(format_report(record, args.markdown))
     if args.json:
-        write_json(record, args.json)
         print(f'\nwrote {args.json}')
     return 0
 

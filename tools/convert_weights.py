@@ -13,16 +13,10 @@ SRC is read with ``torch.load(weights_only=True)`` (or as ``.safetensors``);
 ``--unsafe-load`` allows full unpickling of old checkpoints you trust.
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from repvgg_mm.converters.weight_import import (  # noqa: E402
-    FORMATS, arch_name, import_state_dict, load_source)
-from repvgg_mm.utils.checkpoint_io import atomic_save  # noqa: E402
-from repvgg_mm.utils.cli import ToolError, run_tool  # noqa: E402
-from repvgg_mm.version import __version__  # noqa: E402
+from repvgg_mm.apis.import_weights import import_weights
+from repvgg_mm.converters.weight_import import FORMATS
+from repvgg_mm.utils.cli import run_tool
 
 
 def parse_args(argv=None):
@@ -46,26 +40,15 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if osp.abspath(args.out) == osp.abspath(args.src) or (
-            osp.exists(args.out) and osp.samefile(args.out, args.src)):
-        raise ToolError(f'OUT "{args.out}" is the source file; the tool never '
-                        f'overwrites its input. Choose another OUT.')
-    arch = arch_name(args.arch)
     print(f'reading {args.src} ...', flush=True)
-    source = load_source(args.src, unsafe=args.unsafe_load)
-    state_dict, form = import_state_dict(source, args.format, arch)
-    num_classes = (state_dict['head.fc.weight'].shape[0]
-                   if 'head.fc.weight' in state_dict else None)
-    meta = dict(repvgg_mm=dict(imported_from=osp.basename(args.src),
-                               format=args.format, arch=arch, form=form,
-                               version=__version__))
-    atomic_save(dict(state_dict=state_dict, meta=meta), args.out)
-    head = (f'head with {num_classes} classes' if num_classes is not None
-            else 'no head (backbone only)')
-    hint = (' (use with model.backbone.deploy=True)' if form == 'deploy'
-            else '')
-    print(f'wrote {args.out}: {len(state_dict)} tensors, RepVGG-{arch} in '
-          f'{form} form{hint}, {head}')
+    result = import_weights(args.src, args.out, args.format, args.arch,
+                            unsafe_load=args.unsafe_load)
+    head = (f'head with {result.num_classes} classes'
+            if result.num_classes is not None else 'no head (backbone only)')
+    hint = (' (use with model.backbone.deploy=True)'
+            if result.form == 'deploy' else '')
+    print(f'wrote {result.path}: {result.num_tensors} tensors, '
+          f'RepVGG-{result.arch} in {result.form} form{hint}, {head}')
 
 
 if __name__ == '__main__':

@@ -23,8 +23,8 @@ import torch  # noqa: E402
 
 from mmengine.config import DictAction  # noqa: E402
 
-from repvgg_mm.datasets.digits import ensure_digits_dataset  # noqa: E402
-from repvgg_mm.demo import (run_classification_demo, set_data_root,  # noqa
+from repvgg_mm.demos.digits_dataset import ensure_digits_dataset  # noqa: E402
+from repvgg_mm.demos.digits_demo import (run_classification_demo, set_data_root,  # noqa
                             set_max_epochs)
 from repvgg_mm.utils.cli import ToolError, load_config, run_tool  # noqa
 

@@ -6,7 +6,6 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-export PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}"
 
 fail() {
     echo "error: $*" >&2

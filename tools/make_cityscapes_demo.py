@@ -9,14 +9,11 @@ Result: ``OUT_DIR/leftImg8bit/{train,val}/<city>/*_leftImg8bit.png`` and
 loads; ``configs/demo/pspnet_repvgg-tiny_cityscapes-demo.py`` trains on it.
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from repvgg_mm.datasets.cityscapes_demo import (  # noqa: E402
+from repvgg_mm.demos.cityscapes_dataset import (
     DEFAULT_SIZE, write_cityscapes_demo)
-from repvgg_mm.utils.cli import run_tool  # noqa: E402
+from repvgg_mm.utils.cli import run_tool
 
 
 def parse_args(argv=None):

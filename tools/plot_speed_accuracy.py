@@ -13,9 +13,8 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from repvgg_mm.utils.cli import ToolError, run_tool  # noqa: E402
+from repvgg_mm.utils.cli import ToolError, run_tool
 
 
 def parse_args(argv=None):

@@ -47,13 +47,16 @@ except Exception:
     pass
 try:
     import timm, pytest, pytest_timeout, ftfy, regex, sklearn, matplotlib  # noqa
+    import flake8, isort, prettytable  # noqa
+    import onnx, onnxruntime, onnxscript, openvino, nncf  # noqa
     import repvgg_mm
     here = os.path.realpath(os.path.dirname(repvgg_mm.__file__))
     # repvgg_mm must be the editable install of THIS checkout (a CI clone
     # lives in another folder than the developer's checkout).
     if (here == os.path.realpath(os.path.join(root, 'repvgg_mm'))
             and version('mmpretrain') == '1.2.0'
-            and version('mmseg') == '1.2.2'):
+            and version('mmseg') == '1.2.2'
+            and version('mmdet') == '3.3.0'):
         ok.append('stack')
 except Exception:
     pass
@@ -66,7 +69,7 @@ present=" $(probe) "
 ok() { [[ "$present" == *" $1 "* ]]; }
 
 # 1. torch + torchvision. 2.14.1/0.29.1 is the pair that imports together here
-#    (torchvision does not import beside torch 2.13.0+cpu; REFERENCE §6).
+#    (torchvision 0.29.1 is built for torch 2.14.1; older pairs fail to import).
 if ok torch; then
   log "torch 2.14.1 + torchvision 0.29.1 present"
 else
@@ -115,18 +118,19 @@ else
   "${PIP[@]}" "$wheel"
 fi
 
-# 4. mmpretrain, mmsegmentation (+ its undeclared ftfy/regex) and this package
-#    with its test extras, in editable mode.
+# 4. mmpretrain, mmsegmentation (+ its undeclared ftfy/regex), mmdetection
+#    and this package with its deployment stack (onnx, onnxruntime, openvino,
+#    nncf; setup.cfg) and test extras, in editable mode.
 if ok stack; then
-  log "mmpretrain 1.2.0, mmsegmentation 1.2.2, repvgg_mm present"
+  log "mmpretrain 1.2.0, mmsegmentation 1.2.2, mmdet 3.3.0, repvgg_mm present"
 else
-  log "installing mmpretrain 1.2.0, mmsegmentation 1.2.2 and repvgg_mm (editable)"
-  "${PIP[@]}" mmpretrain==1.2.0 mmsegmentation==1.2.2 ftfy regex
+  log "installing mmpretrain 1.2.0, mmsegmentation 1.2.2, mmdet 3.3.0 and repvgg_mm (editable)"
+  "${PIP[@]}" mmpretrain==1.2.0 mmsegmentation==1.2.2 mmdet==3.3.0 ftfy regex
   "${PIP[@]}" -e "$ROOT[tests]"
 fi
 
 if [ "$present" != " torch mmengine mmcv stack " ]; then
-  "$PY" -c "import mmcv._ext, mmseg.models, mmpretrain.models, repvgg_mm" \
+  "$PY" -c "import mmcv._ext, mmseg.models, mmpretrain.models, mmdet.models, onnxruntime, openvino, nncf, repvgg_mm" \
     || { log "ERROR: the OpenMMLab stack does not import"; exit 1; }
 fi
 log "ready in $(( $(date +%s) - start )) s"

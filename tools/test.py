@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint with a config (mmpretrain or mmseg scope).
+"""Evaluate a checkpoint with a config (mmpretrain, mmseg or mmdet scope).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.pkl]
         [--cfg-options K=V ...] [--launcher pytorch]
@@ -8,31 +8,32 @@ is an error, not a silently random model. A training-form checkpoint works
 with the configs/deploy/*_deploy.py configs (fused while loading).
 Multi-process: tools/dist_test.sh CONFIG CHECKPOINT GPUS, tools/slurm_test.sh.
 """
-import os
-import sys
+import argparse
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from repvgg_mm.runner_setup import (build_runner, config_for_testing,  # noqa: E402
-                                    load_checkpoint_strictly, runner_session,
-                                    test_parser)
-from repvgg_mm.utils.cli import run_tool  # noqa: E402
+from repvgg_mm.apis.test import test, test_config
+from repvgg_mm.utils.cli import add_runner_args, run_tool, runner_options
 
 
-def evaluate(cfg, args):
-    runner = build_runner(cfg)
-    load_checkpoint_strictly(runner, args.checkpoint, args.config)
-    runner.test()
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Evaluate a checkpoint (mmpretrain, mmseg or mmdet '
+        'config).')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out',
+                        help='also dump the predictions to this .pkl file')
+    add_runner_args(parser)
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
-    args = test_parser().parse_args(argv)
-    cfg = config_for_testing(args)
+    args = parse_args(argv)
+    cfg = test_config(args.config, args.checkpoint, out=args.out,
+                      **runner_options(args))
     if args.check_only:
         print(f'{args.config}: ok')
         return 0
-    with runner_session():
-        evaluate(cfg, args)  # the Runner lives in evaluate's frame only
+    test(cfg, args.checkpoint)
 
 
 if __name__ == '__main__':

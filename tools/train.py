@@ -1,28 +1,46 @@
-"""Train a model from a config (mmpretrain or mmseg scope).
+"""Train a model from a config (mmpretrain, mmseg or mmdet scope).
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--auto-scale-lr] [--cfg-options K=V ...] [--launcher pytorch]
 
 Multi-process: tools/dist_train.sh CONFIG GPUS, tools/slurm_train.sh.
 """
-import os
-import sys
+import argparse
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from repvgg_mm.apis.train import train, training_config
+from repvgg_mm.utils.cli import add_runner_args, run_tool, runner_options
 
-from repvgg_mm.runner_setup import (build_runner, config_for_training,  # noqa: E402
-                                    runner_session, train_parser)
-from repvgg_mm.utils.cli import run_tool  # noqa: E402
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Train a model (mmpretrain, mmseg or mmdet config) with '
+        'a RepVGG backbone.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from CHECKPOINT, or without a value from the latest '
+        'checkpoint in the work dir')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed-precision training (AmpOptimWrapper)')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the lr linearly with the real batch size '
+                        '(auto_scale_lr.base_batch_size of the config)')
+    parser.add_argument('--no-validate', action='store_true',
+                        help='skip validation during training')
+    add_runner_args(parser)
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
-    args = train_parser().parse_args(argv)
-    cfg = config_for_training(args)
+    args = parse_args(argv)
+    cfg = training_config(args.config, resume=args.resume, amp=args.amp,
+                          auto_scale_lr=args.auto_scale_lr,
+                          validate=not args.no_validate,
+                          **runner_options(args))
     if args.check_only:
         print(f'{args.config}: ok')
         return 0
-    with runner_session():
-        build_runner(cfg).train()  # no reference to the Runner is kept
+    train(cfg)
 
 
 if __name__ == '__main__':

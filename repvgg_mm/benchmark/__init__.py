@@ -1,4 +1,4 @@
-"""Throughput benchmarking of training-form vs deployed models.
+"""Harness: throughput benchmarking of training-form vs deployed models.
 
 Used by ``tools/benchmark_fps.py`` and ``tools/plot_speed_accuracy.py``; not
 imported by ``import repvgg_mm`` (it pulls in the analysis and plotting
@@ -12,8 +12,11 @@ stacks). Pieces, one concept per module:
   TorchScript freezing, torch.compile, ...);
 * :mod:`.complexity`: parameters and MACs (mmengine's analysis tools);
 * :mod:`.gemm`: the machine's dense matrix-multiply MAC rate;
-* :mod:`.runner`: alternating timing rounds and their statistics;
+* :mod:`.rounds`: alternating timing rounds;
+* :mod:`.run`: one benchmark run, from sources to the record;
+* :mod:`.stats`: medians, spreads and paired ratios over rounds;
 * :mod:`.report`: the table, the comparisons and the JSON record;
 * :mod:`.paper`: the paper's published figures (``paper_results.json``);
+* :mod:`.arch_figures`: parameters and MACs of every RepVGG classifier;
 * :mod:`.plot`: the Figure-1-style speed/accuracy plot.
 """

@@ -2,7 +2,8 @@
 
 ``mmengine.analysis`` (fvcore's counters) counts one fused multiply-add as
 one "flop", so its ``flops`` are MACs -- the unit of the paper's "FLOPs"
-column (REFERENCE §3). ``tests/test_benchmark.py`` checks this on a conv.
+column (paper Table 4, "FLOPs"). ``tests/test_benchmark.py`` checks this on
+a conv.
 """
 from typing import NamedTuple
 
@@ -13,6 +14,11 @@ import torch.nn as nn
 class Complexity(NamedTuple):
     params: int
     macs: int  #: per image
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (buffers such as BN statistics not counted)."""
+    return sum(p.numel() for p in model.parameters())
 
 
 def complexity(model: nn.Module, shape) -> Complexity:

@@ -3,7 +3,7 @@ from benchmark model names (config stems, ``timm:`` names) to them."""
 import json
 import os.path as osp
 import re
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 PAPER_RESULTS = osp.join(osp.dirname(__file__), 'paper_results.json')
 
@@ -72,6 +72,15 @@ def accuracy_table(task: str, user_file: Optional[str] = None
                     f'{{"{field}": number}}, got {value!r}')
             table[key] = float(value)
     return table
+
+
+def paper_arch_figures() -> Dict[str, Tuple[float, float]]:
+    """``{arch: (deploy params in M, MACs in G)}`` of the paper's Tables 4-5
+    (1000 classes, 224x224; the paper rounds MACs to 0.1 G)."""
+    table = load_paper_results()['classification']
+    return {key[len('RepVGG-'):].lower(): (row['params_m'], row['gmacs'])
+            for key, row in table.items()
+            if key.startswith('RepVGG-') and row.get('params_m')}
 
 
 def paper_speed(task: str) -> Dict[str, float]:

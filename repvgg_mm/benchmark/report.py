@@ -1,7 +1,7 @@
 """Human-readable table and JSON file of a benchmark record."""
 from typing import List
 
-from ..utils.atomic import atomic_write_json
+from ..io.atomic import atomic_write_json
 from .stats import format_summary
 
 

@@ -19,8 +19,7 @@ from typing import Callable, NamedTuple, Optional
 import torch
 import torch.nn as nn
 
-from ..converters.deploy_checkpoint import load_state_dict_strict
-from ..utils.checkpoint_io import load_checkpoint_file, state_dict_of
+from ..io.weights import load_weights as load_weights_file
 from ..utils.cli import ToolError, load_config
 from .protocol import task_of
 
@@ -104,10 +103,7 @@ def load_weights(bench: BenchModel, checkpoint: str) -> BenchModel:
     Raises:
         CheckpointError: the checkpoint does not fit the config's model.
     """
-    state_dict = state_dict_of(load_checkpoint_file(checkpoint))
-    # the same strict check (missing / unexpected keys, shapes) as
-    # tools/convert_deploy.py: a CheckpointError names the first offenders
-    load_state_dict_strict(bench.model, state_dict, checkpoint)
+    load_weights_file(bench.model, checkpoint)
     return bench._replace(checkpoint=os.path.abspath(checkpoint))
 
 

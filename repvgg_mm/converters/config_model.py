@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from ..utils.cli import ToolError
-from .deploy_config import find_repvgg_dicts
+from .deploy_config import find_backbone_dicts
 
 #: input size used when the config tells none
 DEFAULT_SIZE = (224, 224)
@@ -101,7 +101,7 @@ def input_size(cfg) -> Tuple[Tuple[int, int], str]:
 
 def input_channels(cfg) -> int:
     """``in_channels`` of the first RepVGG backbone of ``cfg.model`` (3)."""
-    for _, node in find_repvgg_dicts(cfg.model):
-        if 'in_channels' in node and str(node.get('type')).endswith('MM'):
+    for _, node in find_backbone_dicts(cfg.model):
+        if 'in_channels' in node:
             return int(node['in_channels'])
     return 3

@@ -1,4 +1,4 @@
-"""Deploy checkpoints: strict loading, form detection, the checkpoint dict.
+"""Deploy checkpoints: form detection and the checkpoint dict.
 
 A deploy checkpoint is the training checkpoint with
 
@@ -18,21 +18,13 @@ import torch.nn as nn
 from mmengine.runner.checkpoint import weights_to_cpu
 
 from ..models.repvgg_block import DEPLOY_BRANCH, TRAIN_BRANCHES
-from ..utils.checkpoint_io import CheckpointError
 from ..version import __version__
-from .key_check import layout_problems
 
 TRAINING_STATE_KEYS = ('optimizer', 'param_schedulers', 'message_hub',
                        'ema_state_dict')
 
 _DEPLOY_KEY = re.compile(rf'(^|\.){DEPLOY_BRANCH}\.weight$')
 _TRAIN_KEY = re.compile(rf'(^|\.){TRAIN_BRANCHES[0]}\.conv\.weight$')
-
-
-def strip_wrapper_prefix(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
-    """Drop the ``module.`` prefix of (Distributed)DataParallel checkpoints,
-    as mmengine's ``load_checkpoint`` does."""
-    return {re.sub(r'^module\.', '', k): v for k, v in state_dict.items()}
 
 
 def repvgg_form(state_dict: Mapping[str, Any]) -> str:
@@ -45,26 +37,6 @@ def repvgg_form(state_dict: Mapping[str, Any]) -> str:
     if fused:
         return 'deploy'
     return 'training' if unfused else 'none'
-
-
-def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
-                           source: str) -> None:
-    """Load ``state_dict`` (same form as ``model``); every key must fit.
-
-    Raises:
-        CheckpointError: naming the first missing / unexpected keys and shape
-            mismatches, so nothing is silently left random.
-    """
-    state_dict = strip_wrapper_prefix(state_dict)
-    layout = {k: v.shape for k, v in model.state_dict().items()}
-    problems = layout_problems(state_dict, layout)
-    if problems:
-        raise CheckpointError(
-            f'the weights in "{source}" do not match the model built from the '
-            f'config ({"; ".join(problems)}). Check that config and '
-            f'checkpoint belong together (same arch, same model type, same '
-            f'number of classes).')
-    model.load_state_dict(state_dict, strict=True)
 
 
 def deploy_checkpoint(checkpoint: Any, converted: nn.Module,

@@ -9,31 +9,40 @@ applied), so it stays valid wherever it is copied.
 import copy
 from typing import Any, List, Tuple
 
-from ..utils.atomic import atomic_output
+from ..io.atomic import atomic_output
 from ..utils.cli import ToolError
 
 #: config types whose ``deploy`` flag selects the fused form
 REPVGG_TYPES = ('RepVGGMM', 'RepVGGBlock')
 
 
-def _is_repvgg_type(type_: Any) -> bool:
+def type_name(type_: Any) -> str:
+    """``'RepVGGMM'`` for ``'RepVGGMM'``, ``'mmseg.RepVGGMM'`` or the class."""
     name = type_ if isinstance(type_, str) else getattr(type_, '__name__', '')
-    return name.split('.')[-1] in REPVGG_TYPES  # 'mmseg.RepVGGMM' etc.
+    return name.split('.')[-1]
 
 
-def find_repvgg_dicts(node: Any, path: str = 'model') -> List[Tuple[str, Any]]:
-    """``(path, dict)`` of every RepVGG module dict under ``node``."""
+def find_repvgg_dicts(node: Any, path: str = 'model',
+                      types: Tuple[str, ...] = REPVGG_TYPES
+                      ) -> List[Tuple[str, Any]]:
+    """``(path, dict)`` of every RepVGG module dict under ``node`` (of the
+    given ``types``; a scope prefix such as ``mmseg.`` is ignored)."""
     found = []
     if isinstance(node, dict):
-        if _is_repvgg_type(node.get('type')):
+        if type_name(node.get('type')) in types:
             found.append((path, node))
         else:
             for key, value in node.items():
-                found += find_repvgg_dicts(value, f'{path}.{key}')
+                found += find_repvgg_dicts(value, f'{path}.{key}', types)
     elif isinstance(node, (list, tuple)):
         for i, value in enumerate(node):
-            found += find_repvgg_dicts(value, f'{path}[{i}]')
+            found += find_repvgg_dicts(value, f'{path}[{i}]', types)
     return found
+
+
+def find_backbone_dicts(node: Any) -> List[Tuple[str, Any]]:
+    """``(path, dict)`` of every ``type='RepVGGMM'`` dict under ``node``."""
+    return find_repvgg_dicts(node, types=('RepVGGMM', ))
 
 
 def deploy_config(cfg):

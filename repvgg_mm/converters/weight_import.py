@@ -33,10 +33,11 @@ import torch
 
 from ..models.arch import ARCH_SETTINGS, parse_arch
 from ..models.repvgg import RepVGGMM
-from ..utils.checkpoint_io import CheckpointError, load_checkpoint_file
+from ..io.checkpoint import (CheckpointError, load_checkpoint_file,
+                             state_dict_of)
 from ..utils.cli import ToolError
-from .deploy_checkpoint import repvgg_form, strip_wrapper_prefix
-from .key_check import layout_problems
+from ..io.weights import layout_problems, strip_wrapper_prefix
+from .deploy_checkpoint import repvgg_form
 
 Rule = Tuple[str, Union[str, Callable]]
 
@@ -183,5 +184,4 @@ def load_source(path: str, unsafe: bool = False) -> Dict[str, torch.Tensor]:
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(
                 f'cannot read "{path}" as safetensors: {exc}') from None
-    from ..utils.checkpoint_io import state_dict_of
     return state_dict_of(load_checkpoint_file(path, unsafe=unsafe))

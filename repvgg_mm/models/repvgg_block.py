@@ -111,21 +111,22 @@ class RepVGGBlock(BaseModule):
                          **factory_kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
-
-        def _inner_forward(x):
-            if self.deploy:
-                out = self.branch_reparam(x)
-            else:
-                out = self.branch_3x3(x) + self.branch_1x1(x)
-                if self.branch_norm is not None:
-                    out = out + self.branch_norm(x)
-            if self.se is not None:
-                out = self.se(out)
-            return self.act(out)
-
         if self.with_cp and x.requires_grad:
-            return cp.checkpoint(_inner_forward, x, use_reentrant=False)
-        return _inner_forward(x)
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+    def _forward(self, x: Tensor) -> Tensor:
+        out = self.branch_reparam(x) if self.deploy else self._branch_sum(x)
+        if self.se is not None:
+            out = self.se(out)
+        return self.act(out)
+
+    def _branch_sum(self, x: Tensor) -> Tensor:
+        """The training-form branches, summed (before SE and activation)."""
+        out = self.branch_3x3(x) + self.branch_1x1(x)
+        if self.branch_norm is not None:
+            out = out + self.branch_norm(x)
+        return out
 
     # ------------------------------------------------------------------
     # re-parameterization

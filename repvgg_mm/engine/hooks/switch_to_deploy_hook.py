@@ -2,7 +2,7 @@
 
 Use it through ``custom_hooks=[dict(type='SwitchToDeployHook')]``.
 
-How it stays correct (REFERENCE §6):
+How it stays correct (mmengine 0.10.7 behaviour, see docs/design.md):
 
 * It never converts the model the runner trains or loaded. At the start of a
   test or validation epoch it converts a *deep copy* of the (unwrapped)
@@ -32,21 +32,16 @@ from typing import Dict, Optional
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ...converters.deploy_checkpoint import (deploy_checkpoint,
-                                             deploy_checkpoint_path,
-                                             load_state_dict_strict)
+                                             deploy_checkpoint_path)
 from ...converters.deploy_config import write_deploy_config
 from ...deploy import count_repvgg_blocks, switch_to_deploy
-from ...utils.checkpoint_io import (atomic_save, load_checkpoint_file,
-                                    state_dict_of)
+from ...io.checkpoint import atomic_save
+from ...io.weights import load_weights
+from ..distributed import unwrap_model
 from ...utils.cli import ToolError
-
-
-def _unwrap(model):
-    return model.module if is_model_wrapper(model) else model
 
 
 @HOOKS.register_module()
@@ -77,10 +72,10 @@ class SwitchToDeployHook(Hook):
         self._original = None
 
     def before_run(self, runner) -> None:
-        if count_repvgg_blocks(_unwrap(runner.model)) == 0:
+        if count_repvgg_blocks(unwrap_model(runner.model)) == 0:
             raise ValueError(
                 f'SwitchToDeployHook is in custom_hooks, but the model '
-                f'({type(_unwrap(runner.model)).__name__}) holds no RepVGG '
+                f'({type(unwrap_model(runner.model)).__name__}) holds no RepVGG '
                 f'block. Use type="RepVGGMM" as the backbone, or remove the '
                 f'hook.')
 
@@ -103,7 +98,7 @@ class SwitchToDeployHook(Hook):
         self._restore(runner)
 
     def _use_converted_copy(self, runner, stage: str) -> None:
-        model = _unwrap(runner.model)
+        model = unwrap_model(runner.model)
         unfused = count_repvgg_blocks(model, deployed=False)
         if unfused == 0:
             return  # built in deploy form already: nothing to convert
@@ -131,9 +126,8 @@ class SwitchToDeployHook(Hook):
                 'no deploy checkpoint is written (is CheckpointHook enabled '
                 'with a local out_dir?).')
             return
-        checkpoint = load_checkpoint_file(last)
-        model = copy.deepcopy(_unwrap(runner.model))
-        load_state_dict_strict(model, state_dict_of(checkpoint), last)
+        model = copy.deepcopy(unwrap_model(runner.model))
+        checkpoint = load_weights(model, last)
         switch_to_deploy(model, inplace=True)
         out = deploy_checkpoint_path(last)
         atomic_save(deploy_checkpoint(checkpoint, model, source=last), out)

@@ -16,7 +16,7 @@ from . import protocol as protocols
 from .complexity import complexity
 from .forms import deployed_form, inplace_block_activations_
 from .gemm import gemm_call
-from .runner import Entry, run_rounds
+from .rounds import Entry, run_rounds
 from .serving import Serving, candidates, prepare
 from .sources import (BenchModel, build_source, check_source, example_input,
                       load_weights)

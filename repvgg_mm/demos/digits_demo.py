@@ -19,11 +19,11 @@ from typing import Callable, Dict, Optional
 import torch
 import torch.nn as nn
 
-from .deploy import count_repvgg_blocks, switch_to_deploy
-from .utils.atomic import atomic_write_json
-from .utils.checkpoint_io import atomic_save
-from .utils.cli import ToolError
-from .utils.timing import time_forward
+from ..deploy import count_repvgg_blocks, switch_to_deploy
+from ..io.atomic import atomic_write_json
+from ..io.checkpoint import atomic_save
+from ..utils.cli import ToolError
+from ..benchmark.rounds import time_forward
 
 Log = Callable[[str], None]
 

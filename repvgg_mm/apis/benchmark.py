@@ -1,0 +1,106 @@
+"""Benchmarking a model's training form against its deployed form.
+
+:func:`benchmark` is what ``tools/benchmark_fps.py`` runs: it checks the
+options, times everything in alternating rounds
+(:func:`repvgg_mm.benchmark.run.run_benchmark`) and returns the JSON-ready
+record (written atomically to ``json_out`` when given).
+"""
+import os
+import shlex
+import sys
+from typing import Optional, Sequence
+
+import torch
+from mmengine.logging import print_log
+
+from ..benchmark.report import write_json
+from ..benchmark.run import Options, run_benchmark
+from ..benchmark.serving import Serving, parse_serving
+from ..utils.cli import ToolError
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ToolError(f'--device {name}: {exc}') from None
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ToolError(f'--device {name}: CUDA is not available on this '
+                        f'machine; use --device cpu.')
+    if device.type not in ('cpu', 'cuda'):
+        raise ToolError(f'--device {name}: only cpu and cuda are supported.')
+    return device
+
+
+def _check_output_folder(path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ToolError(f'--json {path}: cannot create {folder}: '
+                        f'{exc.strerror}') from None
+
+
+def benchmark(config: str,
+              checkpoint: Optional[str] = None,
+              baselines: Sequence[str] = (),
+              batch_size: Optional[int] = None,
+              shape: Optional[Sequence[int]] = None,
+              warmup: int = 2,
+              iters: int = 5,
+              rounds: int = 3,
+              device: str = 'cpu',
+              threads: Optional[int] = None,
+              channels_last: bool = False,
+              jit: bool = False,
+              compile: bool = False,
+              amp: Optional[str] = None,
+              best: bool = False,
+              candidates: Optional[Sequence[str]] = None,
+              gemm: bool = True,
+              cfg_options: Optional[dict] = None,
+              json_out: Optional[str] = None,
+              command: Optional[str] = None) -> dict:
+    """Time ``config`` (training and deployed form) and ``baselines``.
+
+    ``shape``: H W or one size; ``candidates``: serving names tried by
+    ``best`` (e.g. ``'channels_last+jit'``). Returns the record that
+    :func:`repvgg_mm.benchmark.report.format_report` prints.
+    """
+    if checkpoint and checkpoint.endswith('.py'):
+        raise ToolError(
+            f'"{checkpoint}" looks like a config, not a checkpoint. Pass '
+            f'more models with --baseline {checkpoint}.')
+    dev = _device(device)
+    serving = Serving(channels_last=channels_last, jit=jit, compile=compile,
+                      amp=amp)
+    if serving.jit and dev.type != 'cpu':
+        raise ToolError('--jit (oneDNN freezing) is for --device cpu; use '
+                        '--compile on GPUs.')
+    tried = None
+    if candidates:
+        if not best:
+            raise ToolError('--candidates only makes sense with --best.')
+        try:
+            tried = [parse_serving(name) for name in candidates]
+        except ValueError as exc:
+            raise ToolError(f'--candidates: {exc}') from None
+    if shape is not None:
+        if len(shape) not in (1, 2):
+            raise ToolError(f'--shape takes H W or one size, got {shape}')
+        shape = tuple(shape) * (3 - len(shape))
+    if json_out:
+        _check_output_folder(json_out)
+    if threads:
+        torch.set_num_threads(threads)
+    opts = Options(
+        sources=[config] + list(baselines), checkpoint=checkpoint,
+        batch_size=batch_size, shape=shape, warmup=warmup, iters=iters,
+        rounds=rounds, device=str(dev), serving=serving, best=best,
+        candidates=tried, cfg_options=cfg_options, gemm=gemm)
+    record = run_benchmark(
+        opts, lambda message: print_log(message, logger='current'))
+    record['command'] = command or shlex.join(['python'] + sys.argv)
+    if json_out:
+        write_json(record, json_out)
+    return record

@@ -1,0 +1,156 @@
+"""Converting a trained checkpoint to its deploy (fused) form.
+
+:func:`convert_checkpoint` is what ``tools/convert_deploy.py`` runs. It works
+for any mmpretrain / mmseg / mmdet config whose model holds RepVGG blocks
+(classifier, segmentor, detector; BN or SyncBN) and writes
+
+* the deploy checkpoint (``meta`` kept; optimizer, schedulers, message hub
+  and EMA training state dropped), atomically;
+* the deploy config (the original with ``deploy=True`` on every RepVGG
+  dict), checked to build exactly the converted model.
+"""
+import os
+import os.path as osp
+import time
+from typing import NamedTuple, Optional, Sequence
+
+import torch
+from mmengine.logging import print_log
+
+from ..converters.compare import compare_forms
+from ..converters.config_model import build_model, input_channels, input_size
+from ..converters.deploy_checkpoint import deploy_checkpoint, repvgg_form
+from ..converters.deploy_config import deploy_config, write_deploy_config
+from ..deploy import count_repvgg_blocks, switch_to_deploy
+from ..io.checkpoint import atomic_save, load_checkpoint_file, state_dict_of
+from ..io.weights import load_state_dict_strict, strip_wrapper_prefix
+from ..utils.cli import ToolError, load_config
+
+DEFAULT_REL_TOL = 1e-4
+
+
+class Conversion(NamedTuple):
+    """What :func:`convert_checkpoint` wrote and measured."""
+
+    checkpoint: str
+    config: str
+    num_blocks: int
+    max_abs_err: Optional[float]  #: with ``verify``, else None
+    max_rel_err: Optional[float]
+    seconds: float
+
+
+def _same_file(a: str, b: str) -> bool:
+    return osp.abspath(a) == osp.abspath(b) or (
+        osp.exists(a) and osp.exists(b) and osp.samefile(a, b))
+
+
+def _check_paths(config: str, checkpoint: str, out: str,
+                 out_config: str) -> None:
+    if _same_file(out, checkpoint):
+        raise ToolError(f'OUT "{out}" is the input checkpoint; the tool '
+                        f'never overwrites its input. Choose another OUT.')
+    if _same_file(out_config, config):
+        raise ToolError(f'the deploy config would overwrite the input config '
+                        f'"{config}". Choose another --out-config.')
+    if _same_file(out_config, out):
+        raise ToolError('--out-config and OUT are the same file.')
+
+
+def _check_form(state_dict, path: str, config: str) -> None:
+    form = repvgg_form(state_dict)
+    if form == 'deploy':
+        raise ToolError(
+            f'"{path}" is already in deploy form (its RepVGG blocks are '
+            f'fused: *.branch_reparam.* keys), so there is nothing to '
+            f'convert and nothing was written. Use it as it is with the '
+            f'deploy config (e.g. tools/test.py {config} {path} '
+            f'--cfg-options model.backbone.deploy=True).')
+    if form == 'mixed':
+        raise ToolError(
+            f'"{path}" holds both fused (branch_reparam) and training-form '
+            f'(branch_3x3) RepVGG blocks; it was not written by this '
+            f'project\'s tools. Nothing was written.')
+
+
+def _verify(model, converted, cfg, shape, tolerance):
+    (height, width), where = ((tuple(shape), '--shape')
+                              if shape else input_size(cfg))
+    size = (1, input_channels(cfg), height, width)
+    print_log(f'verifying on a random input of shape {size} (size from '
+              f'{where}) ...', logger='current')
+    inputs = torch.randn(size, generator=torch.Generator().manual_seed(0))
+    errors = compare_forms(model, converted, inputs)
+    worst_abs = max(e[0] for e in errors)
+    worst_rel = max(e[1] for e in errors)
+    print_log(f'max abs difference: {worst_abs:.3e}; relative to the largest '
+              f'output: {worst_rel:.3e} (tolerance {tolerance:g})',
+              logger='current')
+    if not worst_rel <= tolerance:
+        raise ToolError(
+            f'the converted model differs from the training form by '
+            f'{worst_rel:.3e} (relative), beyond --tolerance {tolerance:g}. '
+            f'Nothing was written. Please report this with the config.')
+    return worst_abs, worst_rel
+
+
+def convert_checkpoint(config: str,
+                       checkpoint: str,
+                       out: str,
+                       out_config: Optional[str] = None,
+                       verify: bool = False,
+                       shape: Optional[Sequence[int]] = None,
+                       tolerance: float = DEFAULT_REL_TOL,
+                       unsafe_load: bool = False,
+                       cfg_options: Optional[dict] = None) -> Conversion:
+    """Convert ``checkpoint`` (training form) of ``config`` and write the
+    deploy checkpoint ``out`` and its config (default ``out`` with ``.py``).
+
+    ``verify`` runs both forms in eval mode on a random input of ``shape``
+    (H, W; default from the config) and fails above ``tolerance`` (max error
+    relative to the largest output). Nothing is written on any failure.
+    """
+    out_config = out_config or osp.splitext(out)[0] + '.py'
+    _check_paths(config, checkpoint, out, out_config)
+    cfg = load_config(config, cfg_options)
+    start = time.perf_counter()
+
+    print_log(f'loading {checkpoint} ...', logger='current')
+    loaded = load_checkpoint_file(checkpoint, unsafe=unsafe_load)
+    state_dict = strip_wrapper_prefix(state_dict_of(loaded))
+    print_log(f'building the model of {config} ...', logger='current')
+    model = build_model(cfg)
+    if count_repvgg_blocks(model) == 0:
+        raise ToolError(
+            f'the model of {config} ({type(model).__name__}) holds no '
+            f'RepVGG block, so there is nothing to convert. Use a config '
+            f'whose backbone is type="RepVGGMM".')
+    _check_form(state_dict, checkpoint, config)
+    load_state_dict_strict(model, state_dict, checkpoint)
+
+    model.eval()
+    # verify needs both forms; otherwise convert in place (no copy)
+    converted = switch_to_deploy(model, inplace=not verify)
+    num_blocks = count_repvgg_blocks(converted, deployed=True)
+    print_log(f'converted {num_blocks} RepVGG blocks in '
+              f'{time.perf_counter() - start:.1f} s (build, load, convert)',
+              logger='current')
+    deploy_cfg = deploy_config(cfg)
+    layout = {k: v.shape for k, v in
+              build_model(deploy_cfg, device='meta').state_dict().items()}
+    if layout != {k: v.shape for k, v in converted.state_dict().items()}:
+        raise ToolError('the deploy config does not build the converted '
+                        'model (a RepVGG module outside a type="RepVGGMM" '
+                        'dict?). Nothing was written.')
+    errors = (None, None)
+    if verify:
+        errors = _verify(model, converted, cfg, shape, tolerance)
+
+    atomic_save(deploy_checkpoint(loaded, converted, checkpoint), out)
+    try:
+        write_deploy_config(cfg, out_config)
+    except BaseException:  # never leave a checkpoint without its config
+        os.remove(out)
+        raise
+    return Conversion(out, out_config, num_blocks, errors[0], errors[1],
+                      time.perf_counter() - start)

@@ -1,0 +1,112 @@
+"""Training a model of any mmpretrain / mmseg / mmdet config.
+
+:func:`train_model` is what ``tools/train.py`` (and ``tools/dist_train.sh``)
+runs: load the config, apply the options, check what would otherwise fail
+deep inside mmengine, then ``Runner.train()`` on one or many processes.
+"""
+import os
+import os.path as osp
+from typing import Optional
+
+from ..engine.config_checks import check_dataset_paths, check_repvgg_archs
+from ..engine.distributed import build_runner, runner_teardown
+from ..utils.cli import ToolError, load_config
+
+
+def runner_config(config: str, cfg_options: Optional[dict] = None,
+                  work_dir: Optional[str] = None, launcher: str = 'none'):
+    """The loaded config with the options every runner job shares."""
+    cfg = load_config(config, cfg_options)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config))[0])
+    check_repvgg_archs(cfg)
+    return cfg
+
+
+def _has_amp_device() -> bool:
+    from mmengine.device import (is_cuda_available, is_mlu_available,
+                                 is_musa_available, is_npu_available)
+    return (is_cuda_available() or is_npu_available() or is_mlu_available()
+            or is_musa_available())
+
+
+def training_config(config: str,
+                    cfg_options: Optional[dict] = None,
+                    work_dir: Optional[str] = None,
+                    launcher: str = 'none',
+                    resume: Optional[str] = None,
+                    amp: bool = False,
+                    auto_scale_lr: bool = False,
+                    validate: bool = True):
+    """The config :func:`train_model` trains with, options applied and
+    inputs checked. ``resume``: a checkpoint path, or ``'auto'`` for the
+    latest checkpoint of the work dir."""
+    cfg = runner_config(config, cfg_options, work_dir, launcher)
+    if amp:
+        if not _has_amp_device():
+            raise ToolError(
+                '--amp (mixed precision, AmpOptimWrapper) needs a GPU (or '
+                'NPU/MLU/MUSA) and none was found. Drop --amp to train in '
+                'fp32 on this machine.')
+        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
+            raise ToolError(
+                f'--amp replaces optim_wrapper.type by AmpOptimWrapper, but '
+                f'the config uses "{wrapper}". Drop --amp and configure '
+                f'mixed precision in the config.')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume is not None:
+        if not osp.isfile(resume):
+            raise ToolError(
+                f'--resume checkpoint "{resume}" does not exist. Give '
+                f'an epoch_N.pth/iter_N.pth of the work dir, or --resume '
+                f'without a value to pick the latest one automatically.')
+        cfg.resume = True
+        cfg.load_from = resume
+    if auto_scale_lr:
+        if 'auto_scale_lr' not in cfg:
+            raise ToolError(
+                f'--auto-scale-lr needs "auto_scale_lr = dict('
+                f'base_batch_size=...)" in the config "{config}".')
+        cfg.auto_scale_lr.enable = True
+    if not validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    loaders = ['train_dataloader']
+    if cfg.get('val_cfg') is not None:
+        loaders.append('val_dataloader')
+    check_dataset_paths(cfg, loaders)
+    return cfg
+
+
+def last_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint mmengine's CheckpointHook saved last in ``work_dir``."""
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(marker):
+        return None
+    with open(marker) as f:
+        path = f.read().strip()
+    return path if osp.isfile(path) else None
+
+
+def train(cfg) -> Optional[str]:
+    """``Runner.train()`` on a prepared config (:func:`training_config`);
+    returns the last checkpoint written (``None`` if none was)."""
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = '0'
+    with runner_teardown():
+        build_runner(cfg).train()  # no reference to the Runner is kept
+    return last_checkpoint(cfg.work_dir)
+
+
+def train_model(config: str, **options) -> Optional[str]:
+    """Train the model of ``config``; ``options`` as for
+    :func:`training_config`. Returns the last checkpoint."""
+    return train(training_config(config, **options))

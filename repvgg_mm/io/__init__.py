@@ -1,0 +1,1 @@
+"""Checkpoint files: safe loading, strict weight loading, atomic writes."""
