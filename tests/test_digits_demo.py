@@ -14,11 +14,12 @@ import pytest
 import torch
 from conftest import REL_TOL, assert_succeeded
 
-from repvgg_mm.datasets import digits as digits_module
+from repvgg_mm.demos import digits_dataset as digits_module
 from repvgg_mm.demos.digits_dataset import (META_FILE, DigitsDatasetError,
                                        count_images, ensure_digits_dataset,
                                        write_digits_dataset)
-from repvgg_mm.demos.digits_demo import REPORT_TYPES, compare_predictions, set_max_epochs
+from repvgg_mm.demos.digits_demo import (REPORT_TYPES, compare_predictions,
+                                        set_max_epochs)
 from repvgg_mm.utils.cli import ToolError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,9 +27,6 @@ DEMO_CONFIG = os.path.join(ROOT, 'configs/demo/repvgg-tiny_digits.py')
 DEPLOY_CONFIG = os.path.join(ROOT, 'configs/demo/repvgg-tiny_digits_deploy.py')
 NUM_DIGITS = 1797
 
-
-def quiet(_):
-    pass
 
 
 def run_tool(*args, timeout=240):
@@ -63,7 +61,7 @@ def digits_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('data') / 'digits')
     result = run_tool('tools/make_digits_dataset.py', root)
     assert_succeeded(result)
-    assert 'wrote 1797/1797 images (100%)' in result.stdout
+    assert '1797/1797' in result.stdout  # mmengine's progress bar
     return root
 
 
@@ -128,15 +126,13 @@ def test_custom_dataset_reads_it(digits_root):
 def test_dataset_is_idempotent_and_deterministic(digits_root, tmp_path):
     meta_file = os.path.join(digits_root, META_FILE)
     before = os.path.getmtime(meta_file)
-    lines = []
-    write_digits_dataset(digits_root, log=lines.append)
-    assert 'nothing to do' in lines[-1]
+    write_digits_dataset(digits_root)  # nothing to do: the file stays
     assert os.path.getmtime(meta_file) == before
     # the same seed gives the same split, another seed another one
     same = str(tmp_path / 'same')
     other = str(tmp_path / 'other')
-    write_digits_dataset(same, size=8, log=quiet)
-    write_digits_dataset(other, size=8, seed=1, log=quiet)
+    write_digits_dataset(same, size=8)
+    write_digits_dataset(other, size=8, seed=1)
     assert sorted(os.listdir(os.path.join(same, 'val', '3'))) == sorted(
         os.listdir(os.path.join(digits_root, 'val', '3')))
     assert sorted(os.listdir(os.path.join(other, 'val', '3'))) != sorted(
@@ -146,11 +142,11 @@ def test_dataset_is_idempotent_and_deterministic(digits_root, tmp_path):
 
 def test_dataset_other_settings_need_overwrite(tmp_path):
     root = str(tmp_path / 'digits')
-    write_digits_dataset(root, size=8, log=quiet)
+    write_digits_dataset(root, size=8)
     with pytest.raises(DigitsDatasetError, match='written with other '
                        'settings.*Pass --overwrite'):
-        write_digits_dataset(root, size=12, log=quiet)
-    meta = write_digits_dataset(root, size=12, overwrite=True, log=quiet)
+        write_digits_dataset(root, size=12)
+    meta = write_digits_dataset(root, size=12, overwrite=True)
     assert meta['settings']['size'] == 12
     assert sorted(os.listdir(tmp_path)) == ['digits']
     # a lost image is noticed, by the tool and by the demo
@@ -158,11 +154,11 @@ def test_dataset_other_settings_need_overwrite(tmp_path):
     os.remove(os.path.join(lost, sorted(os.listdir(lost))[0]))
     with pytest.raises(DigitsDatasetError, match='is incomplete .*Pass '
                        '--overwrite'):
-        write_digits_dataset(root, size=12, log=quiet)
+        write_digits_dataset(root, size=12)
     with pytest.raises(DigitsDatasetError, match='Rewrite it with "python '
                        'tools/make_digits_dataset.py .* --overwrite"'):
-        ensure_digits_dataset(root, log=quiet)
-    write_digits_dataset(root, size=12, overwrite=True, log=quiet)
+        ensure_digits_dataset(root)
+    write_digits_dataset(root, size=12, overwrite=True)
     assert count_images(root)['val']['3'] == meta['counts']['val']['3']
 
 
@@ -178,7 +174,7 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(digits_module, 'digit_to_image', failing)
     with pytest.raises(KeyboardInterrupt):
-        write_digits_dataset(str(tmp_path / 'digits'), size=8, log=quiet)
+        write_digits_dataset(str(tmp_path / 'digits'), size=8)
     assert os.listdir(tmp_path) == []
 
 
@@ -247,8 +243,8 @@ def test_compare_predictions_counts_differences():
     other[1, 1] = 3.5
     result = compare_predictions(ref, other)
     assert result['num_differing_predictions'] == 1
-    assert result['max_logit_abs_diff'] == pytest.approx(3.5)
-    assert result['max_logit_rel_diff'] == pytest.approx(3.5 / 4.0)
+    assert result['max_score_abs_diff'] == pytest.approx(3.5)
+    assert result['max_score_rel_diff'] == pytest.approx(3.5 / 4.0)
 
 
 @pytest.fixture(scope='module')
@@ -268,9 +264,7 @@ def test_demo_shortened_run(demo_run, digits_root):
     assert 'RepVGG demo report' in stdout
     with open(os.path.join(work_dir, 'report.json')) as f:
         report = json.load(f)
-    assert set(report) == set(REPORT_TYPES) | {
-        'num_differing_predictions', 'max_logit_abs_diff',
-        'max_logit_rel_diff'}
+    assert set(report) == set(REPORT_TYPES)
     for key, kind in REPORT_TYPES.items():
         assert isinstance(report[key], kind), (key, report[key])
     assert report['epochs'] == 1
@@ -278,7 +272,7 @@ def test_demo_shortened_run(demo_run, digits_root):
     assert report['num_val_images'] == 359
     assert report['data_root'] == digits_root
     assert report['num_differing_predictions'] == 0
-    assert report['max_logit_rel_diff'] < REL_TOL
+    assert report['max_score_rel_diff'] < REL_TOL
     assert report['top1_train_form'] == report['top1_deploy_form']
     assert 0.0 <= report['top1_train_form'] <= 100.0
     # stem + 2 + 2 + 2 + 1 blocks; the deploy form drops the extra branches
@@ -287,43 +281,30 @@ def test_demo_shortened_run(demo_run, digits_root):
     assert report['timing_batch_size'] == 32
     assert report['images_per_s_train_form'] > 0
     assert report['images_per_s_deploy_form'] > 0
-    assert set(report['seconds']) == {'dataset', 'train',
-                                      'evaluate_and_convert', 'timing',
-                                      'total'}
+    assert set(report['seconds']) == {'dataset', 'train', 'test_train_form',
+                                      'test_deploy_form', 'timing', 'total'}
+    # written by the config's SwitchToDeployHook at the end of training
+    assert report['checkpoint'] == os.path.join(work_dir, 'epoch_1.pth')
     assert report['deploy_checkpoint'] == os.path.join(
-        work_dir, 'repvgg-tiny_digits_deploy.pth')
+        work_dir, 'epoch_1_deploy.pth')
+    assert report['deploy_config'] == os.path.join(
+        work_dir, 'repvgg-tiny_digits_deploy.py')
     assert not [n for n in os.listdir(work_dir) if n.startswith('.tmp-')]
 
 
-def test_deploy_checkpoint_loads_into_deploy_config(demo_run, digits_root):
-    """The saved deploy weights, loaded strictly into the deploy config,
-    reproduce the reported deploy top-1 on the held-out split."""
-    from mmengine.config import Config
-    from mmengine.evaluator import Evaluator
-    from mmengine.runner import Runner
-    from mmpretrain.registry import MODELS
-    from mmpretrain.utils import register_all_modules
-
-    from repvgg_mm import count_repvgg_blocks
-    from repvgg_mm.demos.digits_demo import evaluate_classifier, set_data_root
-    from repvgg_mm.io.checkpoint import (load_checkpoint_file,
-                                               state_dict_of)
-    register_all_modules()
+def test_deploy_checkpoint_loads_into_deploy_config(demo_run, digits_root,
+                                                   tmp_path):
+    """The saved deploy weights, tested with the shipped deploy config
+    through tools/test.py's function, reproduce the reported deploy top-1."""
+    from repvgg_mm.apis import test_model
+    from repvgg_mm.demos.digits_demo import data_root_options
     work_dir, _ = demo_run
     with open(os.path.join(work_dir, 'report.json')) as f:
         report = json.load(f)
-    cfg = Config.fromfile(DEPLOY_CONFIG)
-    set_data_root(cfg, digits_root)
-    cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
-    model = MODELS.build(cfg.model)
-    assert count_repvgg_blocks(model, deployed=True) == 8
-    ckpt = load_checkpoint_file(report['deploy_checkpoint'])
-    model.load_state_dict(state_dict_of(ckpt), strict=True)
-    cfg.val_dataloader.num_workers = 0
-    cfg.val_dataloader.persistent_workers = False
-    loader = Runner.build_dataloader(cfg.val_dataloader)
-    result = evaluate_classifier(model, loader, Evaluator(cfg.val_evaluator))
-    assert result['metrics']['accuracy/top1'] == pytest.approx(
+    metrics = test_model(DEPLOY_CONFIG, report['deploy_checkpoint'],
+                         work_dir=str(tmp_path),
+                         cfg_options=data_root_options(digits_root))
+    assert metrics['accuracy/top1'] == pytest.approx(
         report['top1_deploy_form'], abs=1e-6)
 
 

@@ -5,30 +5,18 @@
         [--timing-batch 128] [--timing-rounds 5] [--config CONFIG]
         [--cfg-options KEY=VALUE ...]
 
-0. writes the scikit-learn digits as an image folder (if missing),
-1. trains the multi-branch RepVGG of configs/demo/repvgg-tiny_digits.py with
-   mmengine's Runner, 2. validates it (top-1 on the held-out split),
-3. converts it to the plain 3x3-conv + ReLU deploy form, 4. validates that
-   through the same pipeline and checks that every prediction is identical,
-5. times both forms, 6. prints a report and writes <work-dir>/report.json
-   and the deploy checkpoint. See README.md.
+Writes the scikit-learn digits as an image folder (if missing), trains the
+multi-branch RepVGG of configs/demo/repvgg-tiny_digits.py, tests it, tests
+its deploy form (written by SwitchToDeployHook), checks that every
+prediction is identical, times both forms and writes <work-dir>/report.json.
 """
-import time
+import argparse
 
-START = time.perf_counter()  # the wall clock of the report starts here
+import torch
+from mmengine.config import DictAction
 
-import argparse  # noqa: E402
-
-import torch  # noqa: E402
-
-from mmengine.config import DictAction  # noqa: E402
-
-from repvgg_mm.demos.digits_dataset import ensure_digits_dataset  # noqa: E402
-from repvgg_mm.demos.digits_demo import (run_classification_demo, set_data_root,  # noqa
-                            set_max_epochs)
-from repvgg_mm.utils.cli import ToolError, load_config, run_tool  # noqa
-
-DEFAULT_CONFIG = 'configs/demo/repvgg-tiny_digits.py'
+from repvgg_mm.demos.digits_demo import DEFAULT_CONFIG, run_digits_demo
+from repvgg_mm.utils.cli import ToolError, run_tool
 
 
 def parse_args(argv=None):
@@ -68,21 +56,11 @@ def main(argv=None):
         raise ToolError('--timing-batch, --timing-rounds and --threads must '
                         'be positive whole numbers.')
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, args.cfg_options)
-    if args.epochs is not None:
-        set_max_epochs(cfg, args.epochs)
-    set_data_root(cfg, args.data_root)
-
-    print(f'[demo] step 0/6: digits dataset at {args.data_root}', flush=True)
-    clock = time.perf_counter()
-    ensure_digits_dataset(args.data_root)
-    dataset_seconds = time.perf_counter() - clock
-
-    run_classification_demo(
-        cfg, work_dir=args.work_dir, config_path=args.config,
-        timing_batch=args.timing_batch, timing_rounds=args.timing_rounds,
-        start_time=START, seconds=dict(dataset=dataset_seconds),
-        log=lambda text: print(text, flush=True))
+    run_digits_demo(args.config, work_dir=args.work_dir,
+                    data_root=args.data_root, epochs=args.epochs,
+                    cfg_options=args.cfg_options,
+                    timing_batch=args.timing_batch,
+                    timing_rounds=args.timing_rounds)
 
 
 if __name__ == '__main__':

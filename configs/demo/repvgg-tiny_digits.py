@@ -1,6 +1,6 @@
 # A small RepVGG trained from scratch on the scikit-learn digits, on CPU.
-# The README's main job: `python tools/demo_digits.py` (train -> top-1 ->
-# convert -> identical predictions -> images/s of both forms).
+# The README's main job: `python tools/demo_digits.py` (train -> test ->
+# convert -> test -> identical predictions -> images/s of both forms).
 _base_ = [
     '../_base_/datasets/digits.py',
     '../_base_/default_runtime.py',
@@ -47,3 +47,7 @@ default_hooks = dict(
     checkpoint=dict(interval=5, max_keep_ckpts=1, save_best='auto'),
 )
 randomness = dict(seed=0, deterministic=False)
+
+# Validation runs on the converted (deploy) form; after training the hook
+# writes <checkpoint>_deploy.pth and <work_dir>/repvgg-tiny_digits_deploy.py.
+custom_hooks = [dict(type='SwitchToDeployHook')]

@@ -27,12 +27,13 @@ sibling folder that is renamed into place at the end, so an interrupted run
 leaves no half dataset behind.
 """
 import os
-import shutil
-import tempfile
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
+from mmengine.logging import print_log
+from mmengine.utils import ProgressBar
 
+from ..io.atomic import atomic_directory
 from ..utils.cli import ToolError
 
 NUM_CLASSES = 19
@@ -51,9 +52,6 @@ REGIONS_PER_SCENE = (6, 12)
 NOISE_STD = 12.0
 BRIGHTNESS_JITTER = 20.0
 EGO_BAND = (0.0, 0.12)  # fraction of the height labelled 255 at the bottom
-
-Log = Callable[[str], None]
-
 
 class CityscapesDemoError(ToolError):
     """Bad settings or an output folder that must not be used."""
@@ -113,7 +111,7 @@ def check_settings(num_train: int, num_val: int,
 
 def _write_split(root: str, split: str, num_images: int, height: int,
                  width: int, palette: np.ndarray, rng: np.random.Generator,
-                 log: Log) -> np.ndarray:
+                 progress: ProgressBar) -> np.ndarray:
     """Write one split; return its pixel count per train id (19 + ignore)."""
     from PIL import Image
     counts = np.zeros(NUM_CLASSES + 1, np.int64)
@@ -129,8 +127,7 @@ def _write_split(root: str, split: str, num_images: int, height: int,
             Image.fromarray(array).save(os.path.join(city_dir, stem + suffix))
         ids, n = np.unique(label, return_counts=True)
         counts[np.minimum(ids, NUM_CLASSES)] += n
-        if (index + 1) % 50 == 0 or index + 1 == num_images:
-            log(f'  {split}: {index + 1}/{num_images} images')
+        progress.update()
     return counts
 
 
@@ -139,8 +136,7 @@ def write_cityscapes_demo(out_dir: str,
                           num_val: int = 6,
                           size: Sequence[int] = DEFAULT_SIZE,
                           seed: int = 0,
-                          overwrite: bool = False,
-                          log: Log = print) -> Dict[str, dict]:
+                          overwrite: bool = False) -> Dict[str, dict]:
     """Write the demo dataset to ``out_dir``; return per-split statistics.
 
     Returns:
@@ -162,28 +158,20 @@ def write_cityscapes_demo(out_dir: str,
             raise CityscapesDemoError(
                 f'"{out_dir}" already exists and is not empty. Pass '
                 f'--overwrite to replace it, or choose another folder.')
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
     palette = cityscapes_palette()
     rng = np.random.default_rng(seed)
-    log(f'writing a synthetic Cityscapes-layout dataset to {out_dir} '
-        f'({num_train} train + {num_val} val images of {height}x{width})')
-    tmp_root = tempfile.mkdtemp(prefix=f'.{os.path.basename(out_dir)}.tmp-',
-                                dir=parent)
-    try:
-        stats = {}
+    print_log(f'writing a synthetic Cityscapes-layout dataset to {out_dir} '
+              f'({num_train} train + {num_val} val images of '
+              f'{height}x{width})', logger='current')
+    stats = {}
+    progress = ProgressBar(num_train + num_val)
+    with atomic_directory(out_dir) as tmp_root:
         for split, num in (('train', num_train), ('val', num_val)):
             counts = _write_split(tmp_root, split, num, height, width,
-                                  palette, rng, log)
+                                  palette, rng, progress)
             stats[split] = dict(
                 images=num,
                 class_pixels={c: int(counts[c])
                               for c in range(NUM_CLASSES) if counts[c]},
                 ignored_pixels=int(counts[NUM_CLASSES]))
-        if os.path.isdir(out_dir):
-            shutil.rmtree(out_dir)
-        os.rename(tmp_root, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_root, ignore_errors=True)
-        raise
     return stats

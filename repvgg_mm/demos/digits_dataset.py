@@ -12,19 +12,20 @@ the scikit-learn package, so no download is needed.
 
 which mmpretrain's ``CustomDataset(data_root=OUT_DIR, data_prefix='train')``
 reads through the usual ``LoadImageFromFile`` pipeline. The train/val split
-is stratified (the same fraction of every class is held out) and fixed by
-the seed. The folder appears atomically: images are written to a temporary
-sibling folder that is renamed into place at the end, so an interrupted run
-leaves no half dataset behind.
+is stratified (scikit-learn's ``train_test_split``: the same fraction of
+every class is held out) and fixed by the seed. The folder appears
+atomically (:func:`repvgg_mm.io.atomic.atomic_directory`), so an interrupted
+run leaves no half dataset behind.
 """
 import json
 import os
-import shutil
-import tempfile
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
+from mmengine.logging import print_log
+from mmengine.utils import ProgressBar
 
+from ..io.atomic import atomic_directory
 from ..utils.cli import ToolError
 
 SPLITS = ('train', 'val')
@@ -38,8 +39,6 @@ MAX_SIZE = 1024
 DEFAULT_SIZE = 32
 DEFAULT_VAL_FRACTION = 0.2
 DEFAULT_SEED = 0
-
-Log = Callable[[str], None]
 
 
 class DigitsDatasetError(ToolError):
@@ -80,23 +79,24 @@ def check_settings(size: int, val_fraction: float, seed: int) -> None:
 
 def stratified_split(labels: np.ndarray, val_fraction: float,
                      seed: int) -> Dict[str, np.ndarray]:
-    """Indices of each split; ``round(n * val_fraction)`` of every class of
-    ``n`` samples go to ``val``. Deterministic for a given seed."""
-    rng = np.random.RandomState(seed)
-    chosen = {split: [] for split in SPLITS}
+    """Indices of each split: scikit-learn's stratified split, holding out
+    ``round(N * val_fraction)`` of the ``N`` images, every class in
+    proportion. Deterministic for a given seed."""
+    from sklearn.model_selection import train_test_split
     for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        num_val = int(round(len(members) * val_fraction))
-        if not 0 < num_val < len(members):
+        members = int((labels == label).sum())
+        num_val = int(round(members * val_fraction))
+        if not 0 < num_val < members:
             raise DigitsDatasetError(
                 f'--val-fraction {val_fraction} leaves class {label} '
-                f'({len(members)} images) with {num_val} validation and '
-                f'{len(members) - num_val} training images; both splits need '
+                f'({members} images) with {num_val} validation and '
+                f'{members - num_val} training images; both splits need '
                 f'at least one. Use a value such as {DEFAULT_VAL_FRACTION}.')
-        chosen['val'].append(members[:num_val])
-        chosen['train'].append(members[num_val:])
-    return {split: np.sort(np.concatenate(idx)) for split, idx in
-            chosen.items()}
+    train, val = train_test_split(
+        np.arange(len(labels)), test_size=int(round(len(labels) *
+                                                    val_fraction)),
+        stratify=labels, random_state=seed)
+    return dict(train=np.sort(train), val=np.sort(val))
 
 
 def digit_to_image(image: np.ndarray, size: int):
@@ -148,10 +148,9 @@ def _settings(size, val_fraction, seed) -> dict:
     return dict(size=size, val_fraction=float(val_fraction), seed=seed)
 
 
-def _write_split_images(tmp_root, images, labels, split_indices, size,
-                        log: Log) -> Dict[str, Dict[str, int]]:
-    total = sum(len(idx) for idx in split_indices.values())
-    done, next_report = 0, 0.25
+def _write_split_images(tmp_root, images, labels, split_indices,
+                        size) -> Dict[str, Dict[str, int]]:
+    progress = ProgressBar(sum(len(idx) for idx in split_indices.values()))
     counts = {}
     for split in SPLITS:
         counts[split] = {}
@@ -164,10 +163,7 @@ def _write_split_images(tmp_root, images, labels, split_indices, size,
             digit_to_image(images[index], size).save(
                 os.path.join(folder, f'{index:04d}.png'))
             counts[split][cls] += 1
-            done += 1
-            if done >= next_report * total:
-                log(f'  wrote {done}/{total} images ({done * 100 // total}%)')
-                next_report += 0.25
+            progress.update()
         counts[split] = dict(sorted(counts[split].items()))
     return counts
 
@@ -193,8 +189,7 @@ def write_digits_dataset(out_dir: str,
                          size: int = DEFAULT_SIZE,
                          val_fraction: float = DEFAULT_VAL_FRACTION,
                          seed: int = DEFAULT_SEED,
-                         overwrite: bool = False,
-                         log: Log = print) -> dict:
+                         overwrite: bool = False) -> dict:
     """Write the digits image folder to ``out_dir``; return its metadata.
 
     Idempotent: if ``out_dir`` already holds a complete dataset written with
@@ -222,8 +217,8 @@ def write_digits_dataset(out_dir: str,
                 f'another OUT_DIR or empty that folder.')
         if meta is not None and meta.get('settings') == settings and \
                 is_complete(out_dir, meta):
-            log(f'digits dataset already complete at {out_dir} '
-                f'({_summary(meta)}); nothing to do')
+            print_log(f'digits dataset already complete at {out_dir} '
+                      f'({_summary(meta)}); nothing to do', logger='current')
             return meta
         if meta is not None and not overwrite:
             problem = ('is incomplete (its image counts differ from '
@@ -234,17 +229,15 @@ def write_digits_dataset(out_dir: str,
                 f'the digits dataset at "{out_dir}" {problem}. Pass '
                 f'--overwrite to replace it, or choose another OUT_DIR.')
 
-    parent = _prepare_parent(out_dir)
+    _prepare_parent(out_dir)
     images, labels = load_digits_arrays()
     split_indices = stratified_split(labels, val_fraction, seed)
-    log(f'writing {len(labels)} digits from {SOURCE} as {size}x{size} PNG to '
-        f'{out_dir} (val fraction {val_fraction}, seed {seed})')
-    tmp_root = tempfile.mkdtemp(
-        prefix=f'.{os.path.basename(os.path.abspath(out_dir))}.tmp-',
-        dir=parent)
-    try:
+    print_log(f'writing {len(labels)} digits from {SOURCE} as {size}x{size} '
+              f'PNG to {out_dir} (val fraction {val_fraction}, seed {seed})',
+              logger='current')
+    with atomic_directory(out_dir) as tmp_root:
         counts = _write_split_images(tmp_root, images, labels, split_indices,
-                                     size, log)
+                                     size)
         meta = dict(
             format_version=META_VERSION, source=SOURCE, settings=settings,
             classes=[str(c) for c in np.unique(labels)], counts=counts,
@@ -252,25 +245,9 @@ def write_digits_dataset(out_dir: str,
                         for split in SPLITS})
         with open(os.path.join(tmp_root, META_FILE), 'w') as f:
             json.dump(meta, f, indent=2)
-        _publish(tmp_root, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_root, ignore_errors=True)
-        raise
-    log(f'digits dataset ready at {out_dir} ({_summary(meta)})')
+    print_log(f'digits dataset ready at {out_dir} ({_summary(meta)})',
+              logger='current')
     return meta
-
-
-def _publish(tmp_root: str, out_dir: str) -> None:
-    """Rename ``tmp_root`` to ``out_dir``, replacing an old dataset last."""
-    if not os.path.exists(out_dir):
-        os.rename(tmp_root, out_dir)
-        return
-    old = tempfile.mkdtemp(prefix=f'.{os.path.basename(out_dir)}.old-',
-                           dir=os.path.dirname(os.path.abspath(out_dir)))
-    os.rmdir(old)
-    os.rename(out_dir, old)
-    os.rename(tmp_root, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _summary(meta: dict) -> str:
@@ -280,16 +257,17 @@ def _summary(meta: dict) -> str:
             f'{size}x{size}, {len(meta["classes"])} classes')
 
 
-def ensure_digits_dataset(root: str, log: Log = print) -> dict:
+def ensure_digits_dataset(root: str) -> dict:
     """Use the complete digits dataset at ``root`` (any settings), or write
     one with the default settings if ``root`` does not exist yet."""
     meta = read_meta(root) if os.path.isdir(root) else None
     if meta is not None and is_complete(root, meta):
-        log(f'using the digits dataset at {root} ({_summary(meta)})')
+        print_log(f'using the digits dataset at {root} ({_summary(meta)})',
+                  logger='current')
         return meta
     if os.path.exists(root) and meta is not None:
         raise DigitsDatasetError(
             f'the digits dataset at "{root}" is incomplete (its image counts '
             f'differ from {META_FILE}). Rewrite it with "python '
             f'tools/make_digits_dataset.py {root} --overwrite".')
-    return write_digits_dataset(root, log=log)
+    return write_digits_dataset(root)

@@ -1,31 +1,48 @@
-"""The end-to-end demo: train a RepVGG classifier, convert it, check it.
+"""The main job on real handwritten digits, on CPU, in minutes.
 
-:func:`run_classification_demo` trains the multi-branch model of an
-mmpretrain config with mmengine's ``Runner`` (CPU is fine), evaluates it on
-the validation split, converts it with :func:`repvgg_mm.switch_to_deploy`,
-evaluates the deploy form through the very same dataloader, data
-preprocessor, head and metric, counts the images whose predicted class
-differs between the two forms (must be 0), times both forms on the same
-batch and writes a JSON report plus the deploy checkpoint.
-``tools/demo_digits.py`` runs it on the scikit-learn digits.
+:func:`run_digits_demo` is a sequence of the project's ordinary runs -- the
+same public functions ``tools/train.py``, ``tools/test.py`` and
+``tools/benchmark_fps.py`` call -- on the scikit-learn digits:
+
+0. write the digits as an image folder (if missing);
+1. train the multi-branch model (:func:`repvgg_mm.apis.train.train`); the
+   config's ``SwitchToDeployHook`` validates the converted form during
+   training and writes the deploy checkpoint and config at the end;
+2. test the training form and 3. the deploy form (deploy config + deploy
+   checkpoint) with :func:`repvgg_mm.apis.test.test`, both dumping their
+   predictions;
+4. compare the two sets of predictions (top-1 classes, class scores);
+5. time both forms in alternating rounds (:mod:`repvgg_mm.benchmark.rounds`);
+6. write ``report.json`` and print a summary.
 """
 import os
+import os.path as osp
+import pickle
 import shlex
-import statistics
 import sys
 import time
-from typing import Callable, Dict, Optional
+from typing import Dict, Optional
 
 import torch
-import torch.nn as nn
+from mmengine.logging import print_log
 
-from ..deploy import count_repvgg_blocks, switch_to_deploy
+from ..apis.test import test, test_config
+from ..apis.train import train, training_config
+from ..benchmark.complexity import count_params
+from ..benchmark.rounds import Entry, run_rounds
+from ..benchmark.stats import summary
+from ..converters.config_model import build_model
+from ..converters.deploy_checkpoint import deploy_checkpoint_path
+from ..deploy import count_repvgg_blocks
 from ..io.atomic import atomic_write_json
-from ..io.checkpoint import atomic_save
-from ..utils.cli import ToolError
-from ..benchmark.rounds import time_forward
+from ..io.weights import load_weights
+from ..utils.cli import ToolError, load_config
+from ..utils.verify import relative_errors
+from .digits_dataset import ensure_digits_dataset
 
-Log = Callable[[str], None]
+DEFAULT_CONFIG = 'configs/demo/repvgg-tiny_digits.py'
+NUM_STEPS = 6
+HOOK = 'SwitchToDeployHook'
 
 #: keys of the JSON report and their types (the tests check them)
 REPORT_TYPES = {
@@ -39,8 +56,8 @@ REPORT_TYPES = {
     'top1_train_form': float,
     'top1_deploy_form': float,
     'num_differing_predictions': int,
-    'max_logit_abs_diff': float,
-    'max_logit_rel_diff': float,
+    'max_score_abs_diff': float,
+    'max_score_rel_diff': float,
     'num_blocks_fused': int,
     'params_train_form': int,
     'params_deploy_form': int,
@@ -52,9 +69,10 @@ REPORT_TYPES = {
     'images_per_s_deploy_form': float,
     'deploy_speedup': float,
     'seconds': dict,
+    'checkpoint': str,
     'deploy_checkpoint': str,
+    'deploy_config': str,
 }
-TIMING_FORMS = ('train_form', 'deploy_form')
 
 
 class PredictionMismatchError(ToolError):
@@ -84,73 +102,51 @@ def set_max_epochs(cfg, epochs: int) -> None:
                     f'{scheduler["begin"]}; use more epochs.')
 
 
-def set_data_root(cfg, data_root: str) -> None:
-    """Point every dataloader of ``cfg`` at ``data_root``."""
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        if cfg.get(key) is not None:
-            cfg[key]['dataset']['data_root'] = data_root
+def data_root_options(data_root: str) -> Dict[str, str]:
+    """``--cfg-options`` that point every dataloader at ``data_root``."""
+    return {f'{loader}.dataset.data_root': data_root
+            for loader in ('train_dataloader', 'val_dataloader',
+                           'test_dataloader')}
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    from mmengine.model import is_model_wrapper
-    return model.module if is_model_wrapper(model) else model
+def _check_hook(cfg, config: str) -> None:
+    if not any(h.get('type') == HOOK for h in cfg.get('custom_hooks') or []):
+        raise ToolError(
+            f'the demo needs custom_hooks=[dict(type="{HOOK}")] in '
+            f'"{config}": the hook writes the deploy checkpoint and config '
+            f'that the demo tests.')
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def _step(i: int, text: str) -> None:
+    print_log(f'[demo] step {i}/{NUM_STEPS}: {text}', logger='current')
 
 
 # ----------------------------------------------------------------------
-# evaluation of one form
-@torch.no_grad()
-def evaluate_classifier(model: nn.Module, dataloader, evaluator) -> dict:
-    """Validate an mmpretrain classifier; also return its logits.
-
-    Same path as mmengine's ``ValLoop`` (data preprocessor, ``head.predict``,
-    the config's metric), and the raw logits and labels of every image in
-    dataloader order. Returns ``dict(metrics, logits, labels)``.
-    """
-    model.eval()
-    logits, labels = [], []
-    for batch in dataloader:
-        data = model.data_preprocessor(batch, False)
-        feats = model.extract_feat(data['inputs'])
-        logits.append(model.head(feats))
-        samples = model.head.predict(feats, data['data_samples'])
-        labels.append(torch.cat([s.gt_label for s in samples]))
-        evaluator.process(data_samples=samples, data_batch=batch)
-    metrics = evaluator.evaluate(len(dataloader.dataset))
-    return dict(metrics=metrics, logits=torch.cat(logits),
-                labels=torch.cat(labels))
+# predictions and speed
+def load_predictions(path: str) -> Dict[str, torch.Tensor]:
+    """Class scores and ground truth of a ``tools/test.py --out`` dump."""
+    with open(path, 'rb') as f:
+        samples = pickle.load(f)
+    return dict(scores=torch.stack([s['pred_score'] for s in samples]),
+                labels=torch.cat([s['gt_label'] for s in samples]))
 
 
 def compare_predictions(reference: torch.Tensor,
                         converted: torch.Tensor) -> dict:
-    """Differing top-1 classes and logit differences of two forms."""
+    """Differing top-1 classes and score differences of two forms."""
+    (abs_diff, rel_diff), = relative_errors(reference, converted)
     differing = int((reference.argmax(1) != converted.argmax(1)).sum())
-    abs_diff = (reference.double() - converted.double()).abs().max().item()
-    scale = reference.double().abs().max().item()
     return dict(num_differing_predictions=differing,
-                max_logit_abs_diff=abs_diff,
-                max_logit_rel_diff=abs_diff / scale if scale > 0 else abs_diff)
+                max_score_abs_diff=abs_diff, max_score_rel_diff=rel_diff)
 
 
-def top1_of(metrics: dict) -> float:
-    for key, value in metrics.items():
-        if key.endswith('top1'):
-            return float(value)
-    raise ToolError(f'the val_evaluator reports no top-1 accuracy (got '
-                    f'{sorted(metrics)}); use dict(type="Accuracy", '
-                    f'topk=(1, )).')
-
-
-# ----------------------------------------------------------------------
-# speed
 @torch.no_grad()
-def first_inputs(model: nn.Module, dataloader, num_images: int):
-    """The first ``num_images`` preprocessed images of ``dataloader``."""
+def first_inputs(model, cfg, num_images: int) -> torch.Tensor:
+    """The first ``num_images`` preprocessed images of the test split."""
+    from mmengine.runner import Runner
+    loader = Runner.build_dataloader(cfg.test_dataloader)
     chunks, count = [], 0
-    for batch in dataloader:
+    for batch in loader:
         inputs = model.data_preprocessor(batch, False)['inputs']
         chunks.append(inputs)
         count += len(inputs)
@@ -159,129 +155,128 @@ def first_inputs(model: nn.Module, dataloader, num_images: int):
     return torch.cat(chunks)[:num_images]
 
 
-def measure_images_per_second(models: Dict[str, nn.Module],
-                              inputs: torch.Tensor, rounds: int = 5,
-                              iters: int = 5) -> Dict[str, float]:
-    """Images/s of each model on the same batch (``mode='tensor'``).
-
-    The forms take turns, ``rounds`` times ``iters`` timed calls each, so a
-    load change on a shared machine hits both alike; the median call time
-    counts.
-    """
-    times = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            model.eval()
-            times[name] += time_forward(
-                lambda m=model: m(inputs, mode='tensor'), inputs.device,
-                warmup=1, iters=iters)
-    return {name: len(inputs) / statistics.median(t)
-            for name, t in times.items()}
+def images_per_second(models: dict, inputs: torch.Tensor,
+                      rounds: int) -> Dict[str, float]:
+    """Median images/s of each model over alternating rounds."""
+    entries = [
+        Entry(name, lambda m=model: m(inputs, mode='tensor'), len(inputs))
+        for name, model in models.items()
+    ]
+    seconds = run_rounds(entries, rounds, warmup=1, iters=5,
+                         device=inputs.device,
+                         progress=lambda text: None)
+    return {name: summary([len(inputs) / s for s in values])['median']
+            for name, values in seconds.items()}
 
 
 # ----------------------------------------------------------------------
-# the whole loop
+# the whole job
+def run_digits_demo(config: str = DEFAULT_CONFIG,
+                    work_dir: str = 'work_dirs/digits_demo',
+                    data_root: str = 'data/digits',
+                    epochs: Optional[int] = None,
+                    cfg_options: Optional[dict] = None,
+                    timing_batch: int = 128,
+                    timing_rounds: int = 5,
+                    command: Optional[str] = None) -> dict:
+    """Train -> test -> (convert) -> test -> compare -> time -> report.
 
-
-def run_classification_demo(cfg,
-                            work_dir: str,
-                            config_path: str = '',
-                            timing_batch: int = 128,
-                            timing_rounds: int = 5,
-                            command: Optional[str] = None,
-                            start_time: Optional[float] = None,
-                            seconds: Optional[Dict[str, float]] = None,
-                            log: Log = print) -> dict:
-    """Train -> evaluate -> convert -> evaluate -> time -> report.
-
-    ``cfg`` is a loaded mmpretrain classification config whose backbone is
-    ``RepVGGMM`` (dataset root and epochs already set). Writes
-    ``work_dir/report.json`` and ``work_dir/<config name>_deploy.pth``.
-    ``start_time`` (``time.perf_counter()``) starts the wall clock of the
-    report; ``seconds`` holds durations of earlier phases to report.
+    Writes ``work_dir/report.json``; returns the report.
 
     Raises:
         PredictionMismatchError: the two forms disagree on any image.
     """
-    from mmengine.runner import Runner
-    start_time = time.perf_counter() if start_time is None else start_time
-    seconds = dict(seconds or {})
-    name = os.path.splitext(os.path.basename(config_path))[0] or 'model'
-    cfg.work_dir = work_dir
-    num_steps = 6
+    start = time.perf_counter()
+    seconds = {}
+    options = dict(cfg_options or {}, **data_root_options(data_root))
+    # settings first (nothing is written for bad ones), then the data,
+    # then the config with its dataset paths checked
+    checked = load_config(config, options)
+    if epochs is not None:
+        set_max_epochs(checked, epochs)
+    _check_hook(checked, config)
 
-    def step(i: int, text: str) -> None:
-        log(f'[demo] step {i}/{num_steps}: {text}')
-
-    step(1, f'training the multi-branch model for '
-         f'{cfg.train_cfg.max_epochs} epochs (work dir {work_dir})')
+    _step(0, f'digits dataset at {data_root}')
     clock = time.perf_counter()
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    ensure_digits_dataset(data_root)
+    seconds['dataset'] = time.perf_counter() - clock
+    cfg = training_config(config, cfg_options=options, work_dir=work_dir)
+    if epochs is not None:
+        set_max_epochs(cfg, epochs)
+
+    _step(1, f'training the multi-branch model for '
+          f'{cfg.train_cfg.max_epochs} epochs (work dir {work_dir}); '
+          f'{HOOK} validates the converted form and writes it at the end')
+    clock = time.perf_counter()
+    checkpoint = train(cfg)
     seconds['train'] = time.perf_counter() - clock
-    model = unwrap(runner.model).eval()
-    dataloader = runner.val_dataloader
-    log(f'[demo] trained in {seconds["train"]:.1f} s')
+    if checkpoint is None:
+        raise ToolError(f'training wrote no checkpoint to {work_dir}; the '
+                        f'demo needs default_hooks.checkpoint enabled.')
+    name = osp.splitext(osp.basename(cfg.filename))[0]
+    deploy_ckpt = deploy_checkpoint_path(checkpoint)
+    deploy_cfg_path = osp.join(work_dir, f'{name}_deploy.py')
 
-    step(2, 'validating the trained (multi-branch) model')
+    _step(2, f'testing the training form ({checkpoint})')
     clock = time.perf_counter()
-    trained = evaluate_classifier(model, dataloader,
-                                  runner.build_evaluator(cfg.val_evaluator))
-    top1_train = top1_of(trained['metrics'])
-    log(f'[demo] train-form top-1: {top1_train:.2f} % on '
-        f'{len(trained["labels"])} held-out images')
+    train_out = osp.join(work_dir, 'predictions_train_form.pkl')
+    tcfg = test_config(config, checkpoint, cfg_options=options,
+                       work_dir=osp.join(work_dir, 'test_train_form'),
+                       out=train_out)
+    for hook in tcfg.get('custom_hooks') or []:
+        if hook.get('type') == HOOK:  # test this form as it is
+            hook['convert_test'] = False
+    top1_train = float(test(tcfg, checkpoint)['accuracy/top1'])
+    seconds['test_train_form'] = time.perf_counter() - clock
 
-    step(3, 'converting to the deploy form (3x3 conv + ReLU per block)')
-    deploy_model = switch_to_deploy(model).eval()
-    fused = count_repvgg_blocks(deploy_model, deployed=True)
-    log(f'[demo] fused {fused} blocks; parameters '
-        f'{count_parameters(model):,} -> {count_parameters(deploy_model):,}')
+    _step(3, f'testing the deploy form ({deploy_cfg_path}, {deploy_ckpt})')
+    clock = time.perf_counter()
+    deploy_out = osp.join(work_dir, 'predictions_deploy_form.pkl')
+    dcfg = test_config(deploy_cfg_path, deploy_ckpt,
+                       work_dir=osp.join(work_dir, 'test_deploy_form'),
+                       out=deploy_out)
+    top1_deploy = float(test(dcfg, deploy_ckpt)['accuracy/top1'])
+    seconds['test_deploy_form'] = time.perf_counter() - clock
 
-    step(4, 'validating the deploy model through the same pipeline')
-    deployed = evaluate_classifier(deploy_model, dataloader,
-                                   runner.build_evaluator(cfg.val_evaluator))
-    top1_deploy = top1_of(deployed['metrics'])
-    agreement = compare_predictions(trained['logits'], deployed['logits'])
-    seconds['evaluate_and_convert'] = time.perf_counter() - clock
-    log(f'[demo] deploy-form top-1: {top1_deploy:.2f} %; predictions that '
-        f'differ: {agreement["num_differing_predictions"]}; max logit '
-        f'relative diff {agreement["max_logit_rel_diff"]:.2e}')
+    _step(4, 'comparing the predictions of the two forms')
+    trained = load_predictions(train_out)
+    deployed = load_predictions(deploy_out)
+    if not torch.equal(trained['labels'], deployed['labels']):
+        raise ToolError('the two test runs saw the images in different '
+                        'orders; is the test sampler shuffling?')
+    agreement = compare_predictions(trained['scores'], deployed['scores'])
 
     threads = torch.get_num_threads()
-    step(5, f'timing both forms (batch {timing_batch}, {timing_rounds} '
-         f'alternating rounds, {threads} thread{"s" * (threads > 1)})')
+    _step(5, f'timing both forms (batch {timing_batch}, {timing_rounds} '
+          f'alternating rounds, {threads} thread{"s" * (threads > 1)})')
     clock = time.perf_counter()
-    inputs = first_inputs(model, dataloader, timing_batch)
-    speed = measure_images_per_second(
-        dict(train_form=model, deploy_form=deploy_model), inputs,
-        rounds=timing_rounds)
+    train_model = build_model(cfg).eval()
+    load_weights(train_model, checkpoint)
+    deploy_model = build_model(dcfg).eval()
+    load_weights(deploy_model, deploy_ckpt)
+    inputs = first_inputs(train_model, dcfg, timing_batch)
+    speed = images_per_second(
+        dict(train_form=train_model, deploy_form=deploy_model), inputs,
+        timing_rounds)
     seconds['timing'] = time.perf_counter() - clock
     # other programs' load changes the figures on a shared machine
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else -1.0
-    log(f'[demo] images/s: train form {speed["train_form"]:.0f}, deploy '
-        f'form {speed["deploy_form"]:.0f}')
 
-    step(6, 'saving the deploy checkpoint and the report')
-    checkpoint = os.path.join(work_dir, f'{name}_deploy.pth')
-    atomic_save(
-        dict(state_dict=deploy_model.state_dict(),
-             meta=dict(config=config_path, deploy=True,
-                       classes=list(dataloader.dataset.metainfo['classes']),
-                       top1=top1_deploy)), checkpoint)
-    seconds['total'] = time.perf_counter() - start_time
+    _step(6, 'writing the report')
+    seconds['total'] = time.perf_counter() - start
     report = dict(
         command=command or shlex.join(['python'] + sys.argv),
-        config=config_path,
-        data_root=cfg.val_dataloader.dataset.data_root,
+        config=config,
+        data_root=data_root,
         work_dir=work_dir,
         epochs=int(cfg.train_cfg.max_epochs),
-        num_train_images=len(runner.train_dataloader.dataset),
+        num_train_images=_num_images(data_root, 'train'),
         num_val_images=len(trained['labels']),
         top1_train_form=top1_train,
         top1_deploy_form=top1_deploy,
-        num_blocks_fused=fused,
-        params_train_form=count_parameters(model),
-        params_deploy_form=count_parameters(deploy_model),
+        num_blocks_fused=count_repvgg_blocks(deploy_model, deployed=True),
+        params_train_form=count_params(train_model),
+        params_deploy_form=count_params(deploy_model),
         timing_batch_size=len(inputs),
         timing_rounds=timing_rounds,
         torch_threads=threads,
@@ -290,23 +285,30 @@ def run_classification_demo(cfg,
         images_per_s_deploy_form=speed['deploy_form'],
         deploy_speedup=speed['deploy_form'] / speed['train_form'],
         seconds={k: round(v, 2) for k, v in seconds.items()},
-        deploy_checkpoint=checkpoint,
+        checkpoint=checkpoint,
+        deploy_checkpoint=deploy_ckpt,
+        deploy_config=deploy_cfg_path,
         **agreement)
-    atomic_write_json(report, os.path.join(work_dir, 'report.json'))
-    log(format_report(report))
+    atomic_write_json(report, osp.join(work_dir, 'report.json'))
+    print_log('\n' + format_report(report), logger='current')
     if report['num_differing_predictions']:
         raise PredictionMismatchError(
             f'the deploy form predicts another class than the trained form '
             f'on {report["num_differing_predictions"]} of '
-            f'{report["num_val_images"]} images (max logit relative diff '
-            f'{report["max_logit_rel_diff"]:.2e}); the conversion is wrong. '
-            f'Report it with {os.path.join(work_dir, "report.json")}.')
+            f'{report["num_val_images"]} images (max score relative diff '
+            f'{report["max_score_rel_diff"]:.2e}); the conversion is wrong. '
+            f'Report it with {osp.join(work_dir, "report.json")}.')
     return report
+
+
+def _num_images(data_root: str, split: str) -> int:
+    from .digits_dataset import read_meta
+    return int(read_meta(data_root)['num_images'][split])
 
 
 def format_report(report: dict) -> str:
     """The short human-readable summary printed at the end of the demo."""
-    report_file = os.path.join(report['work_dir'], 'report.json')
+    threads = report['torch_threads']
     lines = [
         '=' * 64,
         f'RepVGG demo report ({report["config"]})',
@@ -317,18 +319,18 @@ def format_report(report: dict) -> str:
         f'  top-1 train form    {report["top1_train_form"]:.2f} %',
         f'  top-1 deploy form   {report["top1_deploy_form"]:.2f} %',
         f'  differing preds     {report["num_differing_predictions"]} '
-        f'(max logit rel diff {report["max_logit_rel_diff"]:.2e})',
+        f'(max class-score rel diff {report["max_score_rel_diff"]:.2e})',
         f'  parameters          {report["params_train_form"]:,} -> '
         f'{report["params_deploy_form"]:,} ({report["num_blocks_fused"]} '
         f'blocks fused)',
         f'  images/s (batch {report["timing_batch_size"]}) '
         f'train form {report["images_per_s_train_form"]:.0f}, deploy form '
         f'{report["images_per_s_deploy_form"]:.0f} '
-        f'(x{report["deploy_speedup"]:.2f}; {report["torch_threads"]} '
-        f'thread{"s" * (report["torch_threads"] > 1)}, CPU load '
+        f'(x{report["deploy_speedup"]:.2f}; {threads} '
+        f'thread{"s" * (threads > 1)}, CPU load '
         f'{report["cpu_load_1min"]:.1f})',
         f'  wall time           {report["seconds"]["total"]:.1f} s',
-        f'  report              {report_file}',
+        f'  report              {osp.join(report["work_dir"], "report.json")}',
         f'  deploy checkpoint   {report["deploy_checkpoint"]}',
         '=' * 64,
     ]

@@ -1,10 +1,12 @@
-"""Atomic file output: write a temporary file beside the target, then rename.
+"""Atomic output: write a temporary file (or folder) beside the target,
+then rename it.
 
-An interrupted or failed write never leaves a truncated file at ``path``,
-and the temporary file is removed.
+An interrupted or failed write never leaves a truncated file or a half
+folder at ``path``, and the temporary one is removed.
 """
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -31,3 +33,32 @@ def atomic_write_json(obj: Any, path: str, indent: int = 2) -> None:
         with open(tmp, 'w') as f:
             json.dump(obj, f, indent=indent)
             f.write('\n')
+
+
+@contextmanager
+def atomic_directory(path: str) -> Iterator[str]:
+    """Yield a temporary folder beside ``path``; on success it becomes
+    ``path`` (an existing ``path`` is replaced only then), on failure it is
+    removed and ``path`` is left as it was.
+
+    The swap is two renames in the same folder: the old folder is moved
+    aside, the new one moved in, then the old one is deleted.
+    """
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    name = os.path.basename(path)
+    tmp = tempfile.mkdtemp(prefix=f'.{name}.tmp-', dir=parent)
+    try:
+        yield tmp
+        if os.path.lexists(path):
+            old = tempfile.mkdtemp(prefix=f'.{name}.old-', dir=parent)
+            os.rmdir(old)
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
