@@ -1,5 +1,5 @@
 # RepVGG-B1G4 on ImageNet-1k, 8 GPUs x 32 images.
-# 120-epoch recipe (REFERENCE §4): RandomResizedCrop + flip.
+# 120-epoch recipe (paper Sec. 4.1, Table 4): RandomResizedCrop + flip.
 # Paper top-1: 77.58.
 _base_ = [
     '_base_/models/repvgg_in1k.py',

@@ -1,5 +1,5 @@
 # RepVGG-B3G4 on ImageNet-1k, 8 GPUs x 32 images.
-# 200-epoch recipe (REFERENCE §4): 5 warm-up epochs, AutoAugment,
+# 200-epoch recipe (paper Sec. 4.1, Table 5): 5 warm-up epochs, AutoAugment,
 # label smoothing 0.1, mixup.
 # Paper top-1: 80.21.
 _base_ = [

@@ -61,3 +61,27 @@ def ddp_held_by_a_cycle(module: torch.nn.Module) -> dict:
     owner = {'model': DistributedDataParallel(module, device_ids=None)}
     owner['self'] = owner
     return owner
+
+
+@pytest.fixture
+def logged():
+    """The messages logged to mmengine's current logger during the test
+    (the project reports progress there, as OpenMMLab tools do)."""
+    import logging
+
+    from mmengine.logging import MMLogger
+
+    class Collect(logging.Handler):
+
+        def __init__(self):
+            super().__init__()
+            self.lines = []
+
+        def emit(self, record):
+            self.lines.append(record.getMessage())
+
+    logger = MMLogger.get_current_instance()
+    handler = Collect()
+    logger.addHandler(handler)
+    yield handler.lines
+    logger.removeHandler(handler)

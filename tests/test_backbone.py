@@ -10,7 +10,7 @@ ALL_ARCHS = ['a0', 'a1', 'a2', 'b0', 'b1', 'b1g2', 'b1g4', 'b2', 'b2g2',
              'b2g4', 'b3', 'b3g2', 'b3g4', 'd2se']
 TINY = dict(num_blocks=[2, 2, 3, 1], width_factor=[0.25, 0.25, 0.25, 0.5])
 
-# REFERENCE §1: stem + four stage widths
+# paper Sec. 3.4, Table 2: stem + four stage widths
 WIDTHS = {
     'a0': (48, 48, 96, 192, 1280), 'a1': (64, 64, 128, 256, 1280),
     'b0': (64, 64, 128, 256, 1280), 'a2': (64, 96, 192, 384, 1408),

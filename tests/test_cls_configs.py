@@ -1,5 +1,5 @@
 """The ImageNet configs: they parse, agree with the architectures, follow the
-recipes of REFERENCE §4, and build through the mmpretrain registry."""
+recipes of the paper (Sec. 4.1, Tables 4-5), and build through the mmpretrain registry."""
 import os.path as osp
 
 import pytest
@@ -15,7 +15,7 @@ from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 ARCHS = ('a0', 'a1', 'a2', 'b0', 'b1', 'b1g2', 'b1g4', 'b2', 'b2g4', 'b3',
          'b3g4', 'd2se')
 LONG_RECIPE = ('b2g4', 'b3', 'b3g4', 'd2se')  # 200 epochs
-# width of the last stage = head input (REFERENCE §1)
+# width of the last stage = head input (paper Table 2)
 HEAD_WIDTH = dict(a0=1280, a1=1280, a2=1408, b0=1280, b1=2048, b1g2=2048,
                   b1g4=2048, b2=2560, b2g4=2560, b3=2560, b3g4=2560,
                   d2se=2560)
@@ -105,7 +105,7 @@ def test_deploy_config_is_the_train_config_with_deploy_true(arch):
 
 
 def test_a0_models_build_with_the_published_sizes():
-    """REFERENCE §3: A0 has 9.11 M params in training form, 8.31 M deployed."""
+    """mmpretrain 1.2.0 counts: A0 has 9.11 M params in training form, 8.31 M deployed."""
     sizes = {}
     for name, path in (('train', train_config('a0')),
                        ('deploy', deploy_config('a0'))):
@@ -116,7 +116,7 @@ def test_a0_models_build_with_the_published_sizes():
 
 
 def test_b1g4_deploy_model_size():
-    """REFERENCE §3: B1g4 deployed, 36.13 M params (grouped layers)."""
+    """Paper Table 4: B1g4 deployed, 36.13 M params (grouped layers)."""
     model = build_model(Config.fromfile(deploy_config('b1g4')))
     assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == 36.13
 

@@ -64,7 +64,7 @@ def decayed(decay):
 
 
 def expected_decayed(model, kernels=True):
-    """REFERENCE §4: kernels, the identity BN gamma and the fc weight."""
+    """Paper Sec. 4.1: kernels, the identity BN gamma and the fc weight."""
     suffixes = ['branch_norm.weight', 'se.reduce.weight', 'se.expand.weight',
                 'branch_reparam.weight', 'head.fc.weight']
     if kernels:

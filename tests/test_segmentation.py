@@ -334,7 +334,7 @@ def test_imagenet_checkpoint_reaches_the_backbone(tmp_path):
 def test_demo_data_has_the_exact_cityscapes_layout(tmp_path):
     root = str(tmp_path / 'cityscapes')
     stats = write_cityscapes_demo(root, num_train=4, num_val=2,
-                                  size=(32, 64), seed=3, log=lambda s: None)
+                                  size=(32, 64), seed=3)
     assert stats['train']['images'] == 4 and stats['val']['images'] == 2
     files = sorted(
         osp.relpath(osp.join(d, f), root) for d, _, fs in os.walk(root)
@@ -388,8 +388,7 @@ def test_demo_data_refuses_to_overwrite_and_bad_sizes(tmp_path, monkeypatch,
     (root / 'precious.txt').write_text('keep me')
     with pytest.raises(CityscapesDemoError, match='not empty. Pass '
                        '--overwrite'):
-        write_cityscapes_demo(str(root), num_train=1, num_val=1,
-                              log=lambda s: None)
+        write_cityscapes_demo(str(root), num_train=1, num_val=1)
     assert os.listdir(root) == ['precious.txt']
     with pytest.raises(CityscapesDemoError, match='size must be two'):
         write_cityscapes_demo(str(tmp_path / 'x'), size=(8, 64))
@@ -421,8 +420,7 @@ def demo_runner(cfg, work_dir, **changes):
 @pytest.mark.slow
 def test_demo_train_test_convert_test(tmp_path):
     data = tmp_path / 'data'
-    write_cityscapes_demo(str(data), num_train=24, num_val=6, seed=0,
-                          log=lambda s: None)
+    write_cityscapes_demo(str(data), num_train=24, num_val=6, seed=0)
     cfg = Config.fromfile(DEMO)  # as run by hand in the README
     cfg.merge_from_dict({
         'train_dataloader.dataset.data_root': str(data),

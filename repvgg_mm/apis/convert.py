@@ -19,11 +19,12 @@ from mmengine.logging import print_log
 
 from ..converters.compare import compare_forms
 from ..converters.config_model import build_model, input_channels, input_size
-from ..converters.deploy_checkpoint import deploy_checkpoint, repvgg_form
+from ..converters.deploy_checkpoint import deploy_checkpoint
 from ..converters.deploy_config import deploy_config, write_deploy_config
 from ..deploy import count_repvgg_blocks, switch_to_deploy
 from ..io.checkpoint import atomic_save, load_checkpoint_file, state_dict_of
-from ..io.weights import load_state_dict_strict, strip_wrapper_prefix
+from ..io.weights import (load_state_dict_strict, repvgg_form,
+                          strip_wrapper_prefix)
 from ..utils.cli import ToolError, load_config
 
 DEFAULT_REL_TOL = 1e-4

@@ -6,7 +6,6 @@ stacks). Pieces, one concept per module:
 
 * :mod:`.protocol`: the paper's speed protocol (batch, input size per task);
 * :mod:`.sources`: build a model from an mm config or a timm name;
-* :mod:`.conv_bn`: fold every eval-mode BN into the conv before it;
 * :mod:`.forms`: the training form and the deployed form of a model;
 * :mod:`.serving`: ways to run a deployed model faster (channels_last,
   TorchScript freezing, torch.compile, ...);

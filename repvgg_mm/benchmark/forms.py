@@ -7,22 +7,25 @@
   (:func:`repvgg_mm.switch_to_deploy`); models without them use their own
   conversion if they have one (mmpretrain's ``switch_to_deploy``, timm's
   ``reparameterize_model``); then every remaining conv+BN pair is folded
-  (:mod:`.conv_bn`), so baselines such as ResNet are compared fused too.
+  by ``mmcv.cnn.fuse_conv_bn``, so baselines such as ResNet are compared
+  fused too. mmcv pairs a BN with the conv registered just before it; the
+  outputs of both forms are compared afterwards, so a model where that
+  pairing is wrong is an error, never a silently different function.
 """
 import copy
 from typing import NamedTuple
 
 import torch
 import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..deploy import count_repvgg_blocks, switch_to_deploy
 from ..models.repvgg_block import RepVGGBlock
 from ..converters.compare import compare_forms
-from .conv_bn import fuse_conv_norm_pairs
 from .sources import BenchModel
 
 #: deployed vs training output, relative to the output's magnitude; fp32
-#: re-parameterization is exact to round-off (REFERENCE §2).
+#: re-parameterization is exact up to round-off (paper Sec. 3.3).
 MAX_REL_ERR = 1e-3
 
 
@@ -57,6 +60,19 @@ def _outermost_with(model: nn.Module, method: str):
     return found
 
 
+def fold_conv_bn(model: nn.Module) -> int:
+    """Fold eval-mode BNs into the convs before them (in place, by
+    ``mmcv.cnn.fuse_conv_bn``); returns how many BNs were folded."""
+    from mmcv.cnn import fuse_conv_bn
+
+    def num_norms():
+        return sum(isinstance(m, _BatchNorm) for m in model.modules())
+
+    before = num_norms()
+    fuse_conv_bn(model)
+    return before - num_norms()
+
+
 @torch.no_grad()
 def deployed_form(bench: BenchModel, example: torch.Tensor) -> DeployedForm:
     """Convert a copy of ``bench.model``; ``example``: one input batch.
@@ -82,7 +98,7 @@ def deployed_form(bench: BenchModel, example: torch.Tensor) -> DeployedForm:
             steps.append(f'{name or "model"}.switch_to_deploy() '
                          f'({type(module).__name__})')
     inplace_block_activations_(model)
-    folded = fuse_conv_norm_pairs(model, example)
+    folded = fold_conv_bn(model)
     if folded:
         steps.append(f'{folded} conv+BN pairs folded')
     errors = compare_forms(bench.model, model, example)

@@ -1,4 +1,4 @@
-"""The paper's speed protocol, per task (REFERENCE §3 and §5)."""
+"""The paper's speed protocol, per task (Table 4 and Sec. 4.3)."""
 from typing import NamedTuple, Tuple
 
 

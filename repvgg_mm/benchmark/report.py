@@ -1,6 +1,4 @@
 """Human-readable table and JSON file of a benchmark record."""
-from typing import List
-
 from ..io.atomic import atomic_write_json
 from .stats import format_summary
 
@@ -10,37 +8,29 @@ def _fmt_ratio(s) -> str:
 
 
 def format_table(record: dict, markdown: bool = False) -> str:
-    header = ('model', 'form', 'serving', 'images/s', 'ms/batch',
-              'vs train', '% GEMM', 'params(M)', 'MACs(G)')
-    lines: List[tuple] = [header]
+    """One row per timed (model, form, serving), by prettytable."""
+    from prettytable import PrettyTable, TableStyle
+    table = PrettyTable(['model', 'form', 'serving', 'images/s', 'ms/batch',
+                         'vs train', '% GEMM', 'params(M)', 'MACs(G)'])
+    table.align = 'l'
     for m in record['models']:
         for row in m['rows']:
             if 'images_per_s' not in row:
-                lines.append((m['name'], row['form'], row['serving'],
-                              'n/a', '-', '-', '-', '-', '-'))
+                table.add_row([m['name'], row['form'], row['serving'], 'n/a',
+                               '-', '-', '-', '-', '-'])
                 continue
             fraction = row.get('gemm_fraction')
-            lines.append((
+            table.add_row([
                 m['name'], row['form'], row['serving'],
                 format_summary(row['images_per_s']),
                 f'{row["ms_per_batch"]["median"]:.1f}',
                 _fmt_ratio(row.get('speedup_vs_train')),
                 (f'{100 * fraction["median"]:.0f}%' if fraction else '-'),
                 f'{m["params"][row["form"]] / 1e6:.2f}',
-                f'{m["macs"][row["form"]] / 1e9:.3g}'))
-    if markdown:
-        rows = ['| ' + ' | '.join(map(str, line)) + ' |' for line in lines]
-        rows.insert(1, '|' + '---|' * len(header))
-        return '\n'.join(rows)
-    widths = [max(len(str(line[i])) for line in lines)
-              for i in range(len(header))]
-    text = []
-    for idx, line in enumerate(lines):
-        text.append('  '.join(str(cell).ljust(w)
-                              for cell, w in zip(line, widths)).rstrip())
-        if idx == 0:
-            text.append('  '.join('-' * w for w in widths))
-    return '\n'.join(text)
+                f'{m["macs"][row["form"]] / 1e9:.3g}'])
+    table.set_style(TableStyle.MARKDOWN if markdown else
+                    TableStyle.PLAIN_COLUMNS)
+    return table.get_string()
 
 
 def format_report(record: dict, markdown: bool = False) -> str:

@@ -11,33 +11,15 @@ A deploy checkpoint is the training checkpoint with
   raw weights there and the EMA weights in ``state_dict``).
 """
 import os.path as osp
-import re
-from typing import Any, Dict, Mapping
+from typing import Any, Dict
 
 import torch.nn as nn
 from mmengine.runner.checkpoint import weights_to_cpu
 
-from ..models.repvgg_block import DEPLOY_BRANCH, TRAIN_BRANCHES
 from ..version import __version__
 
 TRAINING_STATE_KEYS = ('optimizer', 'param_schedulers', 'message_hub',
                        'ema_state_dict')
-
-_DEPLOY_KEY = re.compile(rf'(^|\.){DEPLOY_BRANCH}\.weight$')
-_TRAIN_KEY = re.compile(rf'(^|\.){TRAIN_BRANCHES[0]}\.conv\.weight$')
-
-
-def repvgg_form(state_dict: Mapping[str, Any]) -> str:
-    """``'training'``, ``'deploy'``, ``'mixed'`` or ``'none'``: the form of
-    the RepVGG blocks stored in ``state_dict`` (this project's keys)."""
-    fused = sum(1 for k in state_dict if _DEPLOY_KEY.search(k))
-    unfused = sum(1 for k in state_dict if _TRAIN_KEY.search(k))
-    if fused and unfused:
-        return 'mixed'
-    if fused:
-        return 'deploy'
-    return 'training' if unfused else 'none'
-
 
 def deploy_checkpoint(checkpoint: Any, converted: nn.Module,
                       source: str) -> Dict[str, Any]:

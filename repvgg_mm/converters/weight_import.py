@@ -36,8 +36,7 @@ from ..models.repvgg import RepVGGMM
 from ..io.checkpoint import (CheckpointError, load_checkpoint_file,
                              state_dict_of)
 from ..utils.cli import ToolError
-from ..io.weights import layout_problems, strip_wrapper_prefix
-from .deploy_checkpoint import repvgg_form
+from ..io.weights import layout_problems, repvgg_form, strip_wrapper_prefix
 
 Rule = Tuple[str, Union[str, Callable]]
 

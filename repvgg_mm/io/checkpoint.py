@@ -8,7 +8,7 @@
 * :func:`allow_mmengine_checkpoint_types` registers that allowlist globally.
   mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; since torch
   2.6 that defaults to ``True`` and resuming from an mmengine checkpoint
-  fails on ``HistoryBuffer`` (REFERENCE §6). Allowing exactly those types
+  fails on ``HistoryBuffer`` (see docs/design.md). Allowing exactly those types
   fixes resume without turning arbitrary unpickling back on.
 * :func:`atomic_save` writes to a temporary file and renames it, so an
   interrupted run never leaves a truncated checkpoint.

@@ -20,7 +20,11 @@ from typing import Any, Dict, List, Mapping
 import torch
 import torch.nn as nn
 
+from ..models.repvgg_block import DEPLOY_BRANCH, TRAIN_BRANCHES
 from .checkpoint import CheckpointError, load_checkpoint_file, state_dict_of
+
+_DEPLOY_KEY = re.compile(rf'(^|\.){DEPLOY_BRANCH}\.weight$')
+_TRAIN_KEY = re.compile(rf'(^|\.){TRAIN_BRANCHES[0]}\.conv\.weight$')
 
 #: how many keys an error message lists per kind of problem
 SHOWN_KEYS = 5
@@ -30,6 +34,18 @@ def strip_wrapper_prefix(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
     """Drop the ``module.`` prefix of (Distributed)DataParallel checkpoints,
     as mmengine's ``load_checkpoint`` does."""
     return {re.sub(r'^module\.', '', k): v for k, v in state_dict.items()}
+
+
+def repvgg_form(state_dict: Mapping[str, Any]) -> str:
+    """``'training'``, ``'deploy'``, ``'mixed'`` or ``'none'``: the form of
+    the RepVGG blocks stored in ``state_dict`` (this project's keys)."""
+    fused = sum(1 for k in state_dict if _DEPLOY_KEY.search(k))
+    unfused = sum(1 for k in state_dict if _TRAIN_KEY.search(k))
+    if fused and unfused:
+        return 'mixed'
+    if fused:
+        return 'deploy'
+    return 'training' if unfused else 'none'
 
 
 def _listing(keys: List[str]) -> str:
@@ -80,18 +96,30 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
             mismatches, or why a RepVGG block cannot take its weights.
     """
     state_dict = strip_wrapper_prefix(state_dict)
-    expected = model.state_dict()
+    layout = {k: v.shape for k, v in model.state_dict().items()}
+    if repvgg_form(state_dict) == repvgg_form(layout):
+        # same form: every key and shape is known before anything is copied
+        problems = layout_problems(state_dict, layout)
+        if problems:
+            raise _mismatch_error(source, problems)
+        model.load_state_dict(state_dict, strict=True)
+        return
+    # training-form weights into fused blocks: the blocks rename the keys
+    # while loading, so missing / unexpected keys are known afterwards
     shapes = [
-        f'{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}'
-        for k, v in state_dict.items() if k in expected
-        and torch.is_tensor(v) and v.shape != expected[k].shape
+        f'{k} {tuple(v.shape)} vs {tuple(layout[k])}'
+        for k, v in state_dict.items()
+        if k in layout and torch.is_tensor(v) and v.shape != layout[k]
     ]
-    if shapes:  # checked first: torch would copy the other tensors
+    if shapes:
         raise _mismatch_error(source, key_problems([], [], shapes))
     try:
         result = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as exc:  # a RepVGG block refused its weights
-        raise CheckpointError(f'cannot load "{source}": {exc}') from None
+        raise CheckpointError(
+            f'cannot load "{source}": {exc} Use the config the checkpoint '
+            f'was trained with, or its configs/deploy/*_deploy.py '
+            f'counterpart for a converted checkpoint.') from None
     problems = key_problems(list(result.missing_keys),
                             list(result.unexpected_keys), [])
     if problems:

@@ -9,7 +9,7 @@ class SEGate(BaseModule):
 
     Pools globally over H and W whatever the input's aspect ratio (the
     official code pools with a square kernel of the input's width, which does
-    not pool non-square inputs globally; REFERENCE §1).
+    not pool non-square inputs globally; see docs/design.md).
 
     Args:
         channels: channels of the gated tensor.

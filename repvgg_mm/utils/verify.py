@@ -1,7 +1,7 @@
 """Checking that a converted model is the same function as its training form.
 
-Used by the tests, ``tools/check_equivalence.py`` and
-``tools/convert_deploy.py --verify``.
+Used by the tests and ``tools/arch_report.py``; ``tools/convert_deploy.py
+--verify`` compares with :func:`relative_errors`.
 """
 from typing import Dict, Sequence, Union
 
@@ -19,7 +19,7 @@ def randomize_norm_stats_(model: nn.Module, inputs: torch.Tensor = None,
 
     With ``inputs``, the running statistics are first calibrated on them (a
     cumulative average over one train-mode pass), so the signal stays
-    well-conditioned through deep stacks (D2se; REFERENCE §6); then means,
+    well-conditioned through deep stacks (D2se; see docs/design.md); then means,
     variances, gammas and betas are perturbed randomly. The model is left in
     eval mode.
     """

@@ -1,4 +1,4 @@
-# ImageNet-1k for the 200-epoch recipe (REFERENCE §4, paper Table 5): the
+# ImageNet-1k for the 200-epoch recipe (paper Sec. 4.1, Table 5): the
 # simple pipeline plus AutoAugment (the ImageNet policy) after the crop/flip.
 _base_ = './imagenet_bs32.py'
 

@@ -1,4 +1,4 @@
-# The model of the 200-epoch recipe (REFERENCE §4, paper Table 5): label
+# The model of the 200-epoch recipe (paper Sec. 4.1, Table 5): label
 # smoothing 0.1 and mixup on top of the plain RepVGG classifier.
 _base_ = './repvgg_in1k.py'
 

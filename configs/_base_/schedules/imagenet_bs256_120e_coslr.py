@@ -1,4 +1,4 @@
-# The 120-epoch RepVGG recipe (REFERENCE §4, paper Table 4): batch 256
+# The 120-epoch RepVGG recipe (paper Sec. 4.1, Table 4): batch 256
 # (8 GPUs x 32), SGD momentum 0.9, lr 0.1 with cosine decay to 0, weight decay
 # 1e-4 -- except on biases, BN betas and the BN gammas of the 3x3 and 1x1
 # branches. The identity branch's BN gamma (``branch_norm.weight``) IS decayed.

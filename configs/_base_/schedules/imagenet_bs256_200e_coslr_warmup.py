@@ -1,4 +1,4 @@
-# The 200-epoch RepVGG recipe (REFERENCE §4, paper Table 5): the 120-epoch
+# The 200-epoch RepVGG recipe (paper Sec. 4.1, Table 5): the 120-epoch
 # optimizer (including its weight-decay exceptions) for 200 epochs, with 5
 # linear warm-up epochs before the cosine decay. AutoAugment, label smoothing
 # and mixup are in the dataset and model bases this recipe is paired with
