@@ -28,6 +28,7 @@ def worker(order: str) -> None:
     import torch
     import torch.distributed as dist
     from conftest import ddp_held_by_a_cycle  # puts ROOT on sys.path
+
     from repvgg_mm.engine.distributed import runner_teardown
 
     def body():

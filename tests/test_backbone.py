@@ -1,8 +1,8 @@
 """RepVGGMM: architectures, options, exact conversion of every arch."""
 import pytest
 import torch
-
 from conftest import REL_TOL
+
 from repvgg_mm import ARCH_SETTINGS, RepVGGBlock, RepVGGMM
 from repvgg_mm.utils.verify import conversion_errors
 

@@ -11,14 +11,14 @@ import os.path as osp
 import pytest
 import torch
 import torch.nn as nn
-
 from conftest import REL_TOL, ROOT
+
 from repvgg_mm.benchmark.complexity import complexity
 from repvgg_mm.benchmark.forms import deployed_form, fold_conv_bn
-from repvgg_mm.benchmark.sources import BenchModel
 from repvgg_mm.benchmark.paper import (accuracy_table, load_paper_results,
                                        paper_key)
 from repvgg_mm.benchmark.serving import Serving, parse_serving
+from repvgg_mm.benchmark.sources import BenchModel
 from repvgg_mm.benchmark.stats import paired_ratios, summary
 from repvgg_mm.io.checkpoint import atomic_save
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors

@@ -2,8 +2,8 @@
 import pytest
 import torch
 import torch.nn as nn
-
 from conftest import REL_TOL
+
 from repvgg_mm import RepVGGBlock
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 

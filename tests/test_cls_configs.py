@@ -4,10 +4,10 @@ import os.path as osp
 
 import pytest
 import torch
+from conftest import REL_TOL, ROOT
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
-from conftest import REL_TOL, ROOT
 from repvgg_mm.models.arch import parse_arch, stage_widths
 from repvgg_mm.utils.cli import load_config
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors

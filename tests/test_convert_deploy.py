@@ -17,10 +17,10 @@ from argparse import Namespace
 
 import pytest
 import torch
+from conftest import REL_TOL, ROOT
 from mmengine.config import Config
 from mmengine.logging import HistoryBuffer
 
-from conftest import REL_TOL, ROOT
 from repvgg_mm import count_repvgg_blocks
 from repvgg_mm.converters.compare import forward_tensor
 from repvgg_mm.converters.config_model import build_model, input_size

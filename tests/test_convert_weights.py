@@ -15,17 +15,17 @@ import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import ROOT
 from mmengine.config import Config
 from timm.utils.model import reparameterize_model
 
-from conftest import ROOT
 from repvgg_mm import RepVGGMM
 from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.converters.weight_import import (expected_layout,
                                                 import_state_dict, rename_key)
 from repvgg_mm.fusion import NormStats, equivalent_kernel_bias
-from repvgg_mm.models.arch import ARCH_SETTINGS, parse_arch, stage_widths
 from repvgg_mm.io.checkpoint import CheckpointError
+from repvgg_mm.models.arch import ARCH_SETTINGS, parse_arch, stage_widths
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 
 TOOL = osp.join(ROOT, 'tools', 'convert_weights.py')
@@ -264,7 +264,7 @@ def test_mmpretrain_import_gives_identical_logits(se):
 # ----------------------------------------------------------------------
 # timm
 def timm_tiny_se():
-    from timm.models.byobnet import ByobNet, ByoBlockCfg, ByoModelCfg
+    from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg
     stem, widths = stage_widths(TINY)
     blocks = tuple(
         ByoBlockCfg(type='rep', d=d, c=c,

@@ -15,6 +15,7 @@ import uuid
 
 import pytest
 import torch
+from conftest import REL_TOL
 from mmengine.config import Config
 from mmengine.evaluator import BaseMetric
 from mmengine.hooks import EMAHook, Hook
@@ -23,7 +24,6 @@ from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 from torch.utils.data import Dataset
 
-from conftest import REL_TOL
 from repvgg_mm import count_repvgg_blocks
 from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.engine.hooks import SwitchToDeployHook

@@ -16,10 +16,11 @@ from conftest import REL_TOL, assert_succeeded
 
 from repvgg_mm.demos import digits_dataset as digits_module
 from repvgg_mm.demos.digits_dataset import (META_FILE, DigitsDatasetError,
-                                       count_images, ensure_digits_dataset,
-                                       write_digits_dataset)
+                                            count_images,
+                                            ensure_digits_dataset,
+                                            write_digits_dataset)
 from repvgg_mm.demos.digits_demo import (REPORT_TYPES, compare_predictions,
-                                        set_max_epochs)
+                                         set_max_epochs)
 from repvgg_mm.utils.cli import ToolError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,16 +8,15 @@ import os.path as osp
 
 import pytest
 import torch
+from conftest import ROOT
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, DefaultScope
 
-from conftest import ROOT
 from repvgg_mm import RepVGGBlock
 from repvgg_mm.engine.optim import (CustomL2AmpOptimWrapper,
                                     CustomL2OptimWrapper,
-                                    RepVGGCustomL2Constructor,
-                                    block_custom_l2)
+                                    RepVGGCustomL2Constructor, block_custom_l2)
 from repvgg_mm.utils.verify import randomize_norm_stats_
 
 WD = 1e-4
@@ -203,6 +202,7 @@ def test_custom_l2_update_step():
 
 def test_custom_l2_wrapper_types_and_errors():
     from mmengine.optim import AmpOptimWrapper
+
     # --amp sets optim_wrapper.type='AmpOptimWrapper'; the constructor keeps
     # mixed precision (building an AmpOptimWrapper itself needs a GPU)
     for given, built in (('OptimWrapper', 'CustomL2OptimWrapper'),

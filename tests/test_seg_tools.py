@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, assert_succeeded
 
 DEMO = osp.join(ROOT, 'configs', 'demo',

@@ -10,12 +10,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REL_TOL, ROOT
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from PIL import Image
 from torch.nn import SyncBatchNorm
 
-from conftest import REL_TOL, ROOT
 from repvgg_mm import count_repvgg_blocks, switch_to_deploy
 from repvgg_mm.demos.cityscapes_dataset import (CityscapesDemoError,
                                                 write_cityscapes_demo)
@@ -190,14 +190,13 @@ def test_another_arch_is_one_cfg_options_away():
     assert tuple(logits.shape) == (1, 19, 8, 8)
 
 
-def test_the_readme_table_of_head_widths_is_right():
-    """The README's segmentation section lists both head widths of every
-    arch."""
+def test_the_docs_table_of_head_widths_is_right():
+    """docs/segmentation.md lists both head widths of every arch."""
     from repvgg_mm import ARCH_SETTINGS
     from repvgg_mm.models.arch import stage_widths
-    with open(osp.join(ROOT, 'README.md')) as f:
+    with open(osp.join(ROOT, 'docs', 'segmentation.md')) as f:
         readme = f.read()
-    section = readme.split('## Semantic segmentation')[1].split('\n## ')[0]
+    section = readme.split("## ")[0]  # the part before the first section
     starts = ('| a0 ', '| a1, ', '| a2 ', '| b1, ', '| b2, ', '| b3, ')
     rows = [line.strip('|').split('|') for line in section.splitlines()
             if line.startswith(starts)]

@@ -16,9 +16,8 @@ import weakref
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import REL_TOL, ROOT, assert_succeeded, ddp_held_by_a_cycle
+from PIL import Image
 
 TESTS = osp.dirname(osp.abspath(__file__))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
@@ -205,6 +204,7 @@ def test_deploy_checkpoint_into_train_model_is_a_clear_error(tiny, tmp_path):
     """In process: tools/test.py's own steps, up to the strict load."""
     from mmengine.config import Config
     from mmengine.registry import MODELS, DefaultScope
+
     from repvgg_mm import switch_to_deploy
     from repvgg_mm.apis.test import test_config
     from repvgg_mm.engine.distributed import build_runner, unwrap_model
@@ -281,6 +281,7 @@ def test_runner_teardown_frees_the_model_before_the_process_group(
     called without an active exception"). runner_teardown collects it first,
     also when the tool fails."""
     import torch.distributed as torch_dist
+
     from repvgg_mm.engine import distributed
     from repvgg_mm.utils.cli import ToolError
     torch_dist.init_process_group(

@@ -1,10 +1,10 @@
 """Loading weights across forms: never silently random (issue 2.8)."""
 import pytest
 import torch
+from conftest import REL_TOL
 from mmengine.model import BaseModule
 from mmengine.runner.checkpoint import load_checkpoint, load_state_dict
 
-from conftest import REL_TOL
 from repvgg_mm import RepVGGMM, switch_to_deploy
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 

@@ -12,12 +12,12 @@ writes ``probe_rank{R}.pt`` into ``out_dir`` with
 import copy
 import os.path as osp
 
+import mmengine.runner.runner as runner_module
 import torch
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
-import mmengine.runner.runner as runner_module
 
 
 @HOOKS.register_module()

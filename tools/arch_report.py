@@ -14,7 +14,6 @@ import json
 import sys
 import time
 
-
 import torch
 
 from repvgg_mm import ARCH_SETTINGS, RepVGGMM

@@ -10,8 +10,8 @@ split) plus ``OUT_DIR/digits_meta.json``, readable by mmpretrain's
 import argparse
 
 from repvgg_mm.demos.digits_dataset import (DEFAULT_SEED, DEFAULT_SIZE,
-                                       DEFAULT_VAL_FRACTION,
-                                       write_digits_dataset)
+                                            DEFAULT_VAL_FRACTION,
+                                            write_digits_dataset)
 from repvgg_mm.utils.cli import run_tool
 
 

@@ -13,7 +13,6 @@ import argparse
 import os
 import sys
 
-
 from repvgg_mm.utils.cli import ToolError, run_tool
 
 

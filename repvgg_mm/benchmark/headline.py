@@ -22,18 +22,42 @@ def _ratio(comparison: dict) -> str:
     return f'{r["median"]:.2f}x (rounds {r["min"]:.2f}-{r["max"]:.2f})'
 
 
+def _label(side: str) -> str:
+    """``'repvgg-a0_8xb32_in1k deploy/eager'`` -> ``'RepVGG-A0 deploy/eager'``
+    (the paper's name where there is one)."""
+    from .paper import paper_key
+    name, _, form = side.rpartition(' ')
+    key = paper_key(name)
+    if key and name.startswith('mmpretrain'):
+        key = f'mmpretrain {key}'
+    elif key and name.startswith('timm:'):
+        key = f'timm {key}'
+    elif key and '_deploy' in name:
+        key = f'mmpretrain {key}'
+    return f'{key or name} {form}'
+
+
 def _benchmark_rows(record: dict, name: str) -> List[Row]:
+    """The first model: deployed vs training form (default serving and the
+    fastest serving), and against the first baseline."""
     first = record['models'][0]
     where = (f'batch {first["batch_size"]}, {first["shape"][0]}x'
-             f'{first["shape"][1]}, {record["host"].get("cpu", "?")} '
-             f'{record["host"]["torch_threads"]} threads')
-    rows = []
+             f'{first["shape"][1]}')
+    numerator = first['name'] + ' '
+    wanted = ('deployed vs training form', 'best deployed vs training form',
+              'best vs default serving', 'same serving')
+    rows, kinds = [], set()
     for c in record['comparisons']:
-        if c['kind'] in ('deployed vs training form',
-                         'best deployed vs training form',
-                         'best vs default serving'):
-            rows.append((f'{c["numerator"]} / {c["denominator"]} '
-                         f'({where})', _ratio(c), name))
+        if not c['numerator'].startswith(numerator) or c['kind'] in kinds:
+            continue
+        if c['kind'] in wanted:
+            kinds.add(c['kind'])
+            if c['kind'] == 'same serving' and 'best vs default serving' in (
+                    k['kind'] for k in record['comparisons']):
+                continue
+            rows.append((f'{_label(c["numerator"])} / '
+                         f'{_label(c["denominator"])}, {where}', _ratio(c),
+                         name))
     return rows
 
 

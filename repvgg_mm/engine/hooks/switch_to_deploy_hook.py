@@ -40,8 +40,8 @@ from ...converters.deploy_config import write_deploy_config
 from ...deploy import count_repvgg_blocks, switch_to_deploy
 from ...io.checkpoint import atomic_save
 from ...io.weights import load_weights
-from ..distributed import unwrap_model
 from ...utils.cli import ToolError
+from ..distributed import unwrap_model
 
 
 @HOOKS.register_module()
