@@ -23,6 +23,10 @@ from .sources import (BenchModel, build_source, check_source, example_input,
 from .stats import paired_ratios, summary
 
 
+def _threads_label(threads: Optional[int]) -> str:
+    return f'{threads or torch.get_num_threads()} threads'
+
+
 def _gemm_key(threads: Optional[int]) -> str:
     return f'gemm fp32 / {threads or torch.get_num_threads()} threads'
 
@@ -175,7 +179,7 @@ def run_benchmark(opts: Options, progress: Callable[[str], None] = print
                          device, progress)
     gemm = gemm_rates = None
     if gemm_threads:
-        per_setting = {_gemm_key(t): [gemm_macs / s for s in seconds[
+        per_setting = {_threads_label(t): [gemm_macs / s for s in seconds[
             _gemm_key(t)]] for t in gemm_threads}
         # the machine's rate: the best thread setting, round by round
         gemm_rates = [max(rates) for rates in zip(*per_setting.values())]
@@ -250,6 +254,8 @@ def _comparisons(models: List[dict]) -> List[dict]:
             out.append(dict(
                 kind=kind, numerator=f'{a["name"]} {a_form}/{a_serving}',
                 denominator=f'{b["name"]} {b_form}/{b_serving}',
+                sides=[dict(model=a['name'], form=a_form, serving=a_serving),
+                       dict(model=b['name'], form=b_form, serving=b_serving)],
                 ratio=paired_ratios(num, den)))
 
     for m in models:
