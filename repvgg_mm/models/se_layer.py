@@ -9,12 +9,15 @@ class SEGate(BaseModule):
 
     Pools globally over H and W whatever the input's aspect ratio (the
     official code pools with a square kernel of the input's width, which does
-    not pool non-square inputs globally; REFERENCE §1).
+    not pool non-square inputs globally).
 
     Args:
         channels: channels of the gated tensor.
         ratio: reduction ratio of the hidden layer (16 in D2se).
     """
+
+    #: mmengine's BaseModule property, which TorchScript cannot compile
+    __jit_unused_properties__ = ['is_init']
 
     def __init__(self, channels: int, ratio: int = 16, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
