@@ -10,6 +10,8 @@ from typing import Optional
 
 from ..engine.config_checks import check_dataset_paths, check_repvgg_archs
 from ..engine.distributed import build_runner, runner_teardown
+from ..io.checkpoint import CheckpointError, load_checkpoint_file, state_dict_of
+from ..io.weights import layout_problems, strip_wrapper_prefix
 from ..utils.cli import ToolError, load_config
 
 
@@ -71,6 +73,10 @@ def training_config(config: str,
                 f'without a value to pick the latest one automatically.')
         cfg.resume = True
         cfg.load_from = resume
+    resume_from = (last_checkpoint(cfg.work_dir) if resume == 'auto' else
+                   resume)
+    if resume_from is not None:
+        check_resume_checkpoint(cfg, resume_from)
     if auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
             raise ToolError(
@@ -84,6 +90,28 @@ def training_config(config: str,
         loaders.append('val_dataloader')
     check_dataset_paths(cfg, loaders)
     return cfg
+
+
+def check_resume_checkpoint(cfg, path: str) -> None:
+    """Read ``path`` safely and check its weights against the config's
+    model (built on the meta device), before the Runner exists.
+
+    mmengine's resume would give a traceback for an unreadable file and
+    loads the weights non-strictly; here an unreadable, unsafe or
+    mismatching checkpoint is one :class:`CheckpointError` and no work dir
+    is created.
+    """
+    from ..converters.config_model import build_model
+    checkpoint = load_checkpoint_file(path)
+    state_dict = strip_wrapper_prefix(state_dict_of(checkpoint))
+    layout = {k: v.shape for k, v in
+              build_model(cfg, device='meta').state_dict().items()}
+    problems = layout_problems(state_dict, layout)
+    if problems:
+        raise CheckpointError(
+            f'cannot resume from "{path}": its weights do not match the '
+            f'model of the config ({"; ".join(problems)}). Resume with the '
+            f'config the checkpoint was trained with.')
 
 
 def last_checkpoint(work_dir: str) -> Optional[str]:

@@ -50,6 +50,35 @@ def spare_norm_statistics(module: nn.Module) -> Iterator[None]:
                 setattr(norm, name, buffer)
 
 
+def _channels_last(t: Tensor) -> bool:
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+def check_cpu_training_layout(x: Tensor, weight: Tensor) -> None:
+    """Refuse an fp32 channels_last training step on the CPU.
+
+    torch 2.14.1 (CPU, oneDNN): the weight gradient of an fp32 channels_last
+    convolution can corrupt the heap and abort the process ("corrupted
+    double-linked list", "corrupted size vs. prev_size"). The smallest case
+    found: ``conv2d`` 3 -> 48 channels, 1x1, stride 2, on a 1x3x224x224
+    channels_last input, then ``backward`` -- a RepVGG stem's 1x1 branch.
+    Forward passes are fine; it does not happen in NCHW, with
+    ``torch.backends.mkldnn.enabled = False`` or under bf16 autocast.
+    """
+    if torch.is_grad_enabled() and x.device.type == 'cpu' and \
+            x.dtype == torch.float32 and \
+            not torch.is_autocast_enabled('cpu') and (
+                _channels_last(x) or _channels_last(weight)):
+        raise RuntimeError(
+            'fp32 channels_last training on the CPU is refused: the weight '
+            'gradient of oneDNN\'s channels_last fp32 convolution corrupts '
+            'the heap in torch 2.14.1 (glibc "corrupted double-linked list", '
+            'e.g. the 1x1 stride-2 conv of a 3-channel 224x224 input). '
+            'Train in the default NCHW layout, or with bf16 autocast '
+            '(tools/train.py --amp on a CPU with bf16).')
+
+
 class ConvNorm(nn.Sequential):
     """A bias-free conv followed by a norm layer (``.conv``, ``.norm``)."""
 
@@ -159,9 +188,17 @@ class RepVGGBlock(BaseModule):
 
     def forward(self, x: Tensor) -> Tensor:
         if not torch.jit.is_scripting():
+            if self.training:
+                check_cpu_training_layout(x, self._first_weight())
             if self.with_cp and x.requires_grad:
                 return self._checkpointed_forward(x)
         return self._forward(x)
+
+    @torch.jit.unused
+    def _first_weight(self) -> Tensor:
+        conv = (self.branch_reparam if self.branch_reparam is not None else
+                self.branch_3x3.conv)
+        return conv.weight
 
     @torch.jit.unused
     def _checkpointed_forward(self, x: Tensor) -> Tensor:
