@@ -8,7 +8,9 @@ import os
 import os.path as osp
 from typing import Optional
 
+from ..engine.atomic_checkpoint import use_atomic_checkpoints
 from ..engine.config_checks import check_dataset_paths, check_repvgg_archs
+from ..engine.optim.cpu_amp import cpu_supports_bf16
 from ..engine.distributed import build_runner, runner_teardown
 from ..io.checkpoint import CheckpointError, load_checkpoint_file, state_dict_of
 from ..io.weights import layout_problems, strip_wrapper_prefix
@@ -36,6 +38,30 @@ def _has_amp_device() -> bool:
             or is_musa_available())
 
 
+def _use_amp(cfg) -> None:
+    """``--amp``: AmpOptimWrapper (fp16, loss scaling) on an accelerator;
+    bf16 autocast (:class:`CPUAmpOptimWrapper`) on a CPU with bf16."""
+    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper not in ('OptimWrapper', 'AmpOptimWrapper',
+                       'CPUAmpOptimWrapper'):
+        raise ToolError(
+            f'--amp replaces optim_wrapper.type by a mixed-precision '
+            f'wrapper, but the config uses "{wrapper}". Drop --amp and '
+            f'configure mixed precision in the config.')
+    if _has_amp_device():
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        return
+    if not cpu_supports_bf16():
+        raise ToolError(
+            '--amp found no GPU (NPU/MLU/MUSA), and this CPU has no native '
+            'bf16 (AVX-512 BF16 or AMX), so mixed precision would only be '
+            'slower. Drop --amp to train in fp32 on this machine.')
+    cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
+    cfg.optim_wrapper.pop('loss_scale', None)
+    cfg.optim_wrapper.pop('dtype', None)
+
+
 def training_config(config: str,
                     cfg_options: Optional[dict] = None,
                     work_dir: Optional[str] = None,
@@ -49,19 +75,14 @@ def training_config(config: str,
     latest checkpoint of the work dir."""
     cfg = runner_config(config, cfg_options, work_dir, launcher)
     if amp:
-        if not _has_amp_device():
-            raise ToolError(
-                '--amp (mixed precision, AmpOptimWrapper) needs a GPU (or '
-                'NPU/MLU/MUSA) and none was found. Drop --amp to train in '
-                'fp32 on this machine.')
-        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
-            raise ToolError(
-                f'--amp replaces optim_wrapper.type by AmpOptimWrapper, but '
-                f'the config uses "{wrapper}". Drop --amp and configure '
-                f'mixed precision in the config.')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        _use_amp(cfg)
+    # checkpoints written atomically; random state seeded per epoch so a
+    # resumed run repeats the interrupted one exactly
+    use_atomic_checkpoints(cfg)
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') == 'EpochSeedHook' for h in hooks):
+        hooks.append(dict(type='EpochSeedHook'))
+    cfg.custom_hooks = hooks
     if resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

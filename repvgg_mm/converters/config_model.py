@@ -35,11 +35,11 @@ def build_model(cfg, device: str = 'cpu') -> nn.Module:
         # registry"); any other error in a model's code surfaces as it is
         if 'registry' not in str(exc):
             raise
+        reason = exc.args[0] if exc.args else exc
         raise ToolError(
-            f'cannot build the model of the config ({exc.args[0] if exc.args '
-            f'else exc}). The config needs default_scope="mmpretrain" or '
-            f'"mmseg" and custom_imports=dict(imports=["repvgg_mm"]).'
-        ) from None
+            f'cannot build the model of the config ({reason}). The config '
+            f'needs default_scope="mmpretrain" or "mmseg" and '
+            f'custom_imports=dict(imports=["repvgg_mm"]).') from None
     return model
 
 
