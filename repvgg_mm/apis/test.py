@@ -12,7 +12,8 @@ from typing import Dict, Optional
 
 from ..engine.config_checks import check_dataset_paths
 from ..engine.distributed import build_runner, runner_teardown, unwrap_model
-from ..io.checkpoint import CheckpointError, load_checkpoint_file, state_dict_of
+from ..io.checkpoint import (CheckpointError, load_checkpoint_file,
+                             state_dict_of)
 from ..io.weights import load_state_dict_strict
 from ..utils.cli import ToolError
 from .train import runner_config

@@ -10,9 +10,10 @@ from typing import Optional
 
 from ..engine.atomic_checkpoint import use_atomic_checkpoints
 from ..engine.config_checks import check_dataset_paths, check_repvgg_archs
-from ..engine.optim.cpu_amp import cpu_supports_bf16
 from ..engine.distributed import build_runner, runner_teardown
-from ..io.checkpoint import CheckpointError, load_checkpoint_file, state_dict_of
+from ..engine.optim.cpu_amp import cpu_supports_bf16
+from ..io.checkpoint import (CheckpointError, load_checkpoint_file,
+                             state_dict_of)
 from ..io.weights import layout_problems, strip_wrapper_prefix
 from ..utils.cli import ToolError, load_config
 

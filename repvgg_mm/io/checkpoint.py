@@ -65,8 +65,8 @@ def _history_buffer_method(owner: Any, name: str) -> Any:
 
 def mmengine_safe_globals() -> List[Any]:
     """Non-tensor types found in mmengine training checkpoints."""
-    from mmengine.logging import HistoryBuffer
     from mmengine.config import ConfigDict
+    from mmengine.logging import HistoryBuffer
     getattr_names = ('__builtin__.getattr', 'builtins.getattr')
     return [HistoryBuffer, ConfigDict] + _numpy_types() + [
         (_history_buffer_method, name) for name in getattr_names]

@@ -40,6 +40,7 @@ CUSTOM_L2_KEYS = ('branch_3x3.conv.weight', 'branch_1x1.conv.weight')
 #: log key of the penalty (in the training log next to ``loss``)
 LOG_KEY = 'train/custom_l2'
 
+
 def _detached(stats: NormStats) -> NormStats:
     return NormStats(*(t.detach() if torch.is_tensor(t) else t
                        for t in stats))
