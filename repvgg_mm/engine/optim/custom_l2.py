@@ -33,6 +33,7 @@ from torch import Tensor
 from ...fusion import NormStats, fuse_conv_norm
 from ...models.repvgg_block import RepVGGBlock
 from ..distributed import unwrap_model
+from .cpu_amp import CPUAmpOptimWrapper
 
 #: parameters whose plain weight decay the custom L2 replaces
 CUSTOM_L2_KEYS = ('branch_3x3.conv.weight', 'branch_1x1.conv.weight')
@@ -115,7 +116,14 @@ class CustomL2AmpOptimWrapper(CustomL2Mixin, AmpOptimWrapper):
     """``AmpOptimWrapper`` + RepVGG custom L2 (built by the constructor)."""
 
 
+@OPTIM_WRAPPERS.register_module()
+class CustomL2CPUAmpOptimWrapper(CustomL2Mixin, CPUAmpOptimWrapper):
+    """``CPUAmpOptimWrapper`` + RepVGG custom L2 (built by the constructor)."""
+
+
 _L2_WRAPPERS = {
+    'CPUAmpOptimWrapper': 'CustomL2CPUAmpOptimWrapper',
+    'CustomL2CPUAmpOptimWrapper': 'CustomL2CPUAmpOptimWrapper',
     'OptimWrapper': 'CustomL2OptimWrapper',
     'AmpOptimWrapper': 'CustomL2AmpOptimWrapper',
     'CustomL2OptimWrapper': 'CustomL2OptimWrapper',
