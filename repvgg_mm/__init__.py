@@ -2,9 +2,8 @@
 
 ``import repvgg_mm`` (or ``custom_imports=dict(imports=['repvgg_mm'])`` in a
 config) registers ``RepVGGMM``, ``RepVGGBlock`` and ``QARepVGGBlock`` in
-mmengine's root model
-registry, so they build under any scope (mmpretrain, mmseg, ...), and the
-hooks in mmengine's root hook registry.
+mmengine's root model registry, so they build under any scope (mmpretrain,
+mmseg, ...), and the hooks in mmengine's root hook registry.
 """
 from . import engine  # noqa: F401  (registers hooks and optimizer parts)
 from .deploy import count_repvgg_blocks, switch_to_deploy
