@@ -11,12 +11,12 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import REL_TOL, ROOT
 from mmengine.config import Config
 from mmengine.registry import DATASETS, MODELS
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
-from conftest import REL_TOL, ROOT
 from repvgg_mm import (ARCH_SETTINGS, QARepVGGBlock, RepVGGBlock, RepVGGMM,
                        count_repvgg_blocks, switch_to_deploy)
 from repvgg_mm.converters.compare import forward_tensor
@@ -464,8 +464,8 @@ RECIPES = [('qarepvgg-a0_8xb32_in1k', 'a0', 1280),
 
 
 def _model_of(cfg):
-    from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
     init_default_scope('mmpretrain')
     return MODELS.build(cfg.model)
 
