@@ -21,7 +21,7 @@ from repvgg_mm import (ARCH_SETTINGS, QARepVGGBlock, RepVGGBlock, RepVGGMM,
                        count_repvgg_blocks, switch_to_deploy)
 from repvgg_mm.converters.compare import forward_tensor
 from repvgg_mm.converters.config_model import build_model
-from repvgg_mm.converters.deploy_checkpoint import repvgg_form
+from repvgg_mm.io.weights import repvgg_form
 from repvgg_mm.fusion import (NormStats, fuse_conv_bias_norm,
                               qarepvgg_kernel_bias)
 from repvgg_mm.io.checkpoint import CheckpointError, load_checkpoint_file
@@ -53,7 +53,7 @@ def test_block_structure_and_keys():
     assert block.branch_1x1.bias is None
     assert isinstance(block.post_norm, nn.BatchNorm2d)
     assert block.has_identity
-    assert not hasattr(block, 'branch_norm')  # the identity carries no BN
+    assert block.branch_norm is None  # the identity carries no BN
     assert sorted(block.state_dict()) == sorted(
         ['branch_3x3.conv.weight', 'branch_1x1.weight'] + [
             f'{p}.{k}' for p in ('branch_3x3.norm', 'post_norm')
