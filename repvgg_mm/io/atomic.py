@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, List, Sequence
 
 
 @contextmanager
@@ -62,3 +62,38 @@ def atomic_directory(path: str) -> Iterator[str]:
     finally:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_output_path(path: str, suffixes: Sequence[str], what: str) -> str:
+    """``path`` if it ends with one of ``suffixes`` and is not a folder;
+    else a :class:`~repvgg_mm.utils.cli.ToolError` naming the fix (raised
+    before anything is computed or written)."""
+    from ..utils.cli import ToolError
+    if not path or not path.endswith(tuple(suffixes)):
+        raise ToolError(f'{what} "{path}" must end with '
+                        f'{" or ".join(suffixes)}.')
+    if os.path.isdir(path):
+        raise ToolError(f'{what} "{path}" is a folder; give a file name.')
+    return path
+
+
+@contextmanager
+def atomic_files(paths: Sequence[str]) -> Iterator[List[str]]:
+    """Temporary paths for a set of files that belong together (an
+    OpenVINO ``.xml`` + ``.bin``); all are renamed on success, the last one
+    of ``paths`` last, so its presence means the set is complete. On failure
+    none of ``paths`` is touched and the temporary files are removed."""
+    folder = os.path.dirname(os.path.abspath(paths[-1]))
+    os.makedirs(folder, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(prefix='.tmp-', dir=folder)
+    tmps = [os.path.join(tmp_dir, os.path.basename(p)) for p in paths]
+    try:
+        yield tmps
+        missing = [t for t in tmps if not os.path.isfile(t)]
+        if missing:
+            raise FileNotFoundError(f'expected output files were not '
+                                    f'written: {missing}')
+        for tmp, path in zip(tmps, paths):
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
