@@ -18,6 +18,17 @@ statistics) the two are the same function:
   at ``[i, i % (C / groups), 1, 1]``, then fused with its BN;
 * kernels and biases are summed.
 
+The QARepVGG block (Chu et al., "Make RepVGG Greater Again: A
+Quantization-aware Approach", arXiv 2212.01593, its final design) puts
+the BN after the sum instead::
+
+    y = act( BN_post( BN(conv3x3(x)) + conv1x1(x) + x ) )
+
+:func:`qarepvgg_kernel_bias` fuses it: the three branches sum to one 3x3
+kernel ``K`` whose bias ``b`` is the 3x3 branch's BN bias alone (the 1x1 conv
+and the identity carry none); ``BN_post`` then folds into ``(K, b)`` like any
+BN after a conv with a bias (:func:`fuse_conv_bias_norm`).
+
 Everything here is differentiable (no ``.data``, no ``no_grad``) so the same
 functions give the "equivalent kernel" of the custom L2 regulariser.
 """
@@ -118,3 +129,46 @@ def equivalent_kernel_bias(kernel_3x3: Tensor, norm_3x3: NormStats,
             identity_kernel(channels, groups, kernel_3x3), norm_identity)
         kernel, bias = kernel + kid, bias + bid
     return kernel, bias
+
+
+def fuse_conv_bias_norm(kernel: Tensor, bias: Tensor,
+                        norm: NormStats) -> Tuple[Tensor, Tensor]:
+    """Fold an eval-mode BN that follows a conv *with* a bias into the conv.
+
+    ``BN(conv(x) + b)`` = ``conv'(x) + b'`` with ``W' = W * g / s`` and
+    ``b' = (b - mean) * g / s + beta`` (``s = sqrt(var + eps)``): the conv's
+    bias shifts the BN's mean, so this is :func:`fuse_conv_norm` with the
+    mean ``mean - b``.
+    """
+    return fuse_conv_norm(
+        kernel, norm._replace(running_mean=norm.running_mean - bias))
+
+
+def qarepvgg_kernel_bias(kernel_3x3: Tensor, norm_3x3: NormStats,
+                         kernel_1x1: Tensor, has_identity: bool,
+                         post_norm: NormStats,
+                         groups: int = 1) -> Tuple[Tensor, Tensor]:
+    """The 3x3 kernel and bias equal to a QARepVGG block's training form.
+
+    Args:
+        kernel_3x3: weight of the 3x3 conv, ``(C_out, C_in / groups, 3, 3)``.
+        norm_3x3: the BN after it.
+        kernel_1x1: weight of the bias-free 1x1 conv (no BN).
+        has_identity: whether the block adds its input (no BN).
+        post_norm: the BN applied to the sum of the branches.
+        groups: conv groups of the block.
+    """
+    if kernel_3x3.shape[-2:] != (3, 3):
+        raise ValueError(f'expected a 3x3 kernel, got {tuple(kernel_3x3.shape)}')
+    if kernel_1x1.shape[-2:] != (1, 1):
+        raise ValueError(
+            f'expected a 1x1 kernel, got {tuple(kernel_1x1.shape)}')
+    kernel, bias = fuse_conv_norm(kernel_3x3, norm_3x3)
+    kernel = kernel + pad_1x1_to_3x3(kernel_1x1)
+    if has_identity:
+        channels = kernel_3x3.shape[0]
+        if kernel_3x3.shape[1] * groups != channels:
+            raise ValueError('an identity branch needs in_channels == '
+                             'out_channels')
+        kernel = kernel + identity_kernel(channels, groups, kernel_3x3)
+    return fuse_conv_bias_norm(kernel, bias, post_norm)

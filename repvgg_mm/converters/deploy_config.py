@@ -1,7 +1,7 @@
 """The deploy config: the original config with every RepVGG dict fused.
 
-``deploy=True`` is set on every ``type='RepVGGMM'`` (and ``'RepVGGBlock'``)
-dict of ``cfg.model``, wherever it sits (``model.backbone`` of a classifier
+``deploy=True`` is set on every ``type='RepVGGMM'`` (and ``'RepVGGBlock'``,
+``'QARepVGGBlock'``) dict of ``cfg.model``, wherever it sits (``model.backbone`` of a classifier
 or segmentor, a nested backbone, a list of modules, ...). The written file is
 the complete, resolved config (``_base_`` files merged, ``--cfg-options``
 applied), so it stays valid wherever it is copied.
@@ -13,7 +13,7 @@ from ..io.atomic import atomic_output
 from ..utils.cli import ToolError
 
 #: config types whose ``deploy`` flag selects the fused form
-REPVGG_TYPES = ('RepVGGMM', 'RepVGGBlock')
+REPVGG_TYPES = ('RepVGGMM', 'RepVGGBlock', 'QARepVGGBlock')
 
 
 def type_name(type_: Any) -> str:

@@ -10,6 +10,10 @@ from .arch import layer_groups, parse_arch, stage_widths
 from .repvgg_block import RepVGGBlock
 
 NUM_STAGES = 4
+#: block arguments that RepVGGMM sets itself (not allowed in ``block_cfg``)
+BACKBONE_BLOCK_ARGS = ('in_channels', 'out_channels', 'stride', 'dilation',
+                       'groups', 'se_ratio', 'norm_cfg', 'act_cfg', 'deploy',
+                       'with_cp')
 
 
 def _four(name: str, value) -> Tuple:
@@ -24,7 +28,8 @@ class RepVGGMM(BaseModule):
     """RepVGG backbone ("RepVGG: Making VGG-style ConvNets Great Again").
 
     A stem block (stride 2) and four stages ``stage_1`` .. ``stage_4`` (paper
-    stages 2-5) of :class:`RepVGGBlock`; the first block of each stage has the
+    stages 2-5) of RepVGG blocks (:class:`RepVGGBlock`, or the block type of
+    ``block_cfg``); the first block of each stage has the
     stage's stride. Outputs are the stage outputs selected by ``out_indices``.
 
     Args:
@@ -46,6 +51,11 @@ class RepVGGMM(BaseModule):
         with_cp: gradient checkpointing.
         deploy: build the fused (deploy) form.
         norm_cfg, act_cfg: passed to every block.
+        block_cfg: the block type, built through the model registry (as
+            mmyolo's YOLOv6 selects its block): ``dict(type='RepVGGBlock')``
+            (default) or ``dict(type='QARepVGGBlock')``; any other key is an
+            extra argument of the block. The arguments the backbone sets
+            (:data:`BACKBONE_BLOCK_ARGS`) cannot be given here.
         init_cfg: mmengine init config, e.g. ``dict(type='Pretrained',
             checkpoint='cls.pth', prefix='backbone.')``.
     """
@@ -63,6 +73,7 @@ class RepVGGMM(BaseModule):
                  deploy: bool = False,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  act_cfg: dict = dict(type='ReLU', inplace=True),
+                 block_cfg: dict = dict(type='RepVGGBlock'),
                  init_cfg=[
                      dict(type='Kaiming', layer=['Conv2d']),
                      dict(type='Constant', val=1,
@@ -83,20 +94,23 @@ class RepVGGMM(BaseModule):
 
         stem_width, widths = stage_widths(self.arch)
         self._check_groups(stem_width, widths)
-        block_cfg = dict(se_ratio=self.arch['se_ratio'], norm_cfg=norm_cfg,
-                         act_cfg=act_cfg, deploy=deploy, with_cp=with_cp)
-        self.stem = RepVGGBlock(in_channels, stem_width, stride=2, **block_cfg)
+        self.block_cfg = self._resolve_block_cfg(block_cfg)
+        shared = dict(se_ratio=self.arch['se_ratio'], norm_cfg=norm_cfg,
+                      act_cfg=act_cfg, deploy=deploy, with_cp=with_cp)
+        self.stem = self._build_block(in_channels, stem_width, stride=2,
+                                      **shared)
         self.stage_names = []
         channels, layer_idx = stem_width, 1
         for i, width in enumerate(widths):
             blocks = []
             for j, dilation in enumerate(self.layer_dilations[i]):
                 blocks.append(
-                    RepVGGBlock(channels, width,
-                                stride=self.strides[i] if j == 0 else 1,
-                                dilation=dilation,
-                                groups=layer_groups(self.arch, layer_idx),
-                                **block_cfg))
+                    self._build_block(
+                        channels, width,
+                        stride=self.strides[i] if j == 0 else 1,
+                        dilation=dilation,
+                        groups=layer_groups(self.arch, layer_idx),
+                        **shared))
                 channels, layer_idx = width, layer_idx + 1
             name = f'stage_{i + 1}'
             self.add_module(name, nn.Sequential(*blocks))
@@ -106,6 +120,39 @@ class RepVGGMM(BaseModule):
 
     # ------------------------------------------------------------------
     # argument checks
+    @staticmethod
+    def _resolve_block_cfg(block_cfg) -> dict:
+        if not isinstance(block_cfg, dict) or 'type' not in block_cfg:
+            raise ValueError(
+                f'block_cfg must be a dict with a "type", e.g. '
+                f'dict(type="QARepVGGBlock"), got {block_cfg!r}')
+        clash = sorted(set(block_cfg) & set(BACKBONE_BLOCK_ARGS))
+        if clash:
+            raise ValueError(
+                f'block_cfg must not set {clash}: the backbone sets them for '
+                f'every block. Use the RepVGGMM arguments instead (arch, '
+                f'strides, dilations, layer_dilations, norm_cfg, act_cfg, '
+                f'deploy, with_cp).')
+        return dict(block_cfg)
+
+    def _build_block(self, in_channels, out_channels, **kwargs):
+        cfg = dict(self.block_cfg, in_channels=in_channels,
+                   out_channels=out_channels, **kwargs)
+        # This package's block names resolve in mmengine's root registry,
+        # where they are registered, whatever the default scope: a scope with
+        # a block of the same name (mmyolo's RepVGGBlock) must not win.
+        if isinstance(cfg['type'], str) and cfg['type'] in MODELS.module_dict:
+            cfg['type'] = MODELS.module_dict[cfg['type']]
+        block = MODELS.build(cfg)
+        if not isinstance(block, RepVGGBlock):
+            raise TypeError(
+                f'block_cfg type {self.block_cfg["type"]!r} built a '
+                f'{type(block).__name__}, which is not a RepVGGBlock '
+                f'subclass: fusion, switch_to_deploy and checkpoint '
+                f'conversion need one. Use "RepVGGBlock" or '
+                f'"QARepVGGBlock".')
+        return block
+
     def _resolve_layer_dilations(self, layer_dilations):
         num_blocks = self.arch['num_blocks']
         if layer_dilations is None:

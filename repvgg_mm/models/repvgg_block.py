@@ -56,6 +56,9 @@ class RepVGGBlock(BaseModule):
     on the fly; a deploy-form one loaded into a training block raises.
     """
 
+    #: attributes holding the training-form branches (removed when fused)
+    train_branches = TRAIN_BRANCHES
+
     def __init__(self,
                  in_channels: int,
                  out_channels: int,
@@ -90,16 +93,21 @@ class RepVGGBlock(BaseModule):
             self.branch_reparam = self._deploy_conv()
             self.deploy = True
         else:
-            self.branch_3x3 = ConvNorm(in_channels, out_channels, 3, stride,
-                                       dilation, dilation, groups, norm_cfg)
-            self.branch_1x1 = ConvNorm(in_channels, out_channels, 1, stride, 0,
-                                       1, groups, norm_cfg)
-            self.branch_norm = (
-                build_norm_layer(norm_cfg, in_channels)[1]
-                if self.has_identity else None)
+            self._build_train_branches()
         self.se = SEGate(out_channels, se_ratio) if se_ratio else None
         self.act = (build_activation_layer(act_cfg)
                     if act_cfg is not None else nn.Identity())
+
+    def _build_train_branches(self) -> None:
+        """Create the training-form branches (named in ``train_branches``)."""
+        args = (self.in_channels, self.out_channels)
+        self.branch_3x3 = ConvNorm(*args, 3, self.stride, self.dilation,
+                                   self.dilation, self.groups, self.norm_cfg)
+        self.branch_1x1 = ConvNorm(*args, 1, self.stride, 0, 1, self.groups,
+                                   self.norm_cfg)
+        self.branch_norm = (
+            build_norm_layer(self.norm_cfg, self.in_channels)[1]
+            if self.has_identity else None)
 
     @property
     def has_identity(self) -> bool:
@@ -153,7 +161,7 @@ class RepVGGBlock(BaseModule):
             device=kernel.device)
         conv.weight.copy_(kernel)
         conv.bias.copy_(bias)
-        for name in TRAIN_BRANCHES:
+        for name in self.train_branches:
             delattr(self, name)
         self.branch_reparam = conv
         self.deploy = True
@@ -189,9 +197,15 @@ class RepVGGBlock(BaseModule):
             required += [pid + 'running_mean', pid + 'running_var']
         missing = [k for k in required if k not in state_dict]
         if missing:
+            hint = ''
+            if p1 + 'weight' in state_dict:
+                hint = (' The keys are those of a QARepVGGBlock (a 1x1 '
+                        'branch without BN): build the model with '
+                        'block_cfg=dict(type="QARepVGGBlock").')
             raise RuntimeError(
                 f'cannot fuse the training-form weights of RepVGG block '
-                f'"{prefix[:-1]}" into its deploy form: missing {missing}.')
+                f'"{prefix[:-1]}" into its deploy form: missing {missing}.'
+                f'{hint}')
         eps = self.norm_eps
         kernel, bias = equivalent_kernel_bias(
             state_dict[p3 + 'conv.weight'],

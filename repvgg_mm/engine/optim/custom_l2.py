@@ -32,6 +32,7 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
 from torch import Tensor
 
 from ...fusion import NormStats, fuse_conv_norm
+from ...models.qarepvgg_block import QARepVGGBlock
 from ...models.repvgg_block import RepVGGBlock
 
 #: parameters whose plain weight decay the custom L2 replaces
@@ -70,6 +71,17 @@ class CustomL2Penalty:
     """``0.5 * weight_decay * sum(block_custom_l2)`` over a model's blocks."""
 
     def __init__(self, model: nn.Module, weight_decay: float):
+        qa_blocks = [m for m in model.modules()
+                     if isinstance(m, QARepVGGBlock)]
+        if qa_blocks:
+            raise ValueError(
+                f'RepVGGCustomL2Constructor: the model has '
+                f'{len(qa_blocks)} QARepVGGBlock(s). The custom L2 is '
+                f'defined for RepVGG\'s three BN branches only, and the '
+                f'QARepVGG paper (arXiv 2212.01593) trains with plain weight '
+                f'decay because the custom L2 enlarges the fused kernels\' '
+                f'variance. Remove optim_wrapper.constructor (see '
+                f'configs/qarepvgg-a0_8xb32_in1k.py).')
         self.blocks: List[RepVGGBlock] = [
             m for m in model.modules()
             if isinstance(m, RepVGGBlock) and not m.deploy
