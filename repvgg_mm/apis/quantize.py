@@ -33,35 +33,22 @@ def _export_fp32(config: str, checkpoint: str, path: str,
 
 def _export_with_torch(config, checkpoint, path, cfg_options, unsafe_load):
     import torch
-    import torch.nn as nn
     from ..converters.config_model import input_channels, input_size
+    from ..runtime.calibration import GraphModel
     cfg = load_config(config, cfg_options)
-    model = _deploy_model(cfg, checkpoint, unsafe_load)
-    pre = model.data_preprocessor
-
-    class Graph(nn.Module):
-
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, x):
-            if getattr(pre, '_channel_conversion', False):
-                x = x.flip(1)
-            if getattr(pre, '_enable_normalize', False):
-                x = (x - pre.mean) / pre.std
-            return self.model(x, mode='tensor')
-
+    model = load_deploy_model(cfg, checkpoint, unsafe_load)
     (h, w), _ = input_size(cfg)
     dummy = torch.rand(2, input_channels(cfg), h, w) * 255
-    torch.onnx.export(Graph().eval(), (dummy, ), path, dynamo=False,
+    torch.onnx.export(GraphModel(model).eval(), (dummy, ), path, dynamo=False,
                       opset_version=17, input_names=['input'],
                       output_names=['output'],
                       dynamic_axes=dict(input={0: 'batch'},
                                         output={0: 'batch'}))
 
 
-def _deploy_model(cfg, checkpoint: str, unsafe_load: bool):
+def load_deploy_model(cfg, checkpoint: str, unsafe_load: bool = False):
+    """The deploy form of ``cfg``'s model in eval mode with ``checkpoint``
+    (training or deploy form) loaded strictly."""
     from ..converters.config_model import build_model
     from ..converters.deploy_config import deploy_config
     from ..io.weights import load_weights
@@ -119,7 +106,7 @@ def quantize_model(config: str,
                             'test_dataloader) in the config.')
     if not osp.isfile(checkpoint):
         raise ToolError(f'checkpoint "{checkpoint}" does not exist.')
-    model = _deploy_model(cfg, checkpoint, unsafe_load)
+    model = load_deploy_model(cfg, checkpoint, unsafe_load)
     seconds = {}
     start = time.perf_counter()
     batches = calibration_batches(cfg, split, calib, calib_batch, seed,
