@@ -18,5 +18,5 @@ from .quantize import quantize_model
 from .test import test_model
 from .train import train_model
 
-__all__ = ['benchmark', 'convert_checkpoint', 'import_weights', 'quantize_model',
-           'test_model', 'train_model']
+__all__ = ['benchmark', 'convert_checkpoint', 'import_weights',
+           'quantize_model', 'test_model', 'train_model']

@@ -33,6 +33,7 @@ def _export_fp32(config: str, checkpoint: str, path: str,
 
 def _export_with_torch(config, checkpoint, path, cfg_options, unsafe_load):
     import torch
+
     from ..converters.config_model import input_channels, input_size
     from ..runtime.calibration import GraphModel
     cfg = load_config(config, cfg_options)

@@ -86,17 +86,21 @@ def evaluation_pipeline(cfg) -> Optional[list]:
 
 def build_split_dataset(cfg, split: str):
     """The dataset of ``split`` with the evaluation pipeline."""
-    from mmengine.registry import DATASETS
+    from mmengine.registry import DATASETS, init_default_scope
     key = loader_key(cfg, split)
+    if cfg.get('default_scope'):
+        init_default_scope(cfg.default_scope)
     dataset_cfg = copy.deepcopy(cfg[key]['dataset'])
     pipeline = evaluation_pipeline(cfg)
     if pipeline is not None:
         _leaf_with_pipeline(dataset_cfg)['pipeline'] = pipeline
     try:
         return DATASETS.build(dataset_cfg)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        raise ToolError(f'cannot read the {split} split ({key}.dataset): '
-                        f'{exc}') from None
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+        # mmpretrain's CustomDataset: RuntimeError 'Found 0 files ...'
+        raise ToolError(f'cannot read the {split} split ({key}.dataset), so '
+                        f'there is no calibration data: {exc}. Prepare the '
+                        f'dataset or use another --split.') from None
 
 
 def graph_inputs(inputs) -> np.ndarray:
