@@ -9,8 +9,7 @@ from . import engine  # noqa: F401  (registers hooks and optimizer parts)
 from .deploy import count_repvgg_blocks, switch_to_deploy
 from .fusion import equivalent_kernel_bias
 from .io.checkpoint import allow_mmengine_checkpoint_types
-from .models import (ARCH_SETTINGS, QARepVGGBlock, RepVGGBlock, RepVGGMM,
-                     SEGate)
+from .models import ARCH_SETTINGS, QARepVGGBlock, RepVGGBlock, RepVGGMM, SEGate
 from .version import __version__
 
 # mmengine 0.10.7 + torch >= 2.6: let weights_only loading (the default) read

@@ -147,12 +147,39 @@ def test_openvino_api(digits_root, trained, tmp_path, method):
 def test_onnxruntime_methods(digits_root, trained, tmp_path, method):
     out = str(tmp_path / 'int8.onnx')
     result = quantize_model(CONFIG, trained, out, backend='onnxruntime',
-                            calib=32, method=method, evaluate=True,
+                            calib=40, method=method, evaluate=True,
                             cfg_options=_options(digits_root),
                             progress=False)
     assert result['method'] == method
+    assert result['num_calibration_images'] == 40  # 16 + 16 + 8 read
     assert 0.95 <= result['agreement'] <= 1.0
     assert abs(result['top1_int8'] - result['top1_fp32']) <= 5.0
+
+
+def test_per_tensor_weights(digits_root, trained, tmp_path):
+    import onnx
+    out = str(tmp_path / 'int8.onnx')
+    result = quantize_model(CONFIG, trained, out, backend='onnxruntime',
+                            calib=16, per_channel=False,
+                            cfg_options=_options(digits_root),
+                            progress=False)
+    assert result['per_channel_weights'] is False
+    graph = onnx.load(out).graph
+    assert not [i for i in graph.initializer if i.name.endswith('_scale')
+                and len(i.dims) == 1 and i.dims[0] > 1]
+    assert [n for n in graph.node if n.op_type == 'DequantizeLinear']
+
+
+def test_equal_batches():
+    from repvgg_mm.runtime.quantize import equal_batches
+    batches = [np.full((16, 1, 2, 2), i, np.float32) for i in range(2)]
+    batches.append(np.full((8, 1, 2, 2), 2, np.float32))
+    equal = equal_batches(batches)
+    assert [len(b) for b in equal] == [10] * 4
+    np.testing.assert_array_equal(np.concatenate(equal),
+                                  np.concatenate(batches))
+    assert [len(b) for b in equal_batches([np.zeros((7, 1))])] == [7]
+    assert [len(b) for b in equal_batches([np.zeros((17, 1))])] == [1] * 17
 
 
 def test_failure_leaves_nothing(digits_root, trained, tmp_path, monkeypatch):

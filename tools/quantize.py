@@ -40,6 +40,9 @@ def parse_args(argv=None):
     methods = '; '.join(f'{b}: {", ".join(m)}' for b, m in METHODS.items())
     parser.add_argument('--method', help=f'calibration setting ({methods}; '
                         f'default: the first)')
+    parser.add_argument('--per-tensor-weights', action='store_true',
+                        help='one INT8 scale per weight tensor instead of '
+                        'per output channel (for comparison)')
     parser.add_argument('--eval', action='store_true',
                         help='evaluate the fp32 and the INT8 graph on the '
                         'val split with the config\'s evaluator')
@@ -59,10 +62,13 @@ def main(argv=None):
     result = quantize_model(
         args.config, args.checkpoint, args.out, backend=args.backend,
         calib=args.calib, split=args.split, method=args.method,
+        per_channel=not args.per_tensor_weights,
         evaluate=args.eval, cfg_options=args.cfg_options,
         unsafe_load=args.unsafe_load)
+    weights = 'per-channel' if result['per_channel_weights'] else \
+        'per-tensor'
     print(f'wrote {result["int8_path"]} ({result["backend"]}, '
-          f'{result["method"]}, calibrated on '
+          f'{result["method"]}, {weights} weights, calibrated on '
           f'{result["num_calibration_images"]} {result["split"]} images)')
     if args.eval:
         print(f'fp32 top-1: {result["top1_fp32"]:.2f}')

@@ -67,6 +67,7 @@ def quantize_model(config: str,
                    method: Optional[str] = None,
                    evaluate: bool = False,
                    cfg_options: Optional[dict] = None,
+                   per_channel: bool = True,
                    calib_batch: int = 16,
                    seed: int = 0,
                    unsafe_load: bool = False,
@@ -82,6 +83,8 @@ def quantize_model(config: str,
         method: calibration setting (see
             :data:`repvgg_mm.runtime.quantize.METHODS`); the backend's
             default if None.
+        per_channel: INT8 weights with one scale per output channel (the
+            default of both backends); False: one per tensor.
         evaluate: also run the config's evaluator on the fp32 and the INT8
             graph over the val split.
 
@@ -114,7 +117,7 @@ def quantize_model(config: str,
                                   progress)
     seconds['read_calibration'] = time.perf_counter() - start
     result = dict(int8_path=out, backend=backend, method=method,
-                  split=split,
+                  split=split, per_channel_weights=per_channel,
                   num_calibration_images=sum(len(b) for b in batches))
     with tempfile.TemporaryDirectory(prefix='repvgg-quant-') as work:
         fp32 = os.path.join(work, 'fp32.onnx')
@@ -122,7 +125,8 @@ def quantize_model(config: str,
         _export_fp32(config, checkpoint, fp32, cfg_options, unsafe_load)
         seconds['export'] = time.perf_counter() - clock
         clock = time.perf_counter()
-        quantize_graph(backend, fp32, batches, out, method, progress)
+        quantize_graph(backend, fp32, batches, out, method, per_channel,
+                       progress)
         seconds['quantize'] = time.perf_counter() - clock
         if evaluate:
             from ..runtime.evaluate import evaluate_sessions, top1

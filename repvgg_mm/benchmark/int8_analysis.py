@@ -276,27 +276,30 @@ def format_table(results: Dict[str, dict]) -> str:
 
 
 def plot(results: Dict[str, dict], path: str) -> None:
-    """Three panels per layer index: kernel std, max|w|/std, SQNR
-    (isolated and cumulative), one line per model; written atomically."""
+    """Four panels per layer index: kernel std, max|w|/std, the calibrated
+    input range and the output SQNR (isolated and cumulative), one line per
+    model; written atomically."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     from ..io.atomic import atomic_output
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
     for name, result in results.items():
         rows = result['layers']
         x = [r['index'] for r in rows]
         axes[0].plot(x, [r['w_std'] for r in rows], marker='o', label=name)
         axes[1].plot(x, [r['w_absmax_over_std'] for r in rows], marker='o',
                      label=name)
-        line, = axes[2].plot(x, [r['sqnr_cumulative_db'] for r in rows],
+        axes[2].plot(x, [r['act_max'] - r['act_min'] for r in rows],
+                     marker='o', label=name)
+        line, = axes[3].plot(x, [r['sqnr_cumulative_db'] for r in rows],
                              marker='o', label=f'{name} cumulative')
-        axes[2].plot(x, [r['sqnr_isolated_db'] for r in rows], marker='x',
+        axes[3].plot(x, [r['sqnr_isolated_db'] for r in rows], marker='x',
                      linestyle='--', color=line.get_color(),
                      label=f'{name} isolated')
     titles = ('fused kernel std', 'fused kernel max|w| / std',
-              'INT8 output SQNR (dB)')
+              'layer input range (calibrated)', 'INT8 output SQNR (dB)')
     for ax, title in zip(axes, titles):
         ax.set_title(title)
         ax.set_xlabel('layer (forward order; last = classifier)')

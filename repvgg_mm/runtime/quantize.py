@@ -66,6 +66,18 @@ def _calibration_bar(num_batches: int, what: str):
 
 # ----------------------------------------------------------------------
 # ONNX Runtime
+def equal_batches(batches: Sequence[np.ndarray],
+                  largest: int = 16) -> List[np.ndarray]:
+    """The same images in batches of one size (the largest divisor of their
+    number up to ``largest``): ORT's histogram calibrators (percentile,
+    entropy) stack the outputs of all batches and fail on a short last
+    one."""
+    images = np.concatenate(list(batches))
+    size = max(d for d in range(1, min(largest, len(images)) + 1)
+               if len(images) % d == 0)
+    return [images[i:i + size] for i in range(0, len(images), size)]
+
+
 def _input_name(model_path: str) -> str:
     import onnx
     model = onnx.load(model_path, load_external_data=False)
@@ -92,6 +104,7 @@ def quantize_onnxruntime(model_path: str, batches: Sequence[np.ndarray],
     if not batches:
         raise ToolError('no calibration data: give at least one image.')
     name = _input_name(model_path)
+    batches = equal_batches(batches)
     bar = _calibration_bar(len(batches), f'ONNX Runtime {method}') \
         if progress else None
 
@@ -125,25 +138,32 @@ def quantize_onnxruntime(model_path: str, batches: Sequence[np.ndarray],
 
 # ----------------------------------------------------------------------
 # OpenVINO + NNCF
-def _nncf_settings(method: str) -> dict:
+def _nncf_settings(method: str, per_channel: bool = True) -> dict:
     import nncf
-    from nncf.quantization.advanced_parameters import \
-        AdvancedQuantizationParameters
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters, QuantizationParameters)
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
     estimators = dict(minmax=RangeEstimatorParametersSet.MINMAX,
                       quantile=RangeEstimatorParametersSet.MEAN_QUANTILE,
                       histogram=RangeEstimatorParametersSet.HISTOGRAM)
     preset = (nncf.QuantizationPreset.MIXED if method == 'mixed' else
               nncf.QuantizationPreset.PERFORMANCE)
-    settings = dict(preset=preset)
+    advanced = {}
     if method in estimators:
+        advanced['activations_range_estimator_params'] = estimators[method]
+    if not per_channel:
+        advanced['weights_quantization_params'] = QuantizationParameters(
+            per_channel=False)
+    settings = dict(preset=preset)
+    if advanced:
         settings['advanced_parameters'] = AdvancedQuantizationParameters(
-            activations_range_estimator_params=estimators[method])
+            **advanced)
     return settings
 
 
 def quantize_openvino(model_path: str, batches: Sequence[np.ndarray],
                       out: str, method: str = 'default',
+                      per_channel: bool = True,
                       progress: bool = True) -> str:
     """INT8 of the graph ``model_path`` (``.onnx`` or ``.xml``) with NNCF,
     calibrated on ``batches``; writes ``out`` (``.xml`` + ``.bin``)
@@ -162,7 +182,7 @@ def quantize_openvino(model_path: str, batches: Sequence[np.ndarray],
                   f'batches ({subset} images)', logger='current')
     quantized = nncf.quantize(model, nncf.Dataset(list(batches)),
                               subset_size=len(batches),
-                              **_nncf_settings(method))
+                              **_nncf_settings(method, per_channel))
     stem = os.path.splitext(out)[0]
     with atomic_files([stem + '.bin', out]) as (_, tmp_xml):
         ov.save_model(quantized, tmp_xml, compress_to_fp16=False)
@@ -172,14 +192,16 @@ def quantize_openvino(model_path: str, batches: Sequence[np.ndarray],
 def quantize_graph(backend: str, model_path: str,
                    batches: Sequence[np.ndarray], out: str,
                    method: Optional[str] = None,
+                   per_channel: bool = True,
                    progress: bool = True) -> str:
-    """:func:`quantize_onnxruntime` or :func:`quantize_openvino`."""
+    """:func:`quantize_onnxruntime` or :func:`quantize_openvino`;
+    ``per_channel=False``: one scale per weight tensor (for comparison)."""
     method = check_backend(backend, method)
     if backend == 'onnxruntime':
         return quantize_onnxruntime(model_path, batches, out, method,
-                                    progress=progress)
-    return quantize_openvino(model_path, batches, out, method,
-                             progress=progress)
+                                    per_channel, progress)
+    return quantize_openvino(model_path, batches, out, method, per_channel,
+                             progress)
 
 
 # ----------------------------------------------------------------------
