@@ -95,6 +95,13 @@ def torch_top1(digits_root, checkpoint):
 
 # ----------------------------------------------------------------------
 # end to end
+def test_build_model_takes_the_top_level_data_preprocessor():
+    # the graph's normalisation comes from it (as mmengine's Runner does)
+    model = build_model(load_config(CONFIG))
+    assert model.data_preprocessor.mean.flatten().tolist() == [78.0]
+    assert model.data_preprocessor.std.flatten().tolist() == [83.0]
+
+
 def test_onnxruntime_eval_tool(digits_root, trained, tmp_path, capsys):
     out = str(tmp_path / 'int8.onnx')
     code, stdout, err = call_tool('quantize', [

@@ -71,8 +71,13 @@ def main(argv=None):
           f'{result["method"]}, {weights} weights, calibrated on '
           f'{result["num_calibration_images"]} {result["split"]} images)')
     if args.eval:
-        print(f'fp32 top-1: {result["top1_fp32"]:.2f}')
-        print(f'int8 top-1: {result["top1_int8"]:.2f}')
+        label = 'mIoU' if result['metric'] == 'mIoU' else 'top-1'
+        for form in ('fp32', 'int8'):
+            value = result[f'top1_{form}']
+            if value is None:  # another metric: print them all
+                print(f'{form} metrics: {result["metrics"][form]}')
+            else:
+                print(f'{form} {label}: {value:.2f}')
         print(f'agreement: {100 * result["agreement"]:.2f} % of '
               f'{result["num_val_images"]} images '
               f'(output SQNR {result["output_sqnr_db"]:.1f} dB)')

@@ -91,7 +91,8 @@ def quantize_model(config: str,
     Returns:
         dict with ``int8_path``, ``backend``, ``method``, ``split``,
         ``num_calibration_images``, ``seconds`` and, with ``evaluate``,
-        ``metrics`` (``{'fp32': {...}, 'int8': {...}}``), ``top1_fp32``,
+        ``metrics`` (``{'fp32': {...}, 'int8': {...}}``), ``metric`` (the
+        headline key: ``'accuracy/top1'`` or ``'mIoU'``), ``top1_fp32``,
         ``top1_int8`` (top-1 in %, or mIoU), ``agreement`` (share of
         identical predictions, 0-1), ``output_sqnr_db``, ``num_val_images``.
     """
@@ -135,7 +136,10 @@ def quantize_model(config: str,
                             int8=inference_session(out, backend))
             evaluation = evaluate_sessions(cfg, model, sessions, progress)
             seconds['evaluate'] = time.perf_counter() - clock
+            fp32_metrics = evaluation['metrics']['fp32']
             result.update(
+                metric=('accuracy/top1' if 'accuracy/top1' in fp32_metrics
+                        else 'mIoU' if 'mIoU' in fp32_metrics else None),
                 metrics=evaluation['metrics'],
                 top1_fp32=top1(evaluation['metrics']['fp32']),
                 top1_int8=top1(evaluation['metrics']['int8']),
