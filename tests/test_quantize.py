@@ -239,6 +239,15 @@ def test_split_that_does_not_exist(digits_root, trained, tmp_path, capsys):
          r'dataset path ".*missing" \(train_dataloader.dataset.data_root')
 
 
+def test_eval_split_missing(digits_root, trained, tmp_path, capsys):
+    # checked before anything is computed: no INT8 model without its figures
+    _bad(capsys, tmp_path, [CONFIG, trained, str(tmp_path / 'q.xml'),
+                            '--eval', *cfg_args(digits_root)[:2],
+                            f'val_dataloader.dataset.data_root='
+                            f'{tmp_path}/missing'],
+         r'dataset path ".*missing" \(val_dataloader.dataset.data_root')
+
+
 def test_no_calibration_data(digits_root, trained, tmp_path, capsys):
     empty = tmp_path / 'empty'
     for split in ('train', 'val'):

@@ -11,7 +11,8 @@ import tempfile
 import time
 from typing import Optional
 
-from ..runtime.calibration import calibration_batches, loader_key
+from ..runtime.calibration import (calibration_batches, evaluation_key,
+                                   loader_key)
 from ..runtime.quantize import (check_backend, check_quantized_path,
                                 inference_session, quantize_graph)
 from ..utils.cli import ToolError, load_config
@@ -105,10 +106,7 @@ def quantize_model(config: str,
     cfg = load_config(config, cfg_options)
     loader_key(cfg, split)
     if evaluate:
-        if not any((cfg.get(f'{s}_dataloader') or {}).get('dataset')
-                   for s in ('val', 'test')):
-            raise ToolError('--eval needs a val_dataloader (or '
-                            'test_dataloader) in the config.')
+        evaluation_key(cfg)
     if not osp.isfile(checkpoint):
         raise ToolError(f'checkpoint "{checkpoint}" does not exist.')
     model = load_deploy_model(cfg, checkpoint, unsafe_load)

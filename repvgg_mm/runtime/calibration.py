@@ -160,16 +160,22 @@ def calibration_batches(cfg, split: str = 'train', num_images: int = 300,
     return batches
 
 
+def evaluation_key(cfg) -> str:
+    """``'val_dataloader'`` (else ``'test_dataloader'``) of ``cfg``, checked
+    as :func:`loader_key` does."""
+    for split in ('val', 'test'):
+        if (cfg.get(f'{split}_dataloader') or {}).get('dataset'):
+            return loader_key(cfg, split)
+    raise ToolError('the config defines no val_dataloader or test_dataloader '
+                    'to evaluate on; add one (e.g. from '
+                    'configs/_base_/datasets/).')
+
+
 def evaluation_batches(cfg) -> Tuple[str, Iterator]:
     """``(key, dataloader)`` of the val split (else test) of ``cfg``: what
     the evaluator is fed; each batch is ``dict(inputs, data_samples)``."""
     from mmengine.runner import Runner
-    for split in ('val', 'test'):
-        if (cfg.get(f'{split}_dataloader') or {}).get('dataset'):
-            key = loader_key(cfg, split)
-            loader_cfg = copy.deepcopy(cfg[key])
-            loader_cfg['persistent_workers'] = False
-            return key, Runner.build_dataloader(loader_cfg)
-    raise ToolError('the config defines no val_dataloader or test_dataloader '
-                    'to evaluate on; add one (e.g. from '
-                    'configs/_base_/datasets/).')
+    key = evaluation_key(cfg)
+    loader_cfg = copy.deepcopy(cfg[key])
+    loader_cfg['persistent_workers'] = False
+    return key, Runner.build_dataloader(loader_cfg)
