@@ -159,7 +159,8 @@ def qarepvgg_kernel_bias(kernel_3x3: Tensor, norm_3x3: NormStats,
         groups: conv groups of the block.
     """
     if kernel_3x3.shape[-2:] != (3, 3):
-        raise ValueError(f'expected a 3x3 kernel, got {tuple(kernel_3x3.shape)}')
+        raise ValueError(
+            f'expected a 3x3 kernel, got {tuple(kernel_3x3.shape)}')
     if kernel_1x1.shape[-2:] != (1, 1):
         raise ValueError(
             f'expected a 1x1 kernel, got {tuple(kernel_1x1.shape)}')

@@ -430,7 +430,7 @@ def test_rounds_rotate_the_order_and_time_every_entry():
     entries = [Entry(name, (lambda n=name: calls.append(n)), 1)
                for name in 'abc']
     seconds = run_rounds(entries, rounds=3, warmup=1, iters=2, device='cpu',
-                         progress=lambda msg: None)
+                         verbose=False)
     assert {k: len(v) for k, v in seconds.items()} == dict(a=3, b=3, c=3)
     firsts = calls[::3 * 3]  # each entry: 1 warm-up + 2 timed calls
     assert firsts == ['a', 'b', 'c']

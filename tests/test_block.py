@@ -71,7 +71,7 @@ def test_switch_to_deploy_is_idempotent_and_leaves_no_stale_parameters():
     assert torch.equal(block.branch_reparam.weight, weight)
     assert set(block.state_dict()) == keys
     for name in ('branch_3x3', 'branch_1x1', 'branch_norm'):
-        assert not hasattr(block, name)
+        assert getattr(block, name) is None  # None: for TorchScript
     # 8*8*9 + 8 fused conv, SE 8->2->8 with biases
     assert sum(p.numel() for p in block.parameters()) == 584 + 18 + 24
 

@@ -274,10 +274,11 @@ def test_unsafe_objects_need_unsafe_load(tmp_path):
                                  args=Namespace(lr=0.1))
     code, log = run_tool(cfg, ckpt, tmp_path / 'o.pth')
     assert code == 2, log
-    assert ('holds Python objects that are not plain tensors or mmengine '
-            'types, so it was not loaded') in log
-    assert 'pass --unsafe-load. Details: Unsupported global: GLOBAL ' \
-           'argparse.Namespace' in log
+    assert ('holds Python objects that safe loading (torch.load with '
+            'weights_only=True) refuses') in log
+    assert 'argparse.Namespace' in log
+    assert 'you trust the source of this file, pass --unsafe-load' in log
+    assert 'corrupt or truncated' not in log
     assert_nothing_written(tmp_path, ['tiny_cls.py', 'pickled.pth'])
     code, log = run_tool_in_process(cfg, ckpt, tmp_path / 'o.pth',
                                     '--unsafe-load')

@@ -108,13 +108,21 @@ def load_probe(probe, rank):
 
 # ----------------------------------------------------------------------
 # flags -> config (in process)
-def test_train_flags_are_applied(monkeypatch):
+def test_train_flags_are_applied(monkeypatch, tmp_path):
     from repvgg_mm.apis import train as train_api
     from repvgg_mm.apis.train import training_config
+    from repvgg_mm.models import RepVGGMM
     from repvgg_mm.utils.cli import ToolError
     monkeypatch.setattr(train_api, '_has_amp_device', lambda: False)
-    with pytest.raises(ToolError, match='--amp .* needs a GPU'):
+    monkeypatch.setattr(train_api, 'cpu_supports_bf16', lambda: False)
+    with pytest.raises(ToolError, match='--amp found no GPU .* no native'):
         training_config(A0, amp=True)
+    monkeypatch.setattr(train_api, 'cpu_supports_bf16', lambda: True)
+    data = {'train_dataloader.dataset.data_root': ROOT,
+            'train_dataloader.dataset.split': 'configs'}
+    cfg = training_config(A0, amp=True, validate=False, cfg_options=data)
+    assert cfg.optim_wrapper.type == 'CPUAmpOptimWrapper'
+    assert 'loss_scale' not in cfg.optim_wrapper
     monkeypatch.setattr(train_api, '_has_amp_device', lambda: True)
     cfg = training_config(
         A0, amp=True, resume='auto', auto_scale_lr=True, work_dir='wd',
@@ -128,11 +136,30 @@ def test_train_flags_are_applied(monkeypatch):
     assert cfg.auto_scale_lr == dict(base_batch_size=256, enable=True)
     assert cfg.work_dir == 'wd' and cfg.launcher == 'none'
 
+    # a resume checkpoint is read and checked against the model up front
+    model = RepVGGMM(arch='a0')
+    ckpt = str(tmp_path / 'epoch_1.pth')
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in
+                               model.state_dict().items()}}, ckpt)
+    with pytest.raises(Exception, match='weights do not match .* missing '
+                       'keys: head.fc.weight'):
+        training_config(A0, resume=ckpt, validate=False, cfg_options={
+            'train_dataloader.dataset.data_root': ROOT,
+            'train_dataloader.dataset.split': 'configs'})
+    with pytest.raises(Exception, match='corrupt or truncated'):
+        training_config(A0, resume=A0, validate=False, cfg_options=data)
+    head = torch.nn.Linear(1280, 1000)
+    torch.save({'state_dict': {
+        **{f'backbone.{k}': v for k, v in model.state_dict().items()},
+        'head.fc.weight': head.weight, 'head.fc.bias': head.bias}}, ckpt)
     cfg = training_config(
-        A0, resume=A0, validate=False,
+        A0, resume=ckpt, validate=False,
         cfg_options={'train_dataloader.dataset.data_root': ROOT,
                      'train_dataloader.dataset.split': 'configs'})
-    assert cfg.resume is True and cfg.load_from == A0
+    assert cfg.resume is True and cfg.load_from == ckpt
+    assert cfg.default_hooks.checkpoint.backend_args == dict(
+        backend='atomic_local')
+    assert [h['type'] for h in cfg.custom_hooks] == ['EpochSeedHook']
     assert cfg.val_cfg is None and cfg.val_dataloader is None
     assert cfg.work_dir == osp.join('./work_dirs', 'repvgg-a0_8xb32_in1k')
 

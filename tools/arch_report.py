@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Parameters, MACs and conversion error of every RepVGG architecture.
 
     python tools/arch_report.py [--archs a0 b1] [--json OUT] [--no-macs]
@@ -10,17 +9,11 @@ backbone (all four stage outputs, random BN statistics, eval mode, fp32,
 input 2x3x64x48).
 """
 import argparse
-import json
-import sys
-import time
 
-import torch
-
-from repvgg_mm import ARCH_SETTINGS, RepVGGMM
-from repvgg_mm.benchmark.arch_figures import arch_figures
-from repvgg_mm.benchmark.paper import paper_arch_figures
-from repvgg_mm.utils.cli import ToolError, run_tool
-from repvgg_mm.utils.verify import conversion_errors
+from repvgg_mm import ARCH_SETTINGS
+from repvgg_mm.benchmark.arch_figures import arch_report
+from repvgg_mm.io.atomic import atomic_write_json
+from repvgg_mm.utils.cli import run_tool
 
 
 def parse_args(argv):
@@ -39,35 +32,20 @@ def fmt(value, spec):
 
 def main(argv=None):
     args = parse_args(argv)
-    unknown = [a for a in args.archs if a.lower() not in ARCH_SETTINGS]
-    if unknown:
-        raise ToolError(f'unknown arch(s) {unknown}; valid: '
-                        f'{", ".join(ARCH_SETTINGS)}')
-    torch.manual_seed(0)
-    rows = []
-    header = ('| arch | train params (M) | deploy params (M) | paper params '
-              '(M) | deploy MACs (G) | paper MACs (G) | worst rel. error |')
-    print(header)
+    print('| arch | train params (M) | deploy params (M) | paper params (M) '
+          '| deploy MACs (G) | paper MACs (G) | worst rel. error |')
     print('|' + '---|' * 7)
-    for arch in (a.lower() for a in args.archs):
-        start = time.time()
-        row = arch_figures(arch, with_macs=not args.no_macs)
-        errors = conversion_errors(
-            RepVGGMM(arch, out_indices=(0, 1, 2, 3)),
-            torch.randn(2, 3, 64, 48), seed=1)
-        row['worst_rel_error'] = max(rel for _, rel in errors)
-        paper_params, paper_macs = paper_arch_figures().get(
-            arch, (None, None))
-        row.update(paper_params_m=paper_params, paper_macs_g=paper_macs)
+    rows = []
+    for row in arch_report(args.archs, with_macs=not args.no_macs):
         rows.append(row)
-        print(f'| {arch} | {row["train_params_m"]:.2f} | '
-              f'{row["deploy_params_m"]:.2f} | {fmt(paper_params, ".2f")} | '
-              f'{fmt(row["deploy_macs_g"], ".2f")} | {fmt(paper_macs, ".1f")} '
-              f'| {row["worst_rel_error"]:.1e} |', flush=True)
-        print(f'  ({arch}: {time.time() - start:.1f} s)', file=sys.stderr)
+        print(f'| {row["arch"]} | {row["train_params_m"]:.2f} | '
+              f'{row["deploy_params_m"]:.2f} | '
+              f'{fmt(row["paper_params_m"], ".2f")} | '
+              f'{fmt(row["deploy_macs_g"], ".2f")} | '
+              f'{fmt(row["paper_macs_g"], ".1f")} | '
+              f'{row["worst_rel_error"]:.1e} |', flush=True)
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(rows, f, indent=2)
+        atomic_write_json(rows, args.json)
     return 0
 
 

@@ -27,10 +27,13 @@ def parse_args(argv=None):
     parser.add_argument('config', help='training config (mmpretrain/mmseg/'
                         'mmdet)')
     parser.add_argument('checkpoint', help='training checkpoint')
-    parser.add_argument('out', help='deploy checkpoint to write')
+    parser.add_argument(
+        'out', help='deploy checkpoint to write (missing parent folders are '
+        'created; checked before any work)')
     parser.add_argument(
         '--out-config',
-        help='deploy config to write (default: OUT with the suffix .py)')
+        help='deploy config to write (default: OUT with the suffix .py; '
+        'missing parent folders are created)')
     parser.add_argument(
         '--verify', action='store_true',
         help='run both forms in eval mode on a random input and fail if '

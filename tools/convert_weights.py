@@ -24,7 +24,9 @@ def parse_args(argv=None):
         description='Convert official / mmpretrain / timm RepVGG weights to '
         'this project\'s keys.')
     parser.add_argument('src', help='source checkpoint (.pth or .safetensors)')
-    parser.add_argument('out', help='checkpoint to write')
+    parser.add_argument(
+        'out', help='checkpoint to write (missing parent folders are '
+        'created; checked before any work)')
     parser.add_argument('--format', required=True, choices=FORMATS,
                         help='layout of SRC')
     parser.add_argument('--arch', required=True,

@@ -10,10 +10,9 @@ accuracies from the paper's published figures
         --out docs/speed_accuracy.png
 """
 import argparse
-import os
 import sys
 
-from repvgg_mm.utils.cli import ToolError, run_tool
+from repvgg_mm.utils.cli import run_tool
 
 
 def parse_args(argv=None):
@@ -43,52 +42,15 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _default_title(record_path: str, form: str) -> str:
-    import json
-    with open(record_path) as f:
-        record = json.load(f)
-    host = record.get('host', {})
-    device = host.get('gpu') or host.get('cpu') or host.get('device', '?')
-    threads = host.get('torch_threads')
-    first = record['models'][0]
-    load = host.get('load_avg_start')
-    return (f'{device}' + (f', {threads} threads' if threads else '') +
-            f'; batch {first["batch_size"]}, '
-            f'{first["shape"][0]}x{first["shape"][1]}, {form} form' +
-            (f'\n(load average {load[0]:.1f} at the start)' if load else ''))
-
-
 def main(argv=None):
     args = parse_args(argv)
-    from repvgg_mm.benchmark.paper import accuracy_table
-    from repvgg_mm.benchmark.plot import load_points, plot_speed_accuracy
+    from repvgg_mm.benchmark.plot import plot_records
 
-    for path in args.records + ([args.accuracy] if args.accuracy else []):
-        if not os.path.isfile(path):
-            raise ToolError(f'"{path}" does not exist.')
-    if not args.out.lower().endswith('.png'):
-        raise ToolError(f'--out {args.out}: the plot is written as PNG; '
-                        f'give a path ending in .png.')
-    try:
-        accuracy = accuracy_table(args.task, args.accuracy)
-        points = load_points(
-            args.records, accuracy, args.task, args.form,
-            warn=lambda msg: print(f'note: {msg}', file=sys.stderr))
-        title = args.title or _default_title(args.records[0], args.form)
-    except (ValueError, KeyError) as exc:
-        raise ToolError(f'cannot read the inputs: {exc}') from None
-    except UnicodeDecodeError:
-        raise ToolError('an input is not a JSON text file.') from None
-    if not points:
-        raise ToolError(
-            f'no model in {args.records} has both a "{args.form}" timing and '
-            f'an accuracy for task {args.task}; add accuracies with '
-            f'--accuracy or check --task/--form.')
-    folder = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(folder, exist_ok=True)
-    plot_speed_accuracy(points, args.out, args.task, title,
-                        paper_panel=not args.no_paper_panel,
-                        accuracy=accuracy)
+    points = plot_records(
+        args.records, args.out, accuracy_file=args.accuracy, task=args.task,
+        form=args.form, title=args.title,
+        paper_panel=not args.no_paper_panel,
+        warn=lambda msg: print(f'note: {msg}', file=sys.stderr))
     for p in sorted(points, key=lambda p: -p.speed):
         print(f'{p.label:<28} {p.speed:10.1f} images/s  {p.accuracy:6.2f}')
     print(f'wrote {args.out}')

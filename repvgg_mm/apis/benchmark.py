@@ -11,7 +11,6 @@ import sys
 from typing import Optional, Sequence
 
 import torch
-from mmengine.logging import print_log
 
 from ..benchmark.report import write_json
 from ..benchmark.run import Options, run_benchmark
@@ -98,8 +97,7 @@ def benchmark(config: str,
         batch_size=batch_size, shape=shape, warmup=warmup, iters=iters,
         rounds=rounds, device=str(dev), serving=serving, best=best,
         candidates=tried, cfg_options=cfg_options, gemm=gemm)
-    record = run_benchmark(
-        opts, lambda message: print_log(message, logger='current'))
+    record = run_benchmark(opts)
     record['command'] = command or shlex.join(['python'] + sys.argv)
     if json_out:
         write_json(record, json_out)

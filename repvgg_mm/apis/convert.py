@@ -22,6 +22,7 @@ from ..converters.config_model import build_model, input_channels, input_size
 from ..converters.deploy_checkpoint import deploy_checkpoint
 from ..converters.deploy_config import deploy_config, write_deploy_config
 from ..deploy import count_repvgg_blocks, switch_to_deploy
+from ..io.atomic import check_output_path
 from ..io.checkpoint import atomic_save, load_checkpoint_file, state_dict_of
 from ..io.weights import (load_state_dict_strict, repvgg_form,
                           strip_wrapper_prefix)
@@ -56,6 +57,8 @@ def _check_paths(config: str, checkpoint: str, out: str,
                         f'"{config}". Choose another --out-config.')
     if _same_file(out_config, out):
         raise ToolError('--out-config and OUT are the same file.')
+    check_output_path(out, 'OUT')
+    check_output_path(out_config, '--out-config')
 
 
 def _check_form(state_dict, path: str, config: str) -> None:

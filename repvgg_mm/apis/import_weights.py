@@ -8,6 +8,7 @@ from typing import NamedTuple, Optional
 
 from ..converters.weight_import import (arch_name, import_state_dict,
                                         load_source)
+from ..io.atomic import check_output_path
 from ..io.checkpoint import atomic_save
 from ..utils.cli import ToolError
 from ..version import __version__
@@ -29,6 +30,7 @@ def import_weights(src: str, out: str, fmt: str, arch: str,
             osp.exists(out) and osp.samefile(out, src)):
         raise ToolError(f'OUT "{out}" is the source file; the tool never '
                         f'overwrites its input. Choose another OUT.')
+    check_output_path(out, 'OUT')
     arch = arch_name(arch)
     source = load_source(src, unsafe=unsafe_load)
     state_dict, form = import_state_dict(source, fmt, arch)

@@ -12,7 +12,9 @@ from typing import Dict, Optional
 
 from ..engine.config_checks import check_dataset_paths
 from ..engine.distributed import build_runner, runner_teardown, unwrap_model
-from ..io.weights import load_weights
+from ..io.checkpoint import (CheckpointError, load_checkpoint_file,
+                             state_dict_of)
+from ..io.weights import load_state_dict_strict
 from ..utils.cli import ToolError
 from .train import runner_config
 
@@ -31,6 +33,7 @@ def test_config(config: str,
             f'checkpoint "{checkpoint}" does not exist. Give the .pth '
             f'written by tools/train.py (work_dirs/<config>/epoch_N.pth) or '
             f'a converted one.')
+    load_checkpoint_file(checkpoint)  # unreadable: fail before any Runner
     cfg.load_from = None  # loaded strictly by _evaluate
     if out is not None:
         if not out.endswith(('.pkl', '.pickle')):
@@ -46,9 +49,34 @@ def test_config(config: str,
     return cfg
 
 
+def _remove_new_folders(log_dir: str, work_dir: str,
+                        work_dir_existed: bool) -> None:
+    """Remove what a Runner that never ran created: its log dir, and the
+    work dir if it did not exist before and is empty now."""
+    import logging
+    import shutil
+    for handler in list(logging.getLogger('mmengine').handlers):
+        if isinstance(handler, logging.FileHandler) and \
+                handler.baseFilename.startswith(osp.abspath(log_dir)):
+            handler.close()
+    shutil.rmtree(log_dir, ignore_errors=True)
+    if not work_dir_existed and osp.isdir(work_dir) and \
+            not os.listdir(work_dir):
+        os.rmdir(work_dir)
+
+
 def _evaluate(cfg, checkpoint: str) -> Dict[str, float]:
+    work_dir_existed = osp.isdir(cfg.work_dir)
+    loaded = load_checkpoint_file(checkpoint)
     runner = build_runner(cfg)  # lives in this frame only
-    load_weights(unwrap_model(runner.model), checkpoint)
+    try:
+        load_state_dict_strict(unwrap_model(runner.model),
+                               state_dict_of(loaded), checkpoint)
+    except CheckpointError:
+        _remove_new_folders(runner.log_dir, runner.work_dir,
+                            work_dir_existed)
+        raise
+    del loaded
     return dict(runner.test())
 
 

@@ -8,8 +8,13 @@ import os
 import os.path as osp
 from typing import Optional
 
+from ..engine.atomic_checkpoint import use_atomic_checkpoints
 from ..engine.config_checks import check_dataset_paths, check_repvgg_archs
 from ..engine.distributed import build_runner, runner_teardown
+from ..engine.optim.cpu_amp import cpu_supports_bf16
+from ..io.checkpoint import (CheckpointError, load_checkpoint_file,
+                             state_dict_of)
+from ..io.weights import layout_problems, strip_wrapper_prefix
 from ..utils.cli import ToolError, load_config
 
 
@@ -34,6 +39,30 @@ def _has_amp_device() -> bool:
             or is_musa_available())
 
 
+def _use_amp(cfg) -> None:
+    """``--amp``: AmpOptimWrapper (fp16, loss scaling) on an accelerator;
+    bf16 autocast (:class:`CPUAmpOptimWrapper`) on a CPU with bf16."""
+    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper not in ('OptimWrapper', 'AmpOptimWrapper',
+                       'CPUAmpOptimWrapper'):
+        raise ToolError(
+            f'--amp replaces optim_wrapper.type by a mixed-precision '
+            f'wrapper, but the config uses "{wrapper}". Drop --amp and '
+            f'configure mixed precision in the config.')
+    if _has_amp_device():
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        return
+    if not cpu_supports_bf16():
+        raise ToolError(
+            '--amp found no GPU (NPU/MLU/MUSA), and this CPU has no native '
+            'bf16 (AVX-512 BF16 or AMX), so mixed precision would only be '
+            'slower. Drop --amp to train in fp32 on this machine.')
+    cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
+    cfg.optim_wrapper.pop('loss_scale', None)
+    cfg.optim_wrapper.pop('dtype', None)
+
+
 def training_config(config: str,
                     cfg_options: Optional[dict] = None,
                     work_dir: Optional[str] = None,
@@ -47,19 +76,14 @@ def training_config(config: str,
     latest checkpoint of the work dir."""
     cfg = runner_config(config, cfg_options, work_dir, launcher)
     if amp:
-        if not _has_amp_device():
-            raise ToolError(
-                '--amp (mixed precision, AmpOptimWrapper) needs a GPU (or '
-                'NPU/MLU/MUSA) and none was found. Drop --amp to train in '
-                'fp32 on this machine.')
-        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
-            raise ToolError(
-                f'--amp replaces optim_wrapper.type by AmpOptimWrapper, but '
-                f'the config uses "{wrapper}". Drop --amp and configure '
-                f'mixed precision in the config.')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        _use_amp(cfg)
+    # checkpoints written atomically; random state seeded per epoch so a
+    # resumed run repeats the interrupted one exactly
+    use_atomic_checkpoints(cfg)
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') == 'EpochSeedHook' for h in hooks):
+        hooks.append(dict(type='EpochSeedHook'))
+    cfg.custom_hooks = hooks
     if resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
@@ -71,6 +95,10 @@ def training_config(config: str,
                 f'without a value to pick the latest one automatically.')
         cfg.resume = True
         cfg.load_from = resume
+    resume_from = (last_checkpoint(cfg.work_dir) if resume == 'auto' else
+                   resume)
+    if resume_from is not None:
+        check_resume_checkpoint(cfg, resume_from)
     if auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
             raise ToolError(
@@ -84,6 +112,28 @@ def training_config(config: str,
         loaders.append('val_dataloader')
     check_dataset_paths(cfg, loaders)
     return cfg
+
+
+def check_resume_checkpoint(cfg, path: str) -> None:
+    """Read ``path`` safely and check its weights against the config's
+    model (built on the meta device), before the Runner exists.
+
+    mmengine's resume would give a traceback for an unreadable file and
+    loads the weights non-strictly; here an unreadable, unsafe or
+    mismatching checkpoint is one :class:`CheckpointError` and no work dir
+    is created.
+    """
+    from ..converters.config_model import build_model
+    checkpoint = load_checkpoint_file(path)
+    state_dict = strip_wrapper_prefix(state_dict_of(checkpoint))
+    layout = {k: v.shape for k, v in
+              build_model(cfg, device='meta').state_dict().items()}
+    problems = layout_problems(state_dict, layout)
+    if problems:
+        raise CheckpointError(
+            f'cannot resume from "{path}": its weights do not match the '
+            f'model of the config ({"; ".join(problems)}). Resume with the '
+            f'config the checkpoint was trained with.')
 
 
 def last_checkpoint(work_dir: str) -> Optional[str]:

@@ -44,3 +44,31 @@ def arch_figures(arch: str, shape=(3, 224, 224),
         deploy_params_m=count_params(model) / 1e6,
         deploy_macs_g=(complexity(model, shape[1:]).macs / 1e9
                        if with_macs else None))
+
+
+def arch_report(archs, with_macs: bool = True):
+    """Yield one row per arch: :func:`arch_figures`, the paper's figures and
+    the worst relative error between the converted and the training
+    backbone (all four stage outputs, random BN statistics, eval mode, fp32,
+    input 2x3x64x48)."""
+    import torch
+
+    from ..models import ARCH_SETTINGS, RepVGGMM
+    from ..utils.cli import ToolError
+    from ..utils.verify import conversion_errors
+    from .paper import paper_arch_figures
+    unknown = [a for a in archs if a.lower() not in ARCH_SETTINGS]
+    if unknown:
+        raise ToolError(f'unknown arch(s) {unknown}; valid: '
+                        f'{", ".join(ARCH_SETTINGS)}')
+    paper = paper_arch_figures()
+    torch.manual_seed(0)
+    for arch in (a.lower() for a in archs):
+        row = arch_figures(arch, with_macs=with_macs)
+        errors = conversion_errors(
+            RepVGGMM(arch, out_indices=(0, 1, 2, 3)),
+            torch.randn(2, 3, 64, 48), seed=1)
+        row['worst_rel_error'] = max(rel for _, rel in errors)
+        row['paper_params_m'], row['paper_macs_g'] = paper.get(
+            arch, (None, None))
+        yield row

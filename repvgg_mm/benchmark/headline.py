@@ -22,11 +22,11 @@ def _ratio(comparison: dict) -> str:
     return f'{r["median"]:.2f}x (rounds {r["min"]:.2f}-{r["max"]:.2f})'
 
 
-def _label(side: str) -> str:
-    """``'repvgg-a0_8xb32_in1k deploy/eager'`` -> ``'RepVGG-A0 deploy/eager'``
-    (the paper's name where there is one)."""
+def _label(side: dict) -> str:
+    """``{model: 'repvgg-a0_8xb32_in1k', form: 'deploy', serving: 'eager'}``
+    -> ``'RepVGG-A0 deploy/eager'`` (the paper's name where there is one)."""
     from .paper import paper_key
-    name, _, form = side.rpartition(' ')
+    name = side['model']
     key = paper_key(name)
     if key and name.startswith('mmpretrain'):
         key = f'mmpretrain {key}'
@@ -34,7 +34,7 @@ def _label(side: str) -> str:
         key = f'timm {key}'
     elif key and '_deploy' in name:
         key = f'mmpretrain {key}'
-    return f'{key or name} {form}'
+    return f'{key or name} {side["form"]}/{side["serving"]}'
 
 
 def _benchmark_rows(record: dict, name: str) -> List[Row]:
@@ -43,20 +43,20 @@ def _benchmark_rows(record: dict, name: str) -> List[Row]:
     first = record['models'][0]
     where = (f'batch {first["batch_size"]}, {first["shape"][0]}x'
              f'{first["shape"][1]}')
-    numerator = first['name'] + ' '
     wanted = ('deployed vs training form', 'best deployed vs training form',
               'best vs default serving', 'same serving')
     rows, kinds = [], set()
     for c in record['comparisons']:
-        if not c['numerator'].startswith(numerator) or c['kind'] in kinds:
+        top, bottom = c['sides']
+        if top['model'] != first['name'] or c['kind'] in kinds:
             continue
         if c['kind'] in wanted:
             kinds.add(c['kind'])
             if c['kind'] == 'same serving' and 'best vs default serving' in (
                     k['kind'] for k in record['comparisons']):
                 continue
-            rows.append((f'{_label(c["numerator"])} / '
-                         f'{_label(c["denominator"])}, {where}', _ratio(c),
+            rows.append((f'{_label(top)} / {_label(bottom)}, {where}',
+                         _ratio(c),
                          name))
     return rows
 
@@ -79,7 +79,8 @@ def _demo_rows(report: dict, name: str) -> List[Row]:
 
 def headline_rows(paths: Sequence[str]) -> List[Row]:
     rows = []
-    for path in sorted(paths):
+    # the main job first, then the speed records
+    for path in sorted(paths, key=lambda p: ('demo' not in p, p)):
         with open(path) as f:
             record = json.load(f)
         name = osp.basename(path)

@@ -108,3 +108,54 @@ def plot_speed_accuracy(points: Sequence[Point], out_path: str, task: str,
     fig.tight_layout()
     fig.savefig(out_path, dpi=130)
     plt.close(fig)
+
+
+def _default_title(record_path: str, form: str) -> str:
+    with open(record_path) as f:
+        record = json.load(f)
+    host = record.get('host', {})
+    device = host.get('gpu') or host.get('cpu') or host.get('device', '?')
+    threads = host.get('torch_threads')
+    first = record['models'][0]
+    load = host.get('load_avg_start')
+    return (f'{device}' + (f', {threads} threads' if threads else '') +
+            f'; batch {first["batch_size"]}, '
+            f'{first["shape"][0]}x{first["shape"][1]}, {form} form' +
+            (f'\n(load average {load[0]:.1f} at the start)' if load else ''))
+
+
+def plot_records(records: Sequence[str], out: str,
+                 accuracy_file: Optional[str] = None,
+                 task: str = 'classification', form: str = 'deploy',
+                 title: Optional[str] = None, paper_panel: bool = True,
+                 warn=print) -> List[Point]:
+    """Plot benchmark records (``tools/benchmark_fps.py --json``) against
+    accuracies (the paper's, overridden by ``accuracy_file``) as the PNG
+    ``out``; returns the plotted points."""
+    import os
+
+    from ..utils.cli import ToolError
+    from .paper import accuracy_table
+    for path in list(records) + ([accuracy_file] if accuracy_file else []):
+        if not os.path.isfile(path):
+            raise ToolError(f'"{path}" does not exist.')
+    if not out.lower().endswith('.png'):
+        raise ToolError(f'--out {out}: the plot is written as PNG; give a '
+                        f'path ending in .png.')
+    try:
+        accuracy = accuracy_table(task, accuracy_file)
+        points = load_points(records, accuracy, task, form, warn=warn)
+        title = title or _default_title(records[0], form)
+    except (ValueError, KeyError) as exc:
+        raise ToolError(f'cannot read the inputs: {exc}') from None
+    except UnicodeDecodeError:
+        raise ToolError('an input is not a JSON text file.') from None
+    if not points:
+        raise ToolError(
+            f'no model in {list(records)} has both a "{form}" timing and an '
+            f'accuracy for task {task}; add accuracies with --accuracy or '
+            f'check --task/--form.')
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    plot_speed_accuracy(points, out, task, title, paper_panel=paper_panel,
+                        accuracy=accuracy)
+    return points

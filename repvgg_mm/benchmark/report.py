@@ -59,7 +59,7 @@ def format_report(record: dict, markdown: bool = False) -> str:
     if record.get('gemm'):
         g = record['gemm']
         settings = ', '.join(
-            f'{k.split(" / ")[1]}: {format_summary(v, ".3g")}'
+            f'{k}: {format_summary(v, ".3g")}'
             for k, v in g['per_thread_setting'].items())
         out.append(f'dense fp32 GEMM ({g["n"]}^3) rate: '
                    f'{format_summary(g["macs_per_s"], ".3g")} MAC/s, the best '

@@ -11,6 +11,7 @@ import time
 from typing import Callable, Dict, List, NamedTuple
 
 import torch
+from mmengine.logging import print_log
 
 
 def _sync(device: torch.device) -> None:
@@ -49,8 +50,7 @@ class Entry(NamedTuple):
 
 
 def run_rounds(entries: List[Entry], rounds: int, warmup: int, iters: int,
-               device, progress: Callable[[str], None] = print
-               ) -> Dict[str, List[float]]:
+               device, verbose: bool = True) -> Dict[str, List[float]]:
     """Seconds per call of every entry, one value per round (the median of
     that round's ``iters`` timed calls)."""
     device = torch.device(device)
@@ -61,7 +61,9 @@ def run_rounds(entries: List[Entry], rounds: int, warmup: int, iters: int,
             times = time_forward(entry.forward, device, warmup, iters)
             per_call = statistics.median(times)
             seconds[entry.key].append(per_call)
-            progress(f'round {round_idx + 1}/{rounds}  {entry.key:<52} '
-                     f'{entry.items_per_call / per_call:9.1f} /s  '
-                     f'({per_call * 1e3:.1f} ms/call)')
+            if verbose:
+                print_log(
+                    f'round {round_idx + 1}/{rounds}  {entry.key:<52} '
+                    f'{entry.items_per_call / per_call:9.1f} /s  '
+                    f'({per_call * 1e3:.1f} ms/call)', logger='current')
     return seconds

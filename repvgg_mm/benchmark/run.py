@@ -6,9 +6,10 @@ the JSON-ready record that :mod:`.report` prints.
 import datetime
 import os
 import platform
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+from mmengine.logging import print_log
 from torch.utils._pytree import tree_map
 
 from ..utils.verify import relative_errors
@@ -21,6 +22,14 @@ from .serving import Serving, candidates, prepare
 from .sources import (BenchModel, build_source, check_source, example_input,
                       load_weights)
 from .stats import paired_ratios, summary
+
+
+def _threads_label(threads: Optional[int]) -> str:
+    return f'{threads or torch.get_num_threads()} threads'
+
+
+def _log(message: str) -> None:
+    print_log(message, logger='current')
 
 
 def _gemm_key(threads: Optional[int]) -> str:
@@ -85,15 +94,14 @@ def _cpu_name() -> str:
     return platform.processor()
 
 
-def _prepare_model(bench: BenchModel, opts: Options, device: torch.device,
-                   progress: Callable[[str], None]):
+def _prepare_model(bench: BenchModel, opts: Options, device: torch.device):
     proto = protocols.resolve(bench.task, opts.batch_size, opts.shape)
     model = inplace_block_activations_(bench.model.to(device))
     bench = bench._replace(model=model)
     one = example_input(1, proto.shape, device)
-    progress(f'[{bench.name}] converting to the deployed form ...')
+    _log(f'[{bench.name}] converting to the deployed form ...')
     deployed = deployed_form(bench, one)
-    progress(f'[{bench.name}] deployed form: {deployed.steps} (max relative '
+    _log(f'[{bench.name}] deployed form: {deployed.steps} (max relative '
              f'output error {deployed.max_rel_err:.1e})')
     train_cx = complexity(bench.model, proto.shape)
     deploy_cx = complexity(deployed.model, proto.shape)
@@ -104,7 +112,7 @@ def _prepare_model(bench: BenchModel, opts: Options, device: torch.device,
         macs=dict(train=train_cx.macs, deploy=deploy_cx.macs),
         deploy_steps=deployed.steps, max_rel_err=deployed.max_rel_err,
         rows=[])
-    progress(f'[{bench.name}] {bench.task}: batch {proto.batch_size}, '
+    _log(f'[{bench.name}] {bench.task}: batch {proto.batch_size}, '
              f'{proto.shape[0]}x{proto.shape[1]}; params '
              f'{train_cx.params / 1e6:.2f}M -> {deploy_cx.params / 1e6:.2f}M, '
              f'MACs {train_cx.macs / 1e9:.2f}G -> {deploy_cx.macs / 1e9:.2f}G')
@@ -128,14 +136,14 @@ def _prepare_model(bench: BenchModel, opts: Options, device: torch.device,
                 expected[form], _first_item(output)))
             entries.append(Entry(_key(bench.name, form, serving.name), forward,
                                  proto.batch_size))
-            progress(f'[{bench.name}] prepared {form}/{serving.name} '
+            _log(f'[{bench.name}] prepared {form}/{serving.name} '
                      f'({setup_s:.1f}s)')
         except Exception as exc:  # a serving this model/device cannot do
             last_line = (str(exc).strip().splitlines() or [''])[-1]
             if not last_line.startswith(type(exc).__name__):
                 last_line = f'{type(exc).__name__}: {last_line}'
             row['error'] = last_line[:300]
-            progress(f'[{bench.name}] {form}/{serving.name} unavailable: '
+            _log(f'[{bench.name}] {form}/{serving.name} unavailable: '
                      f'{row["error"]}')
         record['rows'].append(row)
     return record, entries
@@ -146,8 +154,9 @@ def _first_item(outputs):
                     outputs)
 
 
-def run_benchmark(opts: Options, progress: Callable[[str], None] = print
-                  ) -> dict:
+def run_benchmark(opts: Options) -> dict:
+    """Build, convert, prepare and time everything of ``opts``; progress
+    goes to mmengine's current logger."""
     device = torch.device(opts.device)
     started = datetime.datetime.now(datetime.timezone.utc)
     host = _host(device)
@@ -155,27 +164,27 @@ def run_benchmark(opts: Options, progress: Callable[[str], None] = print
         check_source(source)
     models, entries = [], []
     for idx, source in enumerate(opts.sources):
-        progress(f'building {source} ...')
+        _log(f'building {source} ...')
         bench = build_source(source, opts.cfg_options)
         taken = {m['name'] for m in models}
         if bench.name in taken:  # the same config twice: keep keys unique
             bench = bench._replace(name=f'{bench.name}#{idx + 1}')
         if idx == 0 and opts.checkpoint:
             bench = load_weights(bench, opts.checkpoint)
-        record, model_entries = _prepare_model(bench, opts, device, progress)
+        record, model_entries = _prepare_model(bench, opts, device)
         models.append(record)
         entries += model_entries
     gemm_threads = _thread_settings(opts) if opts.gemm else []
     for threads in gemm_threads:
         gemm_forward, gemm_macs = gemm_call(device, threads=threads)
         entries.append(Entry(_gemm_key(threads), gemm_forward, 1))
-    progress(f'timing {len(entries)} entries x {opts.rounds} rounds '
+    _log(f'timing {len(entries)} entries x {opts.rounds} rounds '
              f'({opts.warmup} warm-up + {opts.iters} timed calls each) ...')
     seconds = run_rounds(entries, opts.rounds, opts.warmup, opts.iters,
-                         device, progress)
+                         device)
     gemm = gemm_rates = None
     if gemm_threads:
-        per_setting = {_gemm_key(t): [gemm_macs / s for s in seconds[
+        per_setting = {_threads_label(t): [gemm_macs / s for s in seconds[
             _gemm_key(t)]] for t in gemm_threads}
         # the machine's rate: the best thread setting, round by round
         gemm_rates = [max(rates) for rates in zip(*per_setting.values())]
@@ -250,6 +259,8 @@ def _comparisons(models: List[dict]) -> List[dict]:
             out.append(dict(
                 kind=kind, numerator=f'{a["name"]} {a_form}/{a_serving}',
                 denominator=f'{b["name"]} {b_form}/{b_serving}',
+                sides=[dict(model=a['name'], form=a_form, serving=a_serving),
+                       dict(model=b['name'], form=b_form, serving=b_serving)],
                 ratio=paired_ratios(num, den)))
 
     for m in models:

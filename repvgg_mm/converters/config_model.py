@@ -40,11 +40,16 @@ def build_model(cfg, device: str = 'cpu') -> nn.Module:
     try:
         with torch.device(device):
             model = MODELS.build(model_cfg)
-    except Exception as exc:  # unknown type, bad argument, ...
+    except KeyError as exc:
+        # only an unknown type gets the hint ("X is not in the model
+        # registry"); any other error in a model's code surfaces as it is
+        if 'registry' not in str(exc):
+            raise
+        reason = exc.args[0] if exc.args else exc
         raise ToolError(
-            f'cannot build the model of the config ({type(exc).__name__}: '
-            f'{exc}). The config needs default_scope="mmpretrain" or "mmseg" '
-            f'and custom_imports=dict(imports=["repvgg_mm"]).') from None
+            f'cannot build the model of the config ({reason}). The config '
+            f'needs default_scope="mmpretrain" or "mmseg" and '
+            f'custom_imports=dict(imports=["repvgg_mm"]).') from None
     return model
 
 

@@ -1,10 +1,11 @@
 """The deploy config: the original config with every RepVGG dict fused.
 
 ``deploy=True`` is set on every ``type='RepVGGMM'`` (and ``'RepVGGBlock'``,
-``'QARepVGGBlock'``) dict of ``cfg.model``, wherever it sits (``model.backbone`` of a classifier
-or segmentor, a nested backbone, a list of modules, ...). The written file is
-the complete, resolved config (``_base_`` files merged, ``--cfg-options``
-applied), so it stays valid wherever it is copied.
+``'QARepVGGBlock'``) dict of ``cfg.model``, wherever it sits
+(``model.backbone`` of a classifier or segmentor, a nested backbone, a list
+of modules, ...). The written file is the complete, resolved config
+(``_base_`` files merged, ``--cfg-options`` applied), so it stays valid
+wherever it is copied.
 """
 import copy
 from typing import Any, List, Tuple

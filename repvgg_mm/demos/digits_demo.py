@@ -163,8 +163,7 @@ def images_per_second(models: dict, inputs: torch.Tensor,
         for name, model in models.items()
     ]
     seconds = run_rounds(entries, rounds, warmup=1, iters=5,
-                         device=inputs.device,
-                         progress=lambda text: None)
+                         device=inputs.device, verbose=False)
     return {name: summary([len(inputs) / s for s in values])['median']
             for name, values in seconds.items()}
 

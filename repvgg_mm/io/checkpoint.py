@@ -15,8 +15,10 @@
 """
 import os
 import pickle
+import pickletools
 import re
-from typing import Any, List
+import zipfile
+from typing import Any, List, Optional
 
 import numpy as np
 import torch
@@ -77,17 +79,87 @@ def allow_mmengine_checkpoint_types() -> None:
 
 def _unpickler_reason(exc: Exception) -> str:
     """The line of torch's long weights-only message that names the cause."""
-    match = re.search(r'WeightsUnpickler error:\s*(.+)', str(exc))
+    text = str(exc)
+    match = re.search(r'(Trying to load unsupported GLOBAL [^\n]+)', text)
+    if match:
+        return match.group(1).strip()
+    match = re.search(r'WeightsUnpickler error:\s*(.+)', text)
     if match:  # drop torch's advice to allowlist the global
         return match.group(1).split('. Please use')[0].strip()
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[0] if lines else type(exc).__name__
 
 
 def _is_refused_object(reason: str) -> bool:
     """Whether the weights-only unpickler refused an object (vs. garbage)."""
-    return any(s in reason for s in ('Unsupported global', 'not allowed',
-                                     'unrecognized function'))
+    return any(s in reason.lower() for s in (
+        'unsupported global', 'not allowed', 'unrecognized function'))
+
+
+def _pickle_streams(path: str) -> List[bytes]:
+    """The pickle data of a checkpoint file: ``data.pkl`` of torch's zip
+    format, else the file itself (legacy format / a plain pickle)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return [archive.read(name) for name in archive.namelist()
+                    if name.endswith('.pkl')]
+    with open(path, 'rb') as f:
+        return [f.read()]
+
+
+def _globals_in(data: bytes) -> List[str]:
+    """``module.name`` of every global the pickles in ``data`` import,
+    read without unpickling (``pickletools``); stops at unreadable bytes."""
+    found, strings, pos = [], [], 0
+    while pos < len(data):
+        try:
+            for opcode, arg, end in pickletools.genops(data[pos:]):
+                if opcode.name in ('GLOBAL', 'INST'):
+                    found.append(str(arg).replace(' ', '.'))
+                elif opcode.name == 'STACK_GLOBAL' and len(strings) >= 2:
+                    found.append(f'{strings[-2]}.{strings[-1]}')
+                if isinstance(arg, str):
+                    strings.append(arg)
+                if opcode.name == 'STOP':
+                    pos += end + 1 if end is not None else len(data)
+                    break
+            else:
+                break
+        except Exception:  # noqa: BLE001 - garbage: what was read counts
+            break
+    return found
+
+
+def _refused_globals(path: str) -> Optional[List[str]]:
+    """Globals of ``path``'s pickles that a weights-only load refuses
+    (``None``: the file could not be read as a pickle at all)."""
+    try:
+        streams = _pickle_streams(path)
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return None
+    allowed = set(torch._weights_only_unpickler._get_allowed_globals())
+    for obj in mmengine_safe_globals() + list(
+            torch.serialization.get_safe_globals()):
+        obj = obj[0] if isinstance(obj, tuple) else obj
+        allowed.add(f'{getattr(obj, "__module__", "")}.'
+                    f'{getattr(obj, "__qualname__", "")}')
+    refused = []
+    for data in streams:
+        for name in _globals_in(data):
+            if name not in allowed and not name.startswith(
+                    ('torch.', 'builtins.getattr', '__builtin__.getattr')) \
+                    and name not in refused:
+                refused.append(name)
+    return refused
+
+
+def _unsafe_objects_error(path: str, what: str) -> CheckpointError:
+    return CheckpointError(
+        f'checkpoint "{path}" holds Python objects that safe loading '
+        f'(torch.load with weights_only=True) refuses: {what}. Unpickling '
+        f'them could run arbitrary code, so the file was not loaded and '
+        f'nothing ran. If, and only if, you trust the source of this file, '
+        f'pass --unsafe-load.')
 
 
 def load_checkpoint_file(path: str, unsafe: bool = False,
@@ -96,7 +168,7 @@ def load_checkpoint_file(path: str, unsafe: bool = False,
 
     Raises:
         CheckpointError: missing, truncated/corrupt, or (in safe mode) holding
-            objects outside the allowlist.
+            objects outside the allowlist (named as such, never "corrupt").
     """
     if not os.path.isfile(path):
         raise CheckpointError(f'checkpoint "{path}" does not exist.')
@@ -111,24 +183,28 @@ def load_checkpoint_file(path: str, unsafe: bool = False,
         # mmengine's own loads (resume), which then fail.
         allow_mmengine_checkpoint_types()
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if _is_refused_object(_unpickler_reason(exc)):
-            raise CheckpointError(
-                f'checkpoint "{path}" holds Python objects that are not '
-                f'plain tensors or mmengine types, so it was not loaded (a '
-                f'pickle can execute code). If you trust its source, pass '
-                f'--unsafe-load. Details: {_unpickler_reason(exc)}'
-            ) from None
-        raise CheckpointError(f'checkpoint "{path}" is corrupt or truncated '
-                              f'({_unpickler_reason(exc)})') from None
-    except Exception as exc:  # noqa: BLE001
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError,
+            IndexError, KeyError, TypeError, AttributeError, OSError,
+            zipfile.BadZipFile, UnicodeDecodeError, MemoryError) as exc:
         # Garbage bytes make the unpickler fail in many ways (EOFError,
         # BadZipFile, RuntimeError, even IndexError inside torch's
-        # weights-only unpickler): all of them mean "not a checkpoint".
+        # weights-only unpickler); a refused object is told apart by
+        # torch's message or by the globals the pickle names.
+        reason = _unpickler_reason(exc)
+        if not unsafe:
+            if _is_refused_object(reason):
+                named = re.search(r'GLOBAL (\S+)', reason)
+                raise _unsafe_objects_error(
+                    path, f'it imports {named.group(1)}' if named else
+                    reason.rstrip('.')) from None
+            refused = _refused_globals(path)
+            if refused:
+                raise _unsafe_objects_error(
+                    path, 'it imports ' + ', '.join(refused[:5])) from None
         raise CheckpointError(
             f'checkpoint "{path}" is corrupt or truncated (torch.load: '
-            f'{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})'
-        ) from None
+            f'{reason}). Write it again, or copy it again from its '
+            f'source.') from None
 
 
 def atomic_save(obj: Any, path: str) -> None:

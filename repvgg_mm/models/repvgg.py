@@ -1,6 +1,7 @@
 """``RepVGGMM``: the RepVGG backbone for mmpretrain, mmsegmentation & co."""
 from typing import Optional, Sequence, Tuple, Union
 
+import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
@@ -59,6 +60,9 @@ class RepVGGMM(BaseModule):
         init_cfg: mmengine init config, e.g. ``dict(type='Pretrained',
             checkpoint='cls.pth', prefix='backbone.')``.
     """
+
+    #: mmengine's BaseModule property, which TorchScript cannot compile
+    __jit_unused_properties__ = ['is_init']
 
     def __init__(self,
                  arch: Union[str, dict] = 'a0',
@@ -204,13 +208,17 @@ class RepVGGMM(BaseModule):
                 channels, layer_idx = width, layer_idx + 1
 
     # ------------------------------------------------------------------
-    def forward(self, x):
+    def forward(self, x: torch.Tensor):
+        # the four stages by name (not getattr): TorchScript compiles this
         x = self.stem(x)
-        outs = []
-        for i, name in enumerate(self.stage_names):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
+        x1 = self.stage_1(x)
+        x2 = self.stage_2(x1)
+        x3 = self.stage_3(x2)
+        x4 = self.stage_4(x3)
+        stages = [x1, x2, x3, x4]
+        outs = [stages[i] for i in self.out_indices]
+        if torch.jit.is_scripting():
+            return outs  # TorchScript has no variable-length tuples
         return tuple(outs)
 
     def blocks(self):

@@ -1,5 +1,6 @@
 """The RepVGG block: three branches for training, one 3x3 conv for deploy."""
-from typing import Optional, Tuple
+import contextlib
+from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -8,6 +9,7 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..fusion import NormStats, equivalent_kernel_bias
 from .se_layer import SEGate
@@ -15,6 +17,66 @@ from .se_layer import SEGate
 #: key stems of the training-form branches, relative to the block's prefix
 TRAIN_BRANCHES = ('branch_3x3', 'branch_1x1', 'branch_norm')
 DEPLOY_BRANCH = 'branch_reparam'
+
+
+#: the buffers of a BatchNorm layer that a training-mode forward updates
+NORM_STATISTICS = ('running_mean', 'running_var', 'num_batches_tracked')
+
+
+@contextlib.contextmanager
+def spare_norm_statistics(module: nn.Module) -> Iterator[None]:
+    """Let the BatchNorm layers of ``module`` update copies of their running
+    statistics, and put the originals back afterwards.
+
+    Used for the recomputation of gradient checkpointing: it re-runs the
+    block in training mode, and BN would otherwise update ``running_mean``,
+    ``running_var`` and ``num_batches_tracked`` a second time per step. The
+    recomputation still normalises with the batch statistics (same output)
+    and saves the same number of tensors as the first forward, which
+    ``torch.utils.checkpoint`` checks.
+    """
+    saved = []
+    for norm in module.modules():
+        if isinstance(norm, _BatchNorm) and norm.track_running_stats:
+            originals = {name: getattr(norm, name) for name in NORM_STATISTICS}
+            for name, buffer in originals.items():
+                setattr(norm, name, buffer.clone())
+            saved.append((norm, originals))
+    try:
+        yield
+    finally:
+        for norm, originals in saved:
+            for name, buffer in originals.items():
+                setattr(norm, name, buffer)
+
+
+def _channels_last(t: Tensor) -> bool:
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+def check_cpu_training_layout(x: Tensor, weight: Tensor) -> None:
+    """Refuse an fp32 channels_last training step on the CPU.
+
+    torch 2.14.1 (CPU, oneDNN): the weight gradient of an fp32 channels_last
+    convolution can corrupt the heap and abort the process ("corrupted
+    double-linked list", "corrupted size vs. prev_size"). The smallest case
+    found: ``conv2d`` 3 -> 48 channels, 1x1, stride 2, on a 1x3x224x224
+    channels_last input, then ``backward`` -- a RepVGG stem's 1x1 branch.
+    Forward passes are fine; it does not happen in NCHW, with
+    ``torch.backends.mkldnn.enabled = False`` or under bf16 autocast.
+    """
+    if torch.is_grad_enabled() and x.device.type == 'cpu' and \
+            x.dtype == torch.float32 and \
+            not torch.is_autocast_enabled('cpu') and (
+                _channels_last(x) or _channels_last(weight)):
+        raise RuntimeError(
+            'fp32 channels_last training on the CPU is refused: the weight '
+            'gradient of oneDNN\'s channels_last fp32 convolution corrupts '
+            'the heap in torch 2.14.1 (glibc "corrupted double-linked list", '
+            'e.g. the 1x1 stride-2 conv of a 3-channel 224x224 input). '
+            'Train in the default NCHW layout, or with bf16 autocast '
+            '(tools/train.py --amp on a CPU with bf16).')
 
 
 class ConvNorm(nn.Sequential):
@@ -50,12 +112,20 @@ class RepVGGBlock(BaseModule):
         deploy: build the deploy form directly.
         with_cp: gradient checkpointing in training.
 
+    Gradient checkpointing recomputes the block in the backward pass with
+    the running statistics of its BN layers frozen, so they are updated once
+    per step, as without it. The forward pass scripts with
+    ``torch.jit.script`` in both forms: the attributes of the other form are
+    ``None`` and TorchScript drops the code that uses them.
+
     State-dict keys: ``branch_3x3.{conv,norm}.*``, ``branch_1x1.{conv,norm}.*``,
     ``branch_norm.*`` (training form), ``branch_reparam.*`` (deploy form),
     ``se.*``. A training-form state dict loaded into a deploy block is fused
     on the fly; a deploy-form one loaded into a training block raises.
     """
 
+    #: mmengine's BaseModule property, which TorchScript cannot compile
+    __jit_unused_properties__ = ['is_init']
     #: attributes holding the training-form branches (removed when fused)
     train_branches = TRAIN_BRANCHES
 
@@ -89,6 +159,11 @@ class RepVGGBlock(BaseModule):
         # dict into a block that was built in deploy form.
         self.norm_eps = build_norm_layer(self.norm_cfg, 1)[1].eps
 
+        # the attributes of the other form stay None (for TorchScript)
+        self.branch_reparam: Optional[nn.Conv2d] = None
+        self.branch_3x3: Optional[ConvNorm] = None
+        self.branch_1x1: Optional[ConvNorm] = None
+        self.branch_norm: Optional[nn.Module] = None
         if deploy:
             self.branch_reparam = self._deploy_conv()
             self.deploy = True
@@ -119,18 +194,41 @@ class RepVGGBlock(BaseModule):
                          **factory_kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        if not torch.jit.is_scripting():
+            if self.training:
+                check_cpu_training_layout(x, self._first_weight())
+            if self.with_cp and x.requires_grad:
+                return self._checkpointed_forward(x)
         return self._forward(x)
 
+    @torch.jit.unused
+    def _first_weight(self) -> Tensor:
+        conv = (self.branch_reparam if self.branch_reparam is not None else
+                self.branch_3x3.conv)
+        return conv.weight
+
+    @torch.jit.unused
+    def _checkpointed_forward(self, x: Tensor) -> Tensor:
+        def contexts():
+            return contextlib.nullcontext(), spare_norm_statistics(self)
+
+        return cp.checkpoint(self._forward, x, use_reentrant=False,
+                             context_fn=contexts)
+
     def _forward(self, x: Tensor) -> Tensor:
-        out = self.branch_reparam(x) if self.deploy else self._branch_sum(x)
+        # ``is not None`` on a submodule / None attribute is decided when
+        # TorchScript compiles: only the present form's code is compiled
+        if self.branch_reparam is not None:
+            out = self.branch_reparam(x)
+        else:
+            out = self._branch_sum(x)
         if self.se is not None:
             out = self.se(out)
         return self.act(out)
 
     def _branch_sum(self, x: Tensor) -> Tensor:
         """The training-form branches, summed (before SE and activation)."""
+        assert self.branch_3x3 is not None and self.branch_1x1 is not None
         out = self.branch_3x3(x) + self.branch_1x1(x)
         if self.branch_norm is not None:
             out = out + self.branch_norm(x)
@@ -163,6 +261,7 @@ class RepVGGBlock(BaseModule):
         conv.bias.copy_(bias)
         for name in self.train_branches:
             delattr(self, name)
+            setattr(self, name, None)
         self.branch_reparam = conv
         self.deploy = True
 

@@ -16,6 +16,9 @@ class SEGate(BaseModule):
         ratio: reduction ratio of the hidden layer (16 in D2se).
     """
 
+    #: mmengine's BaseModule property, which TorchScript cannot compile
+    __jit_unused_properties__ = ['is_init']
+
     def __init__(self, channels: int, ratio: int = 16, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         hidden = max(1, channels // ratio)

@@ -52,8 +52,13 @@ def check_backend(backend: str, method: Optional[str] = None) -> str:
 
 
 def check_quantized_path(out: str, backend: str) -> str:
-    return check_output_path(out, SUFFIXES[backend],
-                             f'the {backend} INT8 model')
+    """``out`` if it has the backend's suffix and can be written."""
+    suffixes = SUFFIXES[backend]
+    if not out or not out.endswith(suffixes):
+        raise ToolError(f'OUT "{out}" (the {backend} INT8 model) must end '
+                        f'with {" or ".join(suffixes)}.')
+    check_output_path(out, 'OUT')
+    return out
 
 
 def _calibration_bar(num_batches: int, what: str):

@@ -1,4 +1,5 @@
 # hooks registered in mmengine's HOOKS
+from .epoch_seed_hook import EpochSeedHook
 from .switch_to_deploy_hook import SwitchToDeployHook
 
-__all__ = ['SwitchToDeployHook']
+__all__ = ['EpochSeedHook', 'SwitchToDeployHook']

@@ -1,9 +1,11 @@
 """Optimizer parts, registered in mmengine's root registries on import."""
-from .custom_l2 import (CustomL2AmpOptimWrapper, CustomL2OptimWrapper,
-                        CustomL2Penalty, RepVGGCustomL2Constructor,
-                        block_custom_l2)
+from .cpu_amp import CPUAmpOptimWrapper, cpu_supports_bf16
+from .custom_l2 import (CustomL2AmpOptimWrapper, CustomL2CPUAmpOptimWrapper,
+                        CustomL2OptimWrapper, CustomL2Penalty,
+                        RepVGGCustomL2Constructor, block_custom_l2)
 
 __all__ = [
-    'CustomL2AmpOptimWrapper', 'CustomL2OptimWrapper', 'CustomL2Penalty',
-    'RepVGGCustomL2Constructor', 'block_custom_l2'
+    'CPUAmpOptimWrapper', 'CustomL2AmpOptimWrapper',
+    'CustomL2CPUAmpOptimWrapper', 'CustomL2OptimWrapper', 'CustomL2Penalty',
+    'RepVGGCustomL2Constructor', 'block_custom_l2', 'cpu_supports_bf16'
 ]

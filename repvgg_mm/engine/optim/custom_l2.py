@@ -25,7 +25,6 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 from mmengine.logging import MessageHub
-from mmengine.model import is_model_wrapper
 from mmengine.optim import (AmpOptimWrapper, DefaultOptimWrapperConstructor,
                             OptimWrapper)
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
@@ -34,6 +33,8 @@ from torch import Tensor
 from ...fusion import NormStats, fuse_conv_norm
 from ...models.qarepvgg_block import QARepVGGBlock
 from ...models.repvgg_block import RepVGGBlock
+from ..distributed import unwrap_model
+from .cpu_amp import CPUAmpOptimWrapper
 
 #: parameters whose plain weight decay the custom L2 replaces
 CUSTOM_L2_KEYS = ('branch_3x3.conv.weight', 'branch_1x1.conv.weight')
@@ -127,7 +128,14 @@ class CustomL2AmpOptimWrapper(CustomL2Mixin, AmpOptimWrapper):
     """``AmpOptimWrapper`` + RepVGG custom L2 (built by the constructor)."""
 
 
+@OPTIM_WRAPPERS.register_module()
+class CustomL2CPUAmpOptimWrapper(CustomL2Mixin, CPUAmpOptimWrapper):
+    """``CPUAmpOptimWrapper`` + RepVGG custom L2 (built by the constructor)."""
+
+
 _L2_WRAPPERS = {
+    'CPUAmpOptimWrapper': 'CustomL2CPUAmpOptimWrapper',
+    'CustomL2CPUAmpOptimWrapper': 'CustomL2CPUAmpOptimWrapper',
     'OptimWrapper': 'CustomL2OptimWrapper',
     'AmpOptimWrapper': 'CustomL2AmpOptimWrapper',
     'CustomL2OptimWrapper': 'CustomL2OptimWrapper',
@@ -167,7 +175,7 @@ class RepVGGCustomL2Constructor(DefaultOptimWrapperConstructor):
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
-        module = model.module if is_model_wrapper(model) else model
+        module = unwrap_model(model)
         penalty = CustomL2Penalty(module, self.base_wd)
         # the parent builds the wrapper from self.optim_wrapper_cfg; this
         # constructor is used once, so handing the penalty over here is safe.
