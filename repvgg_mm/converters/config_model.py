@@ -1,4 +1,5 @@
 """Building the model of an mmpretrain / mmseg config, and its input shape."""
+import copy
 from typing import Any, Optional, Sequence, Tuple
 
 import torch
@@ -14,6 +15,9 @@ DEFAULT_SIZE = (224, 224)
 def build_model(cfg, device: str = 'cpu') -> nn.Module:
     """Build ``cfg.model`` under the config's ``default_scope``, after its
     ``custom_imports``; ``device='meta'`` builds without allocating weights.
+
+    A top-level ``data_preprocessor`` of the config goes into the model
+    unless the model sets its own, as mmengine's ``Runner`` does.
     """
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.utils import import_modules_from_strings
@@ -27,9 +31,15 @@ def build_model(cfg, device: str = 'cpu') -> nn.Module:
     scope = cfg.get('default_scope')
     if scope:
         init_default_scope(scope)
+    model_cfg = cfg.model
+    if cfg.get('data_preprocessor') is not None and isinstance(
+            model_cfg, dict) and 'data_preprocessor' not in model_cfg:
+        model_cfg = copy.deepcopy(model_cfg)
+        model_cfg['data_preprocessor'] = copy.deepcopy(
+            cfg.data_preprocessor)
     try:
         with torch.device(device):
-            model = MODELS.build(cfg.model)
+            model = MODELS.build(model_cfg)
     except KeyError as exc:
         # only an unknown type gets the hint ("X is not in the model
         # registry"); any other error in a model's code surfaces as it is

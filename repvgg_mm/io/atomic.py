@@ -10,6 +10,8 @@ then rename it.
 * Files are created with mode ``0o666`` filtered by the user's umask (0644
   under umask 022), as ``open(path, 'w')`` would; ``tempfile.mkstemp``
   would leave them 0600.
+* :func:`atomic_files` writes a set of files that belong together (an
+  OpenVINO ``.xml`` + ``.bin``).
 * :func:`check_output_path` checks, before any work, that a file can be
   created at ``path`` (missing parent folders are created).
 """
@@ -21,7 +23,7 @@ import shutil
 import socket
 import tempfile
 from contextlib import contextmanager
-from typing import Any, Iterator, List
+from typing import Any, Iterator, List, Sequence
 
 TMP_PREFIX = '.tmp-repvgg_mm-'
 
@@ -177,3 +179,26 @@ def atomic_directory(path: str) -> Iterator[str]:
     finally:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def atomic_files(paths: Sequence[str]) -> Iterator[List[str]]:
+    """Temporary paths for a set of files that belong together (an
+    OpenVINO ``.xml`` + ``.bin``), in a temporary folder beside them; all
+    are renamed on success, the last one of ``paths`` last, so its presence
+    means the set is complete. On failure none of ``paths`` is touched and
+    the temporary folder is removed."""
+    folder = os.path.dirname(os.path.abspath(paths[-1]))
+    os.makedirs(folder, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(prefix='.tmp-files-', dir=folder)
+    tmps = [os.path.join(tmp_dir, os.path.basename(p)) for p in paths]
+    try:
+        yield tmps
+        missing = [t for t in tmps if not os.path.isfile(t)]
+        if missing:
+            raise FileNotFoundError(f'expected output files were not '
+                                    f'written: {missing}')
+        for tmp, path in zip(tmps, paths):
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)

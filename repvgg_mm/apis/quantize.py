@@ -1,0 +1,149 @@
+"""Post-training INT8 of a checkpoint: export the deploy form, calibrate on
+real images of the config's dataset, quantize, optionally evaluate.
+
+:func:`quantize_model` is what ``tools/quantize.py`` runs. The exported
+graph holds the config's data preprocessor, so calibration and evaluation
+feed it the pipeline's images as float32 in 0-255.
+"""
+import os
+import os.path as osp
+import tempfile
+import time
+from typing import Optional
+
+from ..runtime.calibration import (calibration_batches, evaluation_key,
+                                   loader_key)
+from ..runtime.quantize import (check_backend, check_quantized_path,
+                                inference_session, quantize_graph)
+from ..utils.cli import ToolError, load_config
+
+
+def _export_fp32(config: str, checkpoint: str, path: str,
+                 cfg_options: Optional[dict], unsafe_load: bool) -> None:
+    """The deploy form of ``checkpoint`` as an fp32 ONNX graph with a
+    dynamic batch (the exporter of ``tools/export.py``)."""
+    try:
+        from .export import export_model
+    except ImportError:  # until the exporter lands: the same graph
+        return _export_with_torch(config, checkpoint, path, cfg_options,
+                                  unsafe_load)
+    export_model(config, checkpoint, path, fmt='onnx', batch=1,
+                 dynamic=True, cfg_options=cfg_options,
+                 unsafe_load=unsafe_load)
+
+
+def _export_with_torch(config, checkpoint, path, cfg_options, unsafe_load):
+    import torch
+
+    from ..converters.config_model import input_channels, input_size
+    from ..runtime.calibration import GraphModel
+    cfg = load_config(config, cfg_options)
+    model = load_deploy_model(cfg, checkpoint, unsafe_load)
+    (h, w), _ = input_size(cfg)
+    dummy = torch.rand(2, input_channels(cfg), h, w) * 255
+    torch.onnx.export(GraphModel(model).eval(), (dummy, ), path, dynamo=False,
+                      opset_version=17, input_names=['input'],
+                      output_names=['output'],
+                      dynamic_axes=dict(input={0: 'batch'},
+                                        output={0: 'batch'}))
+
+
+def load_deploy_model(cfg, checkpoint: str, unsafe_load: bool = False):
+    """The deploy form of ``cfg``'s model in eval mode with ``checkpoint``
+    (training or deploy form) loaded strictly."""
+    from ..converters.config_model import build_model
+    from ..converters.deploy_config import deploy_config
+    from ..io.weights import load_weights
+    model = build_model(deploy_config(cfg)).eval()
+    load_weights(model, checkpoint, unsafe=unsafe_load)
+    return model
+
+
+def quantize_model(config: str,
+                   checkpoint: str,
+                   out: str,
+                   backend: str = 'openvino',
+                   calib: int = 300,
+                   split: str = 'train',
+                   method: Optional[str] = None,
+                   evaluate: bool = False,
+                   cfg_options: Optional[dict] = None,
+                   per_channel: bool = True,
+                   calib_batch: int = 16,
+                   seed: int = 0,
+                   unsafe_load: bool = False,
+                   progress: bool = True) -> dict:
+    """INT8 model of ``checkpoint`` (training or deploy form) at ``out``.
+
+    Args:
+        backend: ``'openvino'`` (NNCF; ``out`` ends with ``.xml``, a
+            ``.bin`` is written beside it) or ``'onnxruntime'`` (``.onnx``).
+        calib: number of calibration images, a seeded random subset of
+            ``split`` read through the config's dataset with its evaluation
+            pipeline.
+        method: calibration setting (see
+            :data:`repvgg_mm.runtime.quantize.METHODS`); the backend's
+            default if None.
+        per_channel: INT8 weights with one scale per output channel (the
+            default of both backends); False: one per tensor.
+        evaluate: also run the config's evaluator on the fp32 and the INT8
+            graph over the val split.
+
+    Returns:
+        dict with ``int8_path``, ``backend``, ``method``, ``split``,
+        ``num_calibration_images``, ``seconds`` and, with ``evaluate``,
+        ``metrics`` (``{'fp32': {...}, 'int8': {...}}``), ``metric`` (the
+        headline key: ``'accuracy/top1'`` or ``'mIoU'``), ``top1_fp32``,
+        ``top1_int8`` (top-1 in %, or mIoU), ``agreement`` (share of
+        identical predictions, 0-1), ``output_sqnr_db``, ``num_val_images``.
+    """
+    # every check before anything is computed or written
+    method = check_backend(backend, method)
+    check_quantized_path(out, backend)
+    if isinstance(calib, bool) or not isinstance(calib, int) or calib < 1:
+        raise ToolError(f'--calib must be a positive whole number of '
+                        f'images, got {calib!r}.')
+    cfg = load_config(config, cfg_options)
+    loader_key(cfg, split)
+    if evaluate:
+        evaluation_key(cfg)
+    if not osp.isfile(checkpoint):
+        raise ToolError(f'checkpoint "{checkpoint}" does not exist.')
+    model = load_deploy_model(cfg, checkpoint, unsafe_load)
+    seconds = {}
+    start = time.perf_counter()
+    batches = calibration_batches(cfg, split, calib, calib_batch, seed,
+                                  progress)
+    seconds['read_calibration'] = time.perf_counter() - start
+    result = dict(int8_path=out, backend=backend, method=method,
+                  split=split, per_channel_weights=per_channel,
+                  num_calibration_images=sum(len(b) for b in batches))
+    with tempfile.TemporaryDirectory(prefix='repvgg-quant-') as work:
+        fp32 = os.path.join(work, 'fp32.onnx')
+        clock = time.perf_counter()
+        _export_fp32(config, checkpoint, fp32, cfg_options, unsafe_load)
+        seconds['export'] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        quantize_graph(backend, fp32, batches, out, method, per_channel,
+                       progress)
+        seconds['quantize'] = time.perf_counter() - clock
+        if evaluate:
+            from ..runtime.evaluate import evaluate_sessions, top1
+            clock = time.perf_counter()
+            sessions = dict(fp32=inference_session(fp32, backend),
+                            int8=inference_session(out, backend))
+            evaluation = evaluate_sessions(cfg, model, sessions, progress)
+            seconds['evaluate'] = time.perf_counter() - clock
+            fp32_metrics = evaluation['metrics']['fp32']
+            result.update(
+                metric=('accuracy/top1' if 'accuracy/top1' in fp32_metrics
+                        else 'mIoU' if 'mIoU' in fp32_metrics else None),
+                metrics=evaluation['metrics'],
+                top1_fp32=top1(evaluation['metrics']['fp32']),
+                top1_int8=top1(evaluation['metrics']['int8']),
+                agreement=evaluation['agreement']['int8'],
+                output_sqnr_db=evaluation['output_sqnr_db']['int8'],
+                num_val_images=evaluation['num_images'],
+                eval_split=evaluation['split'])
+    result['seconds'] = {k: round(v, 2) for k, v in seconds.items()}
+    return result

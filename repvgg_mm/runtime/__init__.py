@@ -1,0 +1,1 @@
+"""Running and quantizing exported graphs (ONNX Runtime, OpenVINO)."""
