@@ -260,8 +260,8 @@ def demo_run(digits_root, tmp_path_factory):
 
 def test_demo_shortened_run(demo_run, digits_root):
     work_dir, stdout = demo_run
-    for i in range(7):
-        assert f'[demo] step {i}/6' in stdout
+    for i in range(8):
+        assert f'[demo] step {i}/7' in stdout
     assert 'RepVGG demo report' in stdout
     with open(os.path.join(work_dir, 'report.json')) as f:
         report = json.load(f)
@@ -283,7 +283,19 @@ def test_demo_shortened_run(demo_run, digits_root):
     assert report['images_per_s_train_form'] > 0
     assert report['images_per_s_deploy_form'] > 0
     assert set(report['seconds']) == {'dataset', 'train', 'test_train_form',
-                                      'test_deploy_form', 'timing', 'total'}
+                                      'test_deploy_form', 'int8', 'timing',
+                                      'total'}
+    # INT8 (OpenVINO + NNCF): its fp32 reference graph is the deploy form
+    # (at most one image of 359 may flip on round-off), INT8 stays close
+    assert report['int8_backend'] == 'openvino'
+    assert report['int8_calibration_images'] == 300
+    assert abs(report['top1_int8_reference_fp32'] -
+               report['top1_deploy_form']) <= 100 / 359 + 1e-6
+    assert abs(report['top1_int8'] - report['top1_int8_reference_fp32']) <= 5
+    assert report['int8_agreement'] >= 0.9
+    assert report['images_per_s_int8'] > 0
+    assert os.path.isfile(report['int8_model'])
+    assert os.path.isfile(report['int8_model'][:-4] + '.bin')
     # written by the config's SwitchToDeployHook at the end of training
     assert report['checkpoint'] == os.path.join(work_dir, 'epoch_1.pth')
     assert report['deploy_checkpoint'] == os.path.join(

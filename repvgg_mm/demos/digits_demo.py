@@ -12,8 +12,12 @@ same public functions ``tools/train.py``, ``tools/test.py`` and
    checkpoint) with :func:`repvgg_mm.apis.test.test`, both dumping their
    predictions;
 4. compare the two sets of predictions (top-1 classes, class scores);
-5. time both forms in alternating rounds (:mod:`repvgg_mm.benchmark.rounds`);
-6. write ``report.json`` and print a summary.
+5. quantize the deploy form to INT8 (:func:`repvgg_mm.apis.quantize_model`,
+   OpenVINO + NNCF, calibrated on training images) and evaluate it on the
+   held-out images against its fp32 graph;
+6. time the torch forms and the INT8 model in alternating rounds
+   (:mod:`repvgg_mm.benchmark.rounds`);
+7. write ``report.json`` and print a summary.
 """
 import os
 import os.path as osp
@@ -26,6 +30,7 @@ from typing import Dict, Optional
 import torch
 from mmengine.logging import print_log
 
+from ..apis.quantize import quantize_model
 from ..apis.test import test, test_config
 from ..apis.train import train, training_config
 from ..benchmark.complexity import count_params
@@ -36,12 +41,16 @@ from ..converters.deploy_checkpoint import deploy_checkpoint_path
 from ..deploy import count_repvgg_blocks
 from ..io.atomic import atomic_write_json
 from ..io.weights import load_weights
+from ..runtime.calibration import calibration_batches
+from ..runtime.quantize import inference_session
 from ..utils.cli import ToolError, load_config
 from ..utils.verify import relative_errors
 from .digits_dataset import ensure_digits_dataset
 
 DEFAULT_CONFIG = 'configs/demo/repvgg-tiny_digits.py'
-NUM_STEPS = 6
+NUM_STEPS = 7
+#: INT8 backend of the main job (installed by tools/setup_env.sh)
+INT8_BACKEND = 'openvino'
 HOOK = 'SwitchToDeployHook'
 
 #: keys of the JSON report and their types (the tests check them)
@@ -68,6 +77,14 @@ REPORT_TYPES = {
     'images_per_s_train_form': float,
     'images_per_s_deploy_form': float,
     'deploy_speedup': float,
+    'int8_backend': str,
+    'int8_calibration_images': int,
+    'top1_int8': float,
+    'top1_int8_reference_fp32': float,
+    'int8_agreement': float,
+    'images_per_s_int8': float,
+    'int8_speedup_vs_train_form': float,
+    'int8_model': str,
     'seconds': dict,
     'checkpoint': str,
     'deploy_checkpoint': str,
@@ -155,16 +172,15 @@ def first_inputs(model, cfg, num_images: int) -> torch.Tensor:
     return torch.cat(chunks)[:num_images]
 
 
-def images_per_second(models: dict, inputs: torch.Tensor,
+def images_per_second(forwards: dict, batch_size: int,
                       rounds: int) -> Dict[str, float]:
-    """Median images/s of each model over alternating rounds."""
-    entries = [
-        Entry(name, lambda m=model: m(inputs, mode='tensor'), len(inputs))
-        for name, model in models.items()
-    ]
-    seconds = run_rounds(entries, rounds, warmup=1, iters=5,
-                         device=inputs.device, verbose=False)
-    return {name: summary([len(inputs) / s for s in values])['median']
+    """Median images/s of each zero-argument forward over alternating
+    rounds (each runs one batch of ``batch_size`` images)."""
+    entries = [Entry(name, forward, batch_size)
+               for name, forward in forwards.items()]
+    seconds = run_rounds(entries, rounds, warmup=1, iters=5, device='cpu',
+                         verbose=False)
+    return {name: summary([batch_size / s for s in values])['median']
             for name, values in seconds.items()}
 
 
@@ -245,8 +261,17 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
                         'orders; is the test sampler shuffling?')
     agreement = compare_predictions(trained['scores'], deployed['scores'])
 
+    _step(5, f'quantizing the deploy form to INT8 ({INT8_BACKEND}, '
+          f'calibrated on training images) and evaluating it')
+    clock = time.perf_counter()
+    int8 = quantize_model(deploy_cfg_path, deploy_ckpt,
+                          osp.join(work_dir, 'int8', f'{name}_int8.xml'),
+                          backend=INT8_BACKEND, evaluate=True,
+                          progress=False)
+    seconds['int8'] = time.perf_counter() - clock
+
     threads = torch.get_num_threads()
-    _step(5, f'timing both forms (batch {timing_batch}, {timing_rounds} '
+    _step(6, f'timing the forms (batch {timing_batch}, {timing_rounds} '
           f'alternating rounds, {threads} thread{"s" * (threads > 1)})')
     clock = time.perf_counter()
     train_model = build_model(cfg).eval()
@@ -254,14 +279,20 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
     deploy_model = build_model(dcfg).eval()
     load_weights(deploy_model, deploy_ckpt)
     inputs = first_inputs(train_model, dcfg, timing_batch)
-    speed = images_per_second(
-        dict(train_form=train_model, deploy_form=deploy_model), inputs,
-        timing_rounds)
+    raw = calibration_batches(dcfg, 'val', timing_batch, timing_batch,
+                              progress=False)[0]  # the graph's own input
+    int8_session = inference_session(int8['int8_path'], INT8_BACKEND)
+    with torch.inference_mode():
+        speed = images_per_second(
+            dict(train_form=lambda: train_model(inputs, mode='tensor'),
+                 deploy_form=lambda: deploy_model(inputs, mode='tensor'),
+                 int8=lambda: int8_session(raw)), len(inputs),
+            timing_rounds)
     seconds['timing'] = time.perf_counter() - clock
     # other programs' load changes the figures on a shared machine
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else -1.0
 
-    _step(6, 'writing the report')
+    _step(7, 'writing the report')
     seconds['total'] = time.perf_counter() - start
     report = dict(
         command=command or shlex.join(['python'] + sys.argv),
@@ -283,6 +314,14 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
         images_per_s_train_form=speed['train_form'],
         images_per_s_deploy_form=speed['deploy_form'],
         deploy_speedup=speed['deploy_form'] / speed['train_form'],
+        int8_backend=INT8_BACKEND,
+        int8_calibration_images=int8['num_calibration_images'],
+        top1_int8=float(int8['top1_int8']),
+        top1_int8_reference_fp32=float(int8['top1_fp32']),
+        int8_agreement=float(int8['agreement']),
+        images_per_s_int8=speed['int8'],
+        int8_speedup_vs_train_form=speed['int8'] / speed['train_form'],
+        int8_model=int8['int8_path'],
         seconds={k: round(v, 2) for k, v in seconds.items()},
         checkpoint=checkpoint,
         deploy_checkpoint=deploy_ckpt,
@@ -319,13 +358,19 @@ def format_report(report: dict) -> str:
         f'  top-1 deploy form   {report["top1_deploy_form"]:.2f} %',
         f'  differing preds     {report["num_differing_predictions"]} '
         f'(max class-score rel diff {report["max_score_rel_diff"]:.2e})',
+        f'  top-1 INT8          {report["top1_int8"]:.2f} % '
+        f'({report["int8_backend"]}, {report["int8_calibration_images"]} '
+        f'calibration images; fp32 graph {report["top1_int8_reference_fp32"]:.2f} %'
+        f', {100 * report["int8_agreement"]:.2f} % identical predictions)',
         f'  parameters          {report["params_train_form"]:,} -> '
         f'{report["params_deploy_form"]:,} ({report["num_blocks_fused"]} '
         f'blocks fused)',
         f'  images/s (batch {report["timing_batch_size"]}) '
         f'train form {report["images_per_s_train_form"]:.0f}, deploy form '
         f'{report["images_per_s_deploy_form"]:.0f} '
-        f'(x{report["deploy_speedup"]:.2f}; {threads} '
+        f'(x{report["deploy_speedup"]:.2f}), INT8 '
+        f'{report["images_per_s_int8"]:.0f} '
+        f'(x{report["int8_speedup_vs_train_form"]:.2f}; {threads} '
         f'thread{"s" * (threads > 1)}, CPU load '
         f'{report["cpu_load_1min"]:.1f})',
         f'  wall time           {report["seconds"]["total"]:.1f} s',
