@@ -1,6 +1,7 @@
 # RepVGG-D2se on ImageNet-1k, 8 GPUs x 32 images.
 # Recipe (official code; not in the paper): the paper's 200-epoch recipe
-# (Sec. 4.1, Table 5: 5 warm-up epochs, AutoAugment, label smoothing 0.1, mixup), trained at
+# (Sec. 4.1, Table 5: 5 warm-up epochs, AutoAugment, label smoothing 0.1,
+# mixup), trained at
 # 224x224 and evaluated at 320x320 like the official test script
 # (resize the short edge to 320, bilinear, then centre crop 320).
 # Published top-1: 81.82 at 224, 83.55 at 320. To evaluate at 224 instead:

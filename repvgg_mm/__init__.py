@@ -13,7 +13,8 @@ from .models import ARCH_SETTINGS, QARepVGGBlock, RepVGGBlock, RepVGGMM, SEGate
 from .version import __version__
 
 # mmengine 0.10.7 + torch >= 2.6: let weights_only loading (the default) read
-# mmengine's own checkpoint types, so --resume works (torch 2.6 made weights_only=True the default).
+# mmengine's own checkpoint types, so --resume works (torch 2.6 made
+# weights_only=True the default).
 allow_mmengine_checkpoint_types()
 
 __all__ = [

@@ -8,7 +8,7 @@ from .models.repvgg_block import RepVGGBlock
 
 
 def count_repvgg_blocks(model: nn.Module, deployed: bool = None) -> int:
-    """Number of RepVGG blocks in ``model`` (optionally only (un)fused ones)."""
+    """Number of RepVGG blocks in ``model`` (optionally: (un)fused ones)."""
     return sum(1 for m in model.modules() if isinstance(m, RepVGGBlock) and (
         deployed is None or m.deploy == deployed))
 

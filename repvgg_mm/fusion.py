@@ -79,7 +79,8 @@ def fuse_conv_norm(kernel: Tensor, norm: NormStats) -> Tuple[Tensor, Tensor]:
     gamma = norm.weight if norm.weight is not None else torch.ones_like(std)
     beta = norm.bias if norm.bias is not None else torch.zeros_like(std)
     scale = gamma / std
-    return kernel * scale.reshape(-1, 1, 1, 1), beta - norm.running_mean * scale
+    bias = beta - norm.running_mean * scale
+    return kernel * scale.reshape(-1, 1, 1, 1), bias
 
 
 def pad_1x1_to_3x3(kernel: Tensor) -> Tensor:
@@ -107,12 +108,13 @@ def equivalent_kernel_bias(kernel_3x3: Tensor, norm_3x3: NormStats,
     Args:
         kernel_3x3: weight of the 3x3 conv, ``(C_out, C_in / groups, 3, 3)``.
         norm_3x3: the BN after it.
-        kernel_1x1, norm_1x1: the 1x1 branch, or ``None`` if the block has none.
+        kernel_1x1, norm_1x1: the 1x1 branch, or ``None`` (no such branch).
         norm_identity: the identity branch's BN, or ``None``.
         groups: conv groups of the block (the identity kernel depends on it).
     """
     if kernel_3x3.shape[-2:] != (3, 3):
-        raise ValueError(f'expected a 3x3 kernel, got {tuple(kernel_3x3.shape)}')
+        raise ValueError(
+            f'expected a 3x3 kernel, got {tuple(kernel_3x3.shape)}')
     kernel, bias = fuse_conv_norm(kernel_3x3, norm_3x3)
     if kernel_1x1 is not None:
         if kernel_1x1.shape[-2:] != (1, 1):

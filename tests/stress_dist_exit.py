@@ -9,7 +9,8 @@ mmengine's Runner does, then ends in one of two orders:
 * ``old``: destroy the process group while the wrapper is still alive (it
   is collected at interpreter shutdown). This is what tools/train.py and
   tools/test.py did before ``engine.distributed.runner_teardown``.
-* ``teardown``: ``engine.distributed.runner_teardown``, which frees the wrapper and
+* ``teardown``: ``engine.distributed.runner_teardown``, which frees the
+  wrapper and
   then destroys the group.
 
 ``--load N`` keeps N busy-looping processes running meanwhile, because the

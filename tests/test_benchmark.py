@@ -156,7 +156,7 @@ def test_classifier_and_baseline_both_forms(configs, tmp_path, capsys,
 
 
 def test_segmentor_paper_protocol_override_and_best(configs, tmp_path,
-                                                   capsys):
+                                                    capsys):
     out_json = tmp_path / 'seg.json'
     code, out, err = run(BENCH, [
         configs['tiny_seg'], *FAST[:2], '--shape', '64', '--warmup', '0',
@@ -349,10 +349,9 @@ def test_paired_ratios_and_summary():
 def test_paper_results_match_reference():
     paper = load_paper_results()
     cls = paper['classification']
-    assert (cls['RepVGG-A0']['top1'], cls['RepVGG-A0']['speed']) == (72.41,
-                                                                      3256)
-    assert (cls['RepVGG-B0']['top1'], cls['RepVGG-B0']['speed']) == (75.14,
-                                                                      1817)
+    a0, b0 = cls['RepVGG-A0'], cls['RepVGG-B0']
+    assert (a0['top1'], a0['speed']) == (72.41, 3256)
+    assert (b0['top1'], b0['speed']) == (75.14, 1817)
     assert cls['ResNet-18']['speed'] == 2442
     assert [cls[f'ResNet-{d}']['top1'] for d in (18, 34, 50, 101, 152)] == [
         71.16, 74.17, 76.31, 77.21, 77.78]

@@ -1,5 +1,6 @@
 """The ImageNet configs: they parse, agree with the architectures, follow the
-recipes of the paper (Sec. 4.1, Tables 4-5), and build through the mmpretrain registry."""
+recipes of the paper (Sec. 4.1, Tables 4-5), and build through the
+mmpretrain registry."""
 import os.path as osp
 
 import pytest
@@ -105,7 +106,8 @@ def test_deploy_config_is_the_train_config_with_deploy_true(arch):
 
 
 def test_a0_models_build_with_the_published_sizes():
-    """mmpretrain 1.2.0 counts: A0 has 9.11 M params in training form, 8.31 M deployed."""
+    """mmpretrain 1.2.0 counts: A0 has 9.11 M params in training form,
+    8.31 M deployed."""
     sizes = {}
     for name, path in (('train', train_config('a0')),
                        ('deploy', deploy_config('a0'))):

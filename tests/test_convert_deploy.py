@@ -97,7 +97,8 @@ def run_tool_in_process(*args):
     shared CPUs): exit status and stderr."""
     tool = runpy.run_path(TOOL)
     stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), pytest.raises(SystemExit) as exit_:
+    with contextlib.redirect_stderr(stderr), \
+            pytest.raises(SystemExit) as exit_:
         tool['run_tool'](tool['main'], list(map(str, args)))
     return exit_.value.code, stderr.getvalue()
 
@@ -264,7 +265,8 @@ def test_refuses_to_overwrite_its_input(classifier):
     code, log = run_tool_in_process(classifier.cfg, classifier.ckpt,
                                     classifier.ckpt)
     assert code == 2, log
-    assert 'is the input checkpoint; the tool never overwrites its input' in log
+    assert ('is the input checkpoint; the tool never overwrites its '
+            'input') in log
     assert open(classifier.ckpt, 'rb').read() == before
 
 

@@ -232,7 +232,8 @@ def mmpretrain_model(arch):
     return build_model(cfg)
 
 
-MMPRETRAIN_TINY = dict(num_blocks=[2, 2, 2, 1], width_factor=[0.25] * 3 + [0.5],
+MMPRETRAIN_TINY = dict(num_blocks=[2, 2, 2, 1],
+                       width_factor=[0.25] * 3 + [0.5],
                        group_layer_map={2: 2, 4: 2, 6: 2},
                        se_cfg=dict(ratio=16, divisor=1))
 
@@ -383,7 +384,8 @@ def test_unknown_keys_are_reported():
     sd = OfficialRepVGG(TINY, NUM_CLASSES).state_dict()
     sd['stage1.0.extra.weight'] = torch.zeros(1)
     with pytest.raises(CheckpointError,
-                       match=r'1 unexpected keys: backbone\.stage_1\.0\.extra'):
+                       match=r'1 unexpected keys: '
+                       r'backbone\.stage_1\.0\.extra'):
         import_state_dict(sd, 'official', TINY)
 
 

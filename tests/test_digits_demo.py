@@ -29,7 +29,6 @@ DEPLOY_CONFIG = os.path.join(ROOT, 'configs/demo/repvgg-tiny_digits_deploy.py')
 NUM_DIGITS = 1797
 
 
-
 def run_tool(*args, timeout=240):
     """A tool as a user runs it: a separate process from the repo root."""
     return subprocess.run([sys.executable, *args], cwd=ROOT, timeout=timeout,
@@ -306,7 +305,7 @@ def test_demo_shortened_run(demo_run, digits_root):
 
 
 def test_deploy_checkpoint_loads_into_deploy_config(demo_run, digits_root,
-                                                   tmp_path):
+                                                    tmp_path):
     """The saved deploy weights, tested with the shipped deploy config
     through tools/test.py's function, reproduce the reported deploy top-1."""
     from repvgg_mm.apis import test_model

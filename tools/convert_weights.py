@@ -3,7 +3,8 @@
     python tools/convert_weights.py SRC OUT --format official --arch b1g4
 
 OUT holds ``state_dict`` (this project's keys: ``backbone.*``, ``head.fc.*``)
-and ``meta``. Use it as the checkpoint of ``configs/repvgg-<arch>_8xb32_in1k.py``
+and ``meta``. Use it as the checkpoint of
+``configs/repvgg-<arch>_8xb32_in1k.py``
 (training-form sources) or with ``model.backbone.deploy=True`` (deploy-form
 sources), or as a backbone initialisation::
 

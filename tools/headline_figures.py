@@ -1,6 +1,6 @@
 """Write (or check) the README's headline figures table.
 
-    python tools/headline_figures.py            # rewrite the block in README.md
+    python tools/headline_figures.py           # rewrite the README's block
     python tools/headline_figures.py --check    # exit 1 if README.md is stale
 
 The table is generated from every record in docs/benchmarks/*.json.

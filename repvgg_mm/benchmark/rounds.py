@@ -40,7 +40,6 @@ def time_forward(forward: Callable[[], object], device='cpu', warmup: int = 2,
     return times
 
 
-
 class Entry(NamedTuple):
     """One thing to time."""
 

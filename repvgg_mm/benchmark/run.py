@@ -102,7 +102,7 @@ def _prepare_model(bench: BenchModel, opts: Options, device: torch.device):
     _log(f'[{bench.name}] converting to the deployed form ...')
     deployed = deployed_form(bench, one)
     _log(f'[{bench.name}] deployed form: {deployed.steps} (max relative '
-             f'output error {deployed.max_rel_err:.1e})')
+         f'output error {deployed.max_rel_err:.1e})')
     train_cx = complexity(bench.model, proto.shape)
     deploy_cx = complexity(deployed.model, proto.shape)
     record = dict(
@@ -113,9 +113,9 @@ def _prepare_model(bench: BenchModel, opts: Options, device: torch.device):
         deploy_steps=deployed.steps, max_rel_err=deployed.max_rel_err,
         rows=[])
     _log(f'[{bench.name}] {bench.task}: batch {proto.batch_size}, '
-             f'{proto.shape[0]}x{proto.shape[1]}; params '
-             f'{train_cx.params / 1e6:.2f}M -> {deploy_cx.params / 1e6:.2f}M, '
-             f'MACs {train_cx.macs / 1e9:.2f}G -> {deploy_cx.macs / 1e9:.2f}G')
+         f'{proto.shape[0]}x{proto.shape[1]}; params '
+         f'{train_cx.params / 1e6:.2f}M -> {deploy_cx.params / 1e6:.2f}M, '
+         f'MACs {train_cx.macs / 1e9:.2f}G -> {deploy_cx.macs / 1e9:.2f}G')
     inputs = example_input(proto.batch_size, proto.shape, device)
     with torch.no_grad():  # what every serving must reproduce (first image)
         expected = {'train': bench.model(inputs[:1]),
@@ -137,14 +137,14 @@ def _prepare_model(bench: BenchModel, opts: Options, device: torch.device):
             entries.append(Entry(_key(bench.name, form, serving.name), forward,
                                  proto.batch_size))
             _log(f'[{bench.name}] prepared {form}/{serving.name} '
-                     f'({setup_s:.1f}s)')
+                 f'({setup_s:.1f}s)')
         except Exception as exc:  # a serving this model/device cannot do
             last_line = (str(exc).strip().splitlines() or [''])[-1]
             if not last_line.startswith(type(exc).__name__):
                 last_line = f'{type(exc).__name__}: {last_line}'
             row['error'] = last_line[:300]
             _log(f'[{bench.name}] {form}/{serving.name} unavailable: '
-                     f'{row["error"]}')
+                 f'{row["error"]}')
         record['rows'].append(row)
     return record, entries
 
@@ -179,7 +179,7 @@ def run_benchmark(opts: Options) -> dict:
         gemm_forward, gemm_macs = gemm_call(device, threads=threads)
         entries.append(Entry(_gemm_key(threads), gemm_forward, 1))
     _log(f'timing {len(entries)} entries x {opts.rounds} rounds '
-             f'({opts.warmup} warm-up + {opts.iters} timed calls each) ...')
+         f'({opts.warmup} warm-up + {opts.iters} timed calls each) ...')
     seconds = run_rounds(entries, opts.rounds, opts.warmup, opts.iters,
                          device)
     gemm = gemm_rates = None

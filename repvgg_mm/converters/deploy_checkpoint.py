@@ -21,6 +21,7 @@ from ..version import __version__
 TRAINING_STATE_KEYS = ('optimizer', 'param_schedulers', 'message_hub',
                        'ema_state_dict')
 
+
 def deploy_checkpoint(checkpoint: Any, converted: nn.Module,
                       source: str) -> Dict[str, Any]:
     """The deploy checkpoint dict of ``converted`` (see the module doc)."""

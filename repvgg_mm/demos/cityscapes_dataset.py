@@ -53,12 +53,13 @@ NOISE_STD = 12.0
 BRIGHTNESS_JITTER = 20.0
 EGO_BAND = (0.0, 0.12)  # fraction of the height labelled 255 at the bottom
 
+
 class CityscapesDemoError(ToolError):
     """Bad settings or an output folder that must not be used."""
 
 
 def cityscapes_palette() -> np.ndarray:
-    """(19, 3) uint8 RGB colours of the train ids, from ``CityscapesDataset``."""
+    """(19, 3) uint8 RGB colours of the train ids (``CityscapesDataset``)."""
     from mmseg.datasets import CityscapesDataset
     palette = np.asarray(CityscapesDataset.METAINFO['palette'], np.uint8)
     assert palette.shape == (NUM_CLASSES, 3), palette.shape
@@ -72,7 +73,7 @@ def file_stem(city: str, index: int) -> str:
 
 def synthesize_scene(rng: np.random.Generator, height: int, width: int,
                      palette: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """One scene: ``(RGB image (H, W, 3) uint8, train-id label (H, W) uint8)``."""
+    """One scene: ``(RGB image (H, W, 3), train-id label (H, W))``, uint8."""
     num_regions = int(rng.integers(*REGIONS_PER_SCENE, endpoint=True))
     classes = rng.choice(NUM_CLASSES, size=num_regions, replace=False)
     seeds = rng.uniform((0, 0), (height, width), size=(num_regions, 2))

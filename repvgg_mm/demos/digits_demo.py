@@ -360,7 +360,8 @@ def format_report(report: dict) -> str:
         f'(max class-score rel diff {report["max_score_rel_diff"]:.2e})',
         f'  top-1 INT8          {report["top1_int8"]:.2f} % '
         f'({report["int8_backend"]}, {report["int8_calibration_images"]} '
-        f'calibration images; fp32 graph {report["top1_int8_reference_fp32"]:.2f} %'
+        f'calibration images; fp32 graph '
+        f'{report["top1_int8_reference_fp32"]:.2f} %'
         f', {100 * report["int8_agreement"]:.2f} % identical predictions)',
         f'  parameters          {report["params_train_form"]:,} -> '
         f'{report["params_deploy_form"]:,} ({report["num_blocks_fused"]} '

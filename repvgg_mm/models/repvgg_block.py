@@ -118,7 +118,8 @@ class RepVGGBlock(BaseModule):
     ``torch.jit.script`` in both forms: the attributes of the other form are
     ``None`` and TorchScript drops the code that uses them.
 
-    State-dict keys: ``branch_3x3.{conv,norm}.*``, ``branch_1x1.{conv,norm}.*``,
+    State-dict keys: ``branch_3x3.{conv,norm}.*``,
+    ``branch_1x1.{conv,norm}.*``,
     ``branch_norm.*`` (training form), ``branch_reparam.*`` (deploy form),
     ``se.*``. A training-form state dict loaded into a deploy block is fused
     on the fly; a deploy-form one loaded into a training block raises.
@@ -237,7 +238,7 @@ class RepVGGBlock(BaseModule):
     # ------------------------------------------------------------------
     # re-parameterization
     def get_equivalent_kernel_bias(self) -> Tuple[Tensor, Tensor]:
-        """Differentiable 3x3 kernel and bias equal to the training branches."""
+        """Differentiable 3x3 kernel and bias equal to the training form."""
         if self.deploy:
             return self.branch_reparam.weight, self.branch_reparam.bias
         return equivalent_kernel_bias(
@@ -271,7 +272,8 @@ class RepVGGBlock(BaseModule):
         # Exceptions are raised here rather than appended to error_msgs:
         # mmengine's non-strict loader turns error_msgs into mere warnings,
         # and a silently random block is the worst outcome.
-        has_train = any(k.startswith(f'{prefix}branch_3x3.') for k in state_dict)
+        has_train = any(
+            k.startswith(f'{prefix}branch_3x3.') for k in state_dict)
         has_deploy = f'{prefix}{DEPLOY_BRANCH}.weight' in state_dict
         if self.deploy and has_train and not has_deploy:
             self._fuse_state_dict(state_dict, prefix)

@@ -44,7 +44,8 @@ def load_config(path: str, cfg_options: Optional[dict] = None):
     try:
         cfg = Config.fromfile(path)
     except SyntaxError as exc:
-        raise ToolError(f'config "{path}" is not valid Python: {exc}') from None
+        raise ToolError(
+            f'config "{path}" is not valid Python: {exc}') from None
     except FileNotFoundError as exc:  # a _base_ file that does not exist
         raise ToolError(f'cannot read config "{path}": {exc}') from None
     if cfg_options:

@@ -19,7 +19,8 @@ def randomize_norm_stats_(model: nn.Module, inputs: torch.Tensor = None,
 
     With ``inputs``, the running statistics are first calibrated on them (a
     cumulative average over one train-mode pass), so the signal stays
-    well-conditioned through deep stacks (D2se; see docs/design.md); then means,
+    well-conditioned through deep stacks (D2se; see docs/design.md); then
+    means,
     variances, gammas and betas are perturbed randomly. The model is left in
     eval mode.
     """

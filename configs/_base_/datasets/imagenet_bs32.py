@@ -1,5 +1,6 @@
 # ImageNet-1k, 32 images per GPU (8 GPUs -> batch 256), the "simple"
-# augmentation of the 120-epoch recipe (paper Sec. 4.1, Table 4): RandomResizedCrop 224 +
+# augmentation of the 120-epoch recipe (paper Sec. 4.1, Table 4):
+# RandomResizedCrop 224 +
 # horizontal flip; test: resize the short edge to 256, centre crop 224.
 # Resizing uses Pillow (bilinear), like the torchvision pipeline of the
 # official RepVGG code. Expected layout (see README.md):

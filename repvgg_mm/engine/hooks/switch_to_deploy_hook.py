@@ -75,7 +75,8 @@ class SwitchToDeployHook(Hook):
         if count_repvgg_blocks(unwrap_model(runner.model)) == 0:
             raise ValueError(
                 f'SwitchToDeployHook is in custom_hooks, but the model '
-                f'({type(unwrap_model(runner.model)).__name__}) holds no RepVGG '
+                f'({type(unwrap_model(runner.model)).__name__}) holds no '
+                f'RepVGG '
                 f'block. Use type="RepVGGMM" as the backbone, or remove the '
                 f'hook.')
 

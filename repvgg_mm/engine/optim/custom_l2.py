@@ -48,7 +48,7 @@ def _detached(stats: NormStats) -> NormStats:
 
 
 def _branch_scale(stats: NormStats, like: Tensor) -> Tensor:
-    """``gamma / sqrt(var + eps)`` as ``(C, 1, 1, 1)``, via the fusion maths."""
+    """``gamma / sqrt(var + eps)`` as ``(C, 1, 1, 1)`` (the fusion maths)."""
     ones = torch.ones(stats.running_var.shape[0], 1, 1, 1, dtype=like.dtype,
                       device=like.device)
     return fuse_conv_norm(ones, stats)[0]
