@@ -8,7 +8,8 @@ import os
 import os.path as osp
 from typing import Optional
 
-from ..engine.config_checks import check_dataset_paths, check_repvgg_archs
+from ..engine.config_checks import (check_dataset_paths, check_neck_channels,
+                                    check_repvgg_archs)
 from ..engine.distributed import build_runner, runner_teardown
 from ..utils.cli import ToolError, load_config
 
@@ -24,6 +25,7 @@ def runner_config(config: str, cfg_options: Optional[dict] = None,
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(config))[0])
     check_repvgg_archs(cfg)
+    check_neck_channels(cfg)
     return cfg
 
 
