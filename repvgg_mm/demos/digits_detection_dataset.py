@@ -23,7 +23,6 @@ stratified split of :mod:`.digits_dataset`). The folder appears atomically:
 everything is written to a temporary sibling folder that is renamed into
 place at the end, so an interrupted run leaves no half dataset behind.
 """
-import json
 import os
 import shutil
 import tempfile
@@ -31,9 +30,10 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from ..io.atomic import atomic_write_json
+from ..utils.cli import ToolError
 from .digits_dataset import (SOURCE, SOURCE_SIZE, digit_to_image,
                              load_digits_arrays, stratified_split)
-from ..utils.cli import ToolError
 
 CLASSES = tuple(str(d) for d in range(10))
 SPLITS = ('train', 'val')
@@ -135,7 +135,6 @@ def _write_split(root: str, split: str, num_images: int, pool: np.ndarray,
                  digit_sizes, digits_per_image, rng, log: Log) -> dict:
     """Write one split's canvases and COCO file; return its statistics."""
     from PIL import Image
-    from ..io.atomic import atomic_write_json
     os.makedirs(os.path.join(root, split))
     images, annotations = [], []
     per_class = np.zeros(len(CLASSES), np.int64)
