@@ -3,9 +3,10 @@
 
 Both forms are timed in the same run, alternating round by round, with the
 paper's protocol by default (classification: batch 128, fp32, 224x224;
-segmentation: batch 16, 713x713). Baselines (``--baseline``) are timed in
-the same rounds; ``--best`` also tries every serving option on the deployed
-forms and reports the fastest.
+segmentation: batch 16, 713x713; detection, which the paper does not time:
+batch 1, 800x1333, mmdet's COCO test scale). Baselines (``--baseline``)
+are timed in the same rounds; ``--best`` also tries every serving option on
+the deployed forms and reports the fastest.
 
 Examples::
 
@@ -13,6 +14,8 @@ Examples::
     python tools/benchmark_fps.py configs/repvgg-a0_8xb32_in1k.py a0.pth \\
         --baseline mmpretrain::resnet/resnet18_8xb32_in1k.py timm:repvgg_a0 \\
         --best --json work_dirs/fps_a0.json
+    python tools/benchmark_fps.py configs/retinanet_repvgg-a0_fpn_1x_coco.py \\
+        --baseline configs/retinanet_r50_fpn_1x_coco.py
 """
 import argparse
 import sys
@@ -56,10 +59,11 @@ def parse_args(argv=None):
                         'pkg::configs or timm:<model>')
     parser.add_argument('--batch-size', type=positive_int,
                         help='default: 128 (classification), 16 '
-                        '(segmentation)')
+                        '(segmentation), 1 (detection)')
     parser.add_argument('--shape', type=positive_int, nargs='+',
                         metavar='N', help='input H W (or one size); default '
-                        '224 224 (classification), 713 713 (segmentation)')
+                        '224 224 (classification), 713 713 (segmentation), '
+                        '800 1333 (detection)')
     parser.add_argument('--warmup', type=non_negative_int, default=2,
                         help='untimed calls before the timed ones, per round '
                         '(each entry already ran once when it was prepared)')

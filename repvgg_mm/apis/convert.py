@@ -22,6 +22,7 @@ from ..converters.config_model import build_model, input_channels, input_size
 from ..converters.deploy_checkpoint import deploy_checkpoint
 from ..converters.deploy_config import deploy_config, write_deploy_config
 from ..deploy import count_repvgg_blocks, switch_to_deploy
+from ..engine.config_checks import check_neck_channels
 from ..io.atomic import check_output_path
 from ..io.checkpoint import atomic_save, load_checkpoint_file, state_dict_of
 from ..io.weights import (load_state_dict_strict, repvgg_form,
@@ -117,6 +118,7 @@ def convert_checkpoint(config: str,
     out_config = out_config or osp.splitext(out)[0] + '.py'
     _check_paths(config, checkpoint, out, out_config)
     cfg = load_config(config, cfg_options)
+    check_neck_channels(cfg)
     start = time.perf_counter()
 
     print_log(f'loading {checkpoint} ...', logger='current')

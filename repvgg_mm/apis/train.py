@@ -9,7 +9,8 @@ import os.path as osp
 from typing import Optional
 
 from ..engine.atomic_checkpoint import use_atomic_checkpoints
-from ..engine.config_checks import check_dataset_paths, check_repvgg_archs
+from ..engine.config_checks import (check_dataset_paths, check_neck_channels,
+                                    check_repvgg_archs)
 from ..engine.distributed import build_runner, runner_teardown
 from ..engine.optim.cpu_amp import cpu_supports_bf16
 from ..io.checkpoint import (CheckpointError, load_checkpoint_file,
@@ -29,6 +30,7 @@ def runner_config(config: str, cfg_options: Optional[dict] = None,
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(config))[0])
     check_repvgg_archs(cfg)
+    check_neck_channels(cfg)
     return cfg
 
 

@@ -32,7 +32,7 @@ class BenchModel(NamedTuple):
     name: str  #: short label (config stem or ``timm:<name>``)
     source: str  #: what the user gave
     model: nn.Module
-    task: str  #: ``'classification'`` or ``'segmentation'``
+    task: str  #: ``'classification'``, ``'segmentation'``, ``'detection'``
     #: the model's own re-parameterization (timm), else ``None``
     own_deploy: Optional[Callable[[nn.Module], nn.Module]] = None
     checkpoint: Optional[str] = None
@@ -58,7 +58,9 @@ def resolve_config_path(source: str) -> str:
 def build_from_config(source: str, cfg_options: dict = None) -> BenchModel:
     """Build the model of an mm config under the config's default scope."""
     from ..converters.config_model import build_model
+    from ..engine.config_checks import check_neck_channels
     cfg = load_config(resolve_config_path(source), cfg_options)
+    check_neck_channels(cfg)
     # built without init_weights(): random weights, nothing downloaded
     model = build_model(cfg)
     name = osp.splitext(osp.basename(source.partition('::')[2] or source))[0]

@@ -1,4 +1,5 @@
-"""Building the model of an mmpretrain / mmseg config, and its input shape."""
+"""Building the model of an mmpretrain / mmseg / mmdet config, and its input
+shape."""
 import copy
 from typing import Any, Optional, Sequence, Tuple
 
@@ -48,7 +49,7 @@ def build_model(cfg, device: str = 'cpu') -> nn.Module:
         reason = exc.args[0] if exc.args else exc
         raise ToolError(
             f'cannot build the model of the config ({reason}). The config '
-            f'needs default_scope="mmpretrain" or "mmseg" and '
+            f'needs default_scope="mmpretrain", "mmseg" or "mmdet" and '
             f'custom_imports=dict(imports=["repvgg_mm"]).') from None
     return model
 
@@ -87,12 +88,22 @@ def _size_from_pipeline(pipeline) -> Optional[Tuple[int, int]]:
     return None
 
 
+def _padded(hw: Tuple[int, int], model) -> Tuple[int, int]:
+    divisor = (model.get('data_preprocessor') or {}).get('pad_size_divisor')
+    if not isinstance(divisor, int) or divisor <= 1:
+        return hw
+    return tuple(-(-s // divisor) * divisor for s in hw)
+
+
 def input_size(cfg) -> Tuple[Tuple[int, int], str]:
     """``((H, W), where it came from)`` of a test input of ``cfg``.
 
     Looked up in order: ``model.test_cfg.crop_size`` (mmseg slide
     inference), ``model.data_preprocessor.size``, the config's ``crop_size``,
-    the test (then val) pipeline's last crop / resize, else 224x224.
+    the test (then val) pipeline's last crop / resize, else 224x224. A
+    pipeline size is rounded up to ``model.data_preprocessor.
+    pad_size_divisor`` (mmdet pads every batch so: a 1333x800 test scale is
+    an 800x1344 network input).
     """
     model = cfg.model
     candidates = [
@@ -110,7 +121,7 @@ def input_size(cfg) -> Tuple[Tuple[int, int], str]:
         pipeline = _find_pipeline(cfg.get(loader))
         hw = _size_from_pipeline(pipeline) if pipeline else None
         if hw:
-            return hw, f'{loader} pipeline'
+            return _padded(hw, model), f'{loader} pipeline'
     return DEFAULT_SIZE, 'default'
 
 

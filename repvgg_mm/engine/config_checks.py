@@ -1,21 +1,25 @@
 """Checks of a config that would otherwise fail deep inside mmengine.
 
 Each raises :class:`~repvgg_mm.utils.cli.ToolError` with one paragraph that
-names the problem and the fix: an unknown RepVGG arch, a dataset folder or
-annotation file that does not exist.
+names the problem and the fix: an unknown RepVGG arch, a neck whose input
+widths are not the backbone's (mmdet's FPN would only fail at the first
+forward, with a conv shape error), a dataset folder or annotation file that
+does not exist.
 """
 import os
 import os.path as osp
 from typing import Iterable, List, Sequence, Tuple
 
-from ..converters.deploy_config import find_backbone_dicts
+from ..converters.deploy_config import find_backbone_dicts, type_name
 from ..models.arch import parse_arch
+from ..models.repvgg import out_channels_of
 from ..utils.cli import ToolError
 
 #: where the docs explain how to prepare a dataset type
 DATASET_DOCS = {
     'ImageNet': 'docs/classification.md ("Preparing ImageNet")',
     'CityscapesDataset': 'docs/segmentation.md ("Preparing Cityscapes")',
+    'CocoDataset': 'docs/detection.md ("Preparing COCO")',
 }
 
 
@@ -33,6 +37,50 @@ def check_repvgg_archs(cfg) -> None:
             raise ToolError(
                 f'{exc} Fix model.backbone.arch in "{cfg.filename}" (or '
                 f'--cfg-options model.backbone.arch=NAME).') from None
+
+
+def _backbones_with_necks(node, path='model'):
+    """``(neck path, backbone dict, neck dict)`` of every model dict under
+    ``node`` whose backbone is a ``RepVGGMM`` and that has a neck."""
+    found = []
+    if isinstance(node, dict):
+        backbone, neck = node.get('backbone'), node.get('neck')
+        neck_path = f'{path}.neck'
+        if isinstance(neck, (list, tuple)) and neck:
+            neck, neck_path = neck[0], f'{path}.neck[0]'  # the first reads it
+        if (isinstance(backbone, dict) and isinstance(neck, dict)
+                and type_name(backbone.get('type')) == 'RepVGGMM'):
+            found.append((neck_path, backbone, neck))
+        for key, value in node.items():
+            found += _backbones_with_necks(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            found += _backbones_with_necks(value, f'{path}[{i}]')
+    return found
+
+
+def check_neck_channels(cfg) -> None:
+    """A neck with a list of ``in_channels`` (FPN, PAFPN, ...) reads exactly
+    the widths of the ``RepVGGMM`` outputs (arch and ``out_indices``)."""
+    for neck_path, backbone, neck in _backbones_with_necks(cfg.get('model')):
+        given = neck.get('in_channels')
+        if not isinstance(given, (list, tuple)):
+            continue  # one width for all inputs, or none: nothing to check
+        arch = backbone.get('arch', 'a0')
+        out_indices = backbone.get('out_indices', (3, ))
+        try:
+            expected = list(out_channels_of(arch, out_indices))
+        except (ValueError, TypeError):
+            continue  # reported by check_repvgg_archs / the backbone
+        if list(given) != expected:
+            name = arch if isinstance(arch, str) else 'the arch dict'
+            option = str(expected).replace(' ', '')
+            raise ToolError(
+                f'{neck_path}.in_channels={list(given)} does not match the '
+                f'backbone: RepVGGMM {name} with out_indices='
+                f'{tuple(out_indices)} outputs {expected} channels. Set '
+                f'{neck_path}.in_channels={expected} in "{cfg.filename}" '
+                f'(or --cfg-options {neck_path}.in_channels={option}).')
 
 
 def _dataset_leaves(dataset) -> Iterable[dict]:

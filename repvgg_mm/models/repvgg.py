@@ -24,6 +24,29 @@ def _four(name: str, value) -> Tuple:
     return tuple(value)
 
 
+def resolve_out_indices(out_indices) -> Tuple[int, ...]:
+    """``out_indices`` (an int or a sequence, negatives allowed) as 0-3."""
+    if isinstance(out_indices, int):
+        out_indices = (out_indices, )
+    resolved = []
+    for index in out_indices:
+        if not -NUM_STAGES <= index < NUM_STAGES:
+            raise ValueError(f'out_indices must be in [-{NUM_STAGES}, '
+                             f'{NUM_STAGES - 1}], got {index}')
+        resolved.append(index % NUM_STAGES)
+    if not resolved:
+        raise ValueError('out_indices must name at least one stage')
+    return tuple(resolved)
+
+
+def out_channels_of(arch: Union[str, dict],
+                    out_indices: Sequence[int] = (3, )) -> Tuple[int, ...]:
+    """``RepVGGMM(arch, out_indices=...).out_channels`` without building it:
+    the widths of the selected post-stem stages."""
+    _, widths = stage_widths(parse_arch(arch))
+    return tuple(widths[i] for i in resolve_out_indices(out_indices))
+
+
 @MODELS.register_module()
 class RepVGGMM(BaseModule):
     """RepVGG backbone ("RepVGG: Making VGG-style ConvNets Great Again").
@@ -181,17 +204,7 @@ class RepVGGMM(BaseModule):
 
     @staticmethod
     def _resolve_out_indices(out_indices):
-        if isinstance(out_indices, int):
-            out_indices = (out_indices, )
-        resolved = []
-        for index in out_indices:
-            if not -NUM_STAGES <= index < NUM_STAGES:
-                raise ValueError(f'out_indices must be in [-{NUM_STAGES}, '
-                                 f'{NUM_STAGES - 1}], got {index}')
-            resolved.append(index % NUM_STAGES)
-        if not resolved:
-            raise ValueError('out_indices must name at least one stage')
-        return tuple(resolved)
+        return resolve_out_indices(out_indices)
 
     def _check_groups(self, stem_width, widths):
         groups = self.arch['groups']
