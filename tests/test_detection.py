@@ -236,8 +236,7 @@ def test_detector_outputs_before_and_after_conversion(variant):
 # the COCO-format digits data
 def test_demo_data_is_coco_format_with_known_boxes(tmp_path):
     root = str(tmp_path / 'digits_det')
-    stats = write_digits_detection(root, num_train=6, num_val=3, seed=1,
-                                   log=lambda s: None)
+    stats = write_digits_detection(root, num_train=6, num_val=3, seed=1)
     assert sorted(os.listdir(root)) == ['annotations', 'train', 'val']
     assert sorted(os.listdir(osp.join(root, 'train'))) == [
         f'{i:06d}.png' for i in range(6)]
@@ -282,8 +281,7 @@ def test_demo_data_refuses_bad_settings_and_overwriting(tmp_path):
     (root / 'precious.txt').write_text('keep me')
     with pytest.raises(DigitsDetectionError, match='not empty. Pass '
                        '--overwrite'):
-        write_digits_detection(str(root), num_train=1, num_val=1,
-                               log=lambda s: None)
+        write_digits_detection(str(root), num_train=1, num_val=1)
     assert os.listdir(root) == ['precious.txt']
     with pytest.raises(DigitsDetectionError, match='digit sizes must'):
         write_digits_detection(str(tmp_path / 'x'), digit_sizes=(14, 80))
@@ -388,8 +386,7 @@ def test_demo_train_test_convert_test_through_the_tools(tmp_path):
 @pytest.mark.slow
 def test_demo_dist_train_two_cpu_ranks(tmp_path):
     data = tmp_path / 'data'
-    write_digits_detection(str(data), num_train=32, num_val=8,
-                           log=lambda s: None)
+    write_digits_detection(str(data), num_train=32, num_val=8)
     base = tmp_path / 'demo_cfg.py'
     base.write_text(BASE_CFG.format(demo=DEMO, data=f'{data}/', epochs=1))
     work = tmp_path / 'work'

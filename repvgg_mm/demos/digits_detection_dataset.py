@@ -19,18 +19,18 @@ tight box of the digit's ink (the rows and columns of the 8x8 scan that are
 not blank, scaled like the digit), so boxes and labels are known exactly.
 
 The digits of the val canvases are scans that no train canvas uses (the
-stratified split of :mod:`.digits_dataset`). The folder appears atomically:
-everything is written to a temporary sibling folder that is renamed into
-place at the end, so an interrupted run leaves no half dataset behind.
+stratified split of :mod:`.digits_dataset`). The folder appears atomically
+(:func:`repvgg_mm.io.atomic.atomic_directory`), so an interrupted run leaves
+no half dataset behind.
 """
 import os
-import shutil
-import tempfile
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
+from mmengine.logging import print_log
+from mmengine.utils import ProgressBar
 
-from ..io.atomic import atomic_write_json
+from ..io.atomic import atomic_directory, atomic_write_json
 from ..utils.cli import ToolError
 from .digits_dataset import (SOURCE, SOURCE_SIZE, digit_to_image,
                              load_digits_arrays, stratified_split)
@@ -46,8 +46,6 @@ VAL_FRACTION = 0.2  # of the scans of every class, kept for val canvases
 BACKGROUND_LEVEL = (0, 70)
 NOISE_STD = 10.0
 MAX_PLACEMENT_TRIES = 100
-
-Log = Callable[[str], None]
 
 
 class DigitsDetectionError(ToolError):
@@ -132,7 +130,8 @@ def check_settings(num_train, num_val, canvas, digit_sizes,
 
 def _write_split(root: str, split: str, num_images: int, pool: np.ndarray,
                  scans: np.ndarray, labels: np.ndarray, canvas: int,
-                 digit_sizes, digits_per_image, rng, log: Log) -> dict:
+                 digit_sizes, digits_per_image, rng,
+                 progress: ProgressBar) -> dict:
     """Write one split's canvases and COCO file; return its statistics."""
     from PIL import Image
     os.makedirs(os.path.join(root, split))
@@ -155,8 +154,7 @@ def _write_split(root: str, split: str, num_images: int, pool: np.ndarray,
                                                                    h)],
                 area=round(w * h, 2), iscrowd=0))
             per_class[label] += 1
-        if (index + 1) % 100 == 0 or index + 1 == num_images:
-            log(f'  {split}: {index + 1}/{num_images} images')
+        progress.update()
     coco = dict(
         info=dict(description=f'digits of {SOURCE} on {canvas}x{canvas} '
                   f'canvases'),
@@ -177,8 +175,7 @@ def write_digits_detection(out_dir: str,
                            digits_per_image: Sequence[int] = (
                                DEFAULT_DIGITS_PER_IMAGE),
                            seed: int = 0,
-                           overwrite: bool = False,
-                           log: Log = print) -> Dict[str, dict]:
+                           overwrite: bool = False) -> Dict[str, dict]:
     """Write the dataset to ``out_dir``; return per-split statistics
     ``{split: {'images': n, 'boxes': n, 'boxes_per_class': {...}}}``.
 
@@ -199,27 +196,18 @@ def write_digits_detection(out_dir: str,
             raise DigitsDetectionError(
                 f'"{out_dir}" already exists and is not empty. Pass '
                 f'--overwrite to replace it, or choose another folder.')
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
     scans, labels = load_digits_arrays()
     pools = stratified_split(labels, VAL_FRACTION, seed)
     rng = np.random.default_rng(seed)
-    log(f'writing digits on {canvas}x{canvas} canvases to {out_dir} '
-        f'({num_train} train + {num_val} val images, digits of '
-        f'{digit_sizes[0]}-{digit_sizes[1]} px, {digits_per_image[0]}-'
-        f'{digits_per_image[1]} per image)')
-    tmp_root = tempfile.mkdtemp(prefix=f'.{os.path.basename(out_dir)}.tmp-',
-                                dir=parent)
-    try:
-        stats = {}
+    print_log(f'writing digits on {canvas}x{canvas} canvases to {out_dir} '
+              f'({num_train} train + {num_val} val images, digits of '
+              f'{digit_sizes[0]}-{digit_sizes[1]} px, {digits_per_image[0]}-'
+              f'{digits_per_image[1]} per image)', logger='current')
+    stats = {}
+    progress = ProgressBar(num_train + num_val)
+    with atomic_directory(out_dir) as tmp_root:
         for split, num in (('train', num_train), ('val', num_val)):
             stats[split] = _write_split(tmp_root, split, num, pools[split],
                                         scans, labels, canvas, digit_sizes,
-                                        digits_per_image, rng, log)
-        if os.path.isdir(out_dir):
-            shutil.rmtree(out_dir)
-        os.rename(tmp_root, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_root, ignore_errors=True)
-        raise
+                                        digits_per_image, rng, progress)
     return stats
