@@ -20,8 +20,9 @@ DYNAMIC_AXES = {0: 'batch', 2: 'height', 3: 'width'}
 
 def _exporter_error(exc: Exception, opset: int) -> ToolError:
     text = str(exc).strip()
-    ops = sorted(set(re.findall(r"(?:aten|prim|onnx)::\w+|Python operator "
-                                r"\w+", text)))
+    ops = re.findall(r"export of operator (\w+)|operator '?((?:aten|prim)::"
+                     r"\w+)|(Python operator \w+)", text)
+    ops = sorted({name for match in ops for name in match if name})
     named = f' (operator: {", ".join(ops)})' if ops else ''
     last = (text.splitlines() or [''])[0][:400]
     return ToolError(

@@ -63,8 +63,9 @@ def _ort(path: str, threads: Optional[int]) -> RuntimeSession:
 def _ov_metadata(model) -> Dict[str, str]:
     if not model.has_rt_info(['model_info']):
         return {}
-    info = model.get_rt_info(['model_info'])
-    return {key: str(value) for key, value in info.items()}
+    info = model.get_rt_info(['model_info']).astype(dict)
+    return {key: value.astype(str) if hasattr(value, 'astype') else
+            str(value) for key, value in info.items()}
 
 
 def _openvino(path: str, precision: str,
