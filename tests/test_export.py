@@ -122,8 +122,8 @@ def test_segmentor_from_training_and_deploy_checkpoints(tmp_path, capsys):
     assert code == 0, err
     session = open_session(out)
     assert session.metadata['input_size'] == '48x48'
-    assert json.loads(session.metadata['class_names'])[:2] == ['road',
-                                                                'sidewalk']
+    names = json.loads(session.metadata['class_names'])
+    assert names[:2] == ['road', 'sidewalk']
     images = image_like((1, 3, 48, 48), seed=1)
     logits, = session(images.numpy())
     assert logits.shape == (1, 19, 48, 48)  # at the input resolution
