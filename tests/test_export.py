@@ -236,3 +236,47 @@ def test_unwritable_out_is_checked_before_any_work(tmp_path, capsys):
     code, _, err = _run_tool([A0, str(tmp_path / 'missing.pth'),
                               str(blocker / 'sub' / 'm.onnx')], capsys)
     assert code == 2 and 'is not a writable folder' in err, err
+
+
+DET_CFG = """
+custom_imports = dict(imports=['repvgg_mm'], allow_failed_imports=False)
+default_scope = 'mmdet'
+model = dict(
+    type='RetinaNet',
+    data_preprocessor=dict(
+        type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_size_divisor=32),
+    backbone=dict(type='RepVGGMM', out_indices=(1, 2, 3), arch=dict(
+        num_blocks=[1, 2, 1, 1], width_factor=[0.125] * 4)),
+    neck=dict(type='FPN', in_channels=[16, 32, 64], out_channels=16,
+              start_level=0, add_extra_convs='on_input', num_outs=3),
+    bbox_head=dict(
+        type='RetinaHead', num_classes=3, in_channels=16, stacked_convs=1,
+        feat_channels=16,
+        anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
+                              scales_per_octave=3, ratios=[0.5, 1.0, 2.0],
+                              strides=[8, 16, 32]),
+        bbox_coder=dict(type='DeltaXYWHBBoxCoder'),
+        loss_cls=dict(type='FocalLoss', use_sigmoid=True),
+        loss_bbox=dict(type='L1Loss')),
+    test_cfg=dict(nms_pre=100, score_thr=0.05, max_per_img=10,
+                  nms=dict(type='nms', iou_threshold=0.5)))
+"""
+
+
+def test_detector_exports_raw_head_outputs(tmp_path):
+    config = tmp_path / 'det.py'
+    config.write_text(DET_CFG)
+    ckpt, out = str(tmp_path / 'det.pth'), str(tmp_path / 'det.onnx')
+    model = _checkpoint(str(config), ckpt)
+    result = export_model(str(config), ckpt, out, shape=(64, 64),
+                          verify=True)
+    assert result.task == 'detector' and result.max_rel_err <= TOL
+    session = open_session(out)
+    assert 'NMS are not in the graph' in session.metadata['output']
+    images = image_like((1, 3, 64, 64), seed=2)
+    got = [torch.from_numpy(o) for o in session(images.numpy())]
+    with torch.no_grad():  # (cls scores, box deltas) of 3 levels
+        expected = reference_outputs(switch_to_deploy(model.eval()), images)
+    assert len(got) == 6
+    assert max(rel for _, rel in relative_errors(expected, got)) <= TOL
