@@ -449,3 +449,53 @@ def test_block_activations_run_in_place_in_both_forms(configs):
         acts = [m.act for m in model.modules() if isinstance(m, RepVGGBlock)]
         assert len(acts) == 6 and all(a.inplace for a in acts)
     assert deployed.max_rel_err <= REL_TOL  # with non-trivial BN statistics
+
+
+def test_runtime_servings_and_bf16(configs, tmp_path, capsys, monkeypatch):
+    out_json = tmp_path / 'rt.json'
+    code, out, err = run(BENCH, [
+        configs['tiny_cls'], *FAST, '--no-gemm', '--best', '--candidates',
+        'ort', 'openvino', 'openvino-bf16', 'channels_last+bf16', '--json',
+        out_json], capsys)
+    assert code == 0, err
+    record = json.loads(out_json.read_text())
+    from repvgg_mm.runtime import supports_bf16
+    features = record['host']['cpu_features']
+    assert set(features['flags']) <= {'avx2', 'avx512f', 'avx512_vnni',
+                                      'avx512_bf16', 'amx_tile', 'amx_bf16',
+                                      'amx_int8'}
+    assert supports_bf16() == bool({'avx512_bf16', 'amx_bf16'}
+                                   & set(features['flags']))
+    (cls, ) = record['models']
+    rows = {r['serving']: r for r in cls['rows'] if r['form'] == 'deploy'}
+    for name in ('ort', 'openvino'):  # fp32 runtimes: the same function
+        _check_timed(rows[name])
+        assert rows[name]['output_rel_err'] <= REL_TOL
+    for name in ('openvino-bf16', 'channels_last+bf16'):
+        if supports_bf16():  # close to fp32, and the difference reported
+            _check_timed(rows[name])
+            assert 0 < rows[name]['output_rel_err'] < 5e-2
+        else:
+            assert 'no native bf16' in rows[name]['skipped']
+            assert 'skipped' in out
+    assert 'rel. err' in out and 'CPU features' in out
+    # a CPU without bf16 skips the bf16 servings with a note
+    monkeypatch.setattr('repvgg_mm.runtime.cpu.supports_bf16', lambda: False)
+    code, out, err = run(BENCH, [
+        configs['tiny_cls'], *FAST, '--no-gemm', '--best', '--candidates',
+        'openvino-bf16', 'channels_last+bf16'], capsys)
+    assert code == 0, err
+    assert out.count('skipped, this CPU has no native bf16') == 2
+
+
+def test_runtime_serving_names_and_best_candidates():
+    from repvgg_mm.benchmark.serving import candidates
+    for name in ('ort', 'openvino', 'openvino-bf16', 'ort+2threads'):
+        assert parse_serving(name).name == name
+    with pytest.raises(ValueError, match='combines only with'):
+        parse_serving('channels_last+ort')
+    names = [s.name for s in candidates(torch.device('cpu'), Serving())]
+    assert {'ort', 'openvino'} <= set(names)
+    from repvgg_mm.runtime import supports_bf16
+    assert ('openvino-bf16' in names) == supports_bf16()
+    assert ('channels_last+bf16' in names) == supports_bf16()

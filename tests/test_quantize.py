@@ -20,8 +20,8 @@ from repvgg_mm.benchmark.int8_analysis import (W_QMAX, analyse,
                                                fake_quant_weight, kernel_stats)
 from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.io.checkpoint import atomic_save
-from repvgg_mm.runtime.calibration import (GraphModel, build_split_dataset,
-                                           graph_inputs)
+from repvgg_mm.runtime.calibration import build_split_dataset, graph_inputs
+from repvgg_mm.runtime.graph import InferenceGraph
 from repvgg_mm.utils.cli import load_config
 
 CONFIG = os.path.join(ROOT, 'configs/demo/repvgg-tiny_digits.py')
@@ -66,7 +66,7 @@ def trained(digits_root, tmp_path_factory):
     cfg = load_config(CONFIG, _options(digits_root))
     model = build_model(cfg)
     dataset = build_split_dataset(cfg, 'train')
-    graph = GraphModel(model).train()
+    graph = InferenceGraph.of(model).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     order = torch.randperm(len(dataset)).tolist()
     for start in range(0, len(order), 32):
@@ -84,7 +84,7 @@ def trained(digits_root, tmp_path_factory):
 
 def torch_top1(digits_root, checkpoint):
     cfg = load_config(CONFIG, _options(digits_root))
-    graph = GraphModel(load_deploy_model(cfg, checkpoint))
+    graph = InferenceGraph.of(load_deploy_model(cfg, checkpoint))
     dataset = build_split_dataset(cfg, 'val')
     items = [dataset[i] for i in range(len(dataset))]
     x = torch.from_numpy(graph_inputs([it['inputs'] for it in items]))

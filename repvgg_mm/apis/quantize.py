@@ -22,30 +22,10 @@ def _export_fp32(config: str, checkpoint: str, path: str,
                  cfg_options: Optional[dict], unsafe_load: bool) -> None:
     """The deploy form of ``checkpoint`` as an fp32 ONNX graph with a
     dynamic batch (the exporter of ``tools/export.py``)."""
-    try:
-        from .export import export_model
-    except ImportError:  # until the exporter lands: the same graph
-        return _export_with_torch(config, checkpoint, path, cfg_options,
-                                  unsafe_load)
+    from .export import export_model
     export_model(config, checkpoint, path, fmt='onnx', batch=1,
                  dynamic=True, cfg_options=cfg_options,
                  unsafe_load=unsafe_load)
-
-
-def _export_with_torch(config, checkpoint, path, cfg_options, unsafe_load):
-    import torch
-
-    from ..converters.config_model import input_channels, input_size
-    from ..runtime.calibration import GraphModel
-    cfg = load_config(config, cfg_options)
-    model = load_deploy_model(cfg, checkpoint, unsafe_load)
-    (h, w), _ = input_size(cfg)
-    dummy = torch.rand(2, input_channels(cfg), h, w) * 255
-    torch.onnx.export(GraphModel(model).eval(), (dummy, ), path, dynamo=False,
-                      opset_version=17, input_names=['input'],
-                      output_names=['output'],
-                      dynamic_axes=dict(input={0: 'batch'},
-                                        output={0: 'batch'}))
 
 
 def load_deploy_model(cfg, checkpoint: str, unsafe_load: bool = False):

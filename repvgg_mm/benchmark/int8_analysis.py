@@ -153,7 +153,7 @@ def analyse(graph: nn.Module, calib_batches: Sequence[torch.Tensor],
             eval_batches: Sequence[Tuple[torch.Tensor, Optional[torch.Tensor]]]
             ) -> dict:
     """Per-layer statistics of ``graph`` (a module on graph inputs, e.g.
-    :class:`repvgg_mm.runtime.calibration.GraphModel`).
+    :class:`repvgg_mm.runtime.graph.InferenceGraph`).
 
     ``eval_batches``: ``(inputs, labels or None)`` pairs. Returns
     ``dict(layers=[row per layer], top1_fp32, top1_int8_sim, agreement)``.
@@ -217,11 +217,13 @@ def analyse_checkpoint(config: str, checkpoint: str, calib: int = 300,
     """:func:`analyse` of a config + checkpoint on its own data:
     calibration on ``calib`` train images, statistics on the val split."""
     from ..apis.quantize import load_deploy_model
-    from ..runtime.calibration import (GraphModel, calibration_batches,
+    from ..runtime.calibration import (calibration_batches,
                                        evaluation_batches, graph_inputs)
+    from ..runtime.graph import InferenceGraph
     from ..utils.cli import load_config
     cfg = load_config(config, cfg_options)
-    graph = GraphModel(load_deploy_model(cfg, checkpoint, unsafe_load))
+    graph = InferenceGraph.of(
+        load_deploy_model(cfg, checkpoint, unsafe_load))
     calib_batches = [torch.from_numpy(b) for b in calibration_batches(
         cfg, 'train', calib, progress=False)]
     _, loader = evaluation_batches(cfg)

@@ -11,13 +11,14 @@ def format_table(record: dict, markdown: bool = False) -> str:
     """One row per timed (model, form, serving), by prettytable."""
     from prettytable import PrettyTable, TableStyle
     table = PrettyTable(['model', 'form', 'serving', 'images/s', 'ms/batch',
-                         'vs train', '% GEMM', 'params(M)', 'MACs(G)'])
+                         'vs train', '% GEMM', 'rel. err', 'params(M)',
+                         'MACs(G)'])
     table.align = 'l'
     for m in record['models']:
         for row in m['rows']:
             if 'images_per_s' not in row:
                 table.add_row([m['name'], row['form'], row['serving'], 'n/a',
-                               '-', '-', '-', '-', '-'])
+                               '-', '-', '-', '-', '-', '-'])
                 continue
             fraction = row.get('gemm_fraction')
             table.add_row([
@@ -26,6 +27,8 @@ def format_table(record: dict, markdown: bool = False) -> str:
                 f'{row["ms_per_batch"]["median"]:.1f}',
                 _fmt_ratio(row.get('speedup_vs_train')),
                 (f'{100 * fraction["median"]:.0f}%' if fraction else '-'),
+                (f'{row["output_rel_err"]:.1e}'
+                 if row.get('output_rel_err') is not None else '-'),
                 f'{m["params"][row["form"]] / 1e6:.2f}',
                 f'{m["macs"][row["form"]] / 1e9:.3g}'])
     table.set_style(TableStyle.MARKDOWN if markdown else
@@ -53,6 +56,8 @@ def format_report(record: dict, markdown: bool = False) -> str:
                    + (f'; fastest deployed serving: {best["serving"]}'
                       if best else ''))
         for r in m['rows']:
+            if r.get('skipped'):
+                out.append(f'  {r["skipped"]}')
             if r.get('error'):
                 out.append(f'  {r["form"]}/{r["serving"]} could not run: '
                            f'{r["error"]}')
@@ -73,6 +78,11 @@ def format_report(record: dict, markdown: bool = False) -> str:
                        f'{c["numerator"]}  /  {c["denominator"]}:  '
                        f'{r["median"]:.2f}x (rounds {r["min"]:.2f}..'
                        f'{r["max"]:.2f})  [{c["kind"]}]')
+    if host.get('cpu_features'):
+        feats = host['cpu_features']
+        out.append(f'CPU features: {", ".join(feats["flags"]) or "none"} '
+                   f'(torch: {feats["torch_capability"]}); "rel. err": max '
+                   f'|d| / max |y| of the serving vs the fp32 eager form')
     if 'load_avg_start' in host:
         out.append(f'\nload average (1, 5, 15 min): start '
                    f'{host["load_avg_start"]}, end {host.get("load_avg_end")}')

@@ -18,7 +18,7 @@ from .complexity import complexity
 from .forms import deployed_form, inplace_block_activations_
 from .gemm import gemm_call
 from .rounds import Entry, run_rounds
-from .serving import Serving, candidates, prepare
+from .serving import Serving, ServingUnavailable, candidates, prepare
 from .sources import (BenchModel, build_source, check_source, example_input,
                       load_weights)
 from .stats import paired_ratios, summary
@@ -77,7 +77,9 @@ def _host(device: torch.device) -> dict:
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
     else:
+        from ..runtime.cpu import cpu_features
         info['cpu'] = _cpu_name()
+        info['cpu_features'] = cpu_features()
     if hasattr(os, 'getloadavg'):
         info['load_avg_start'] = [round(x, 2) for x in os.getloadavg()]
     return info
@@ -138,6 +140,9 @@ def _prepare_model(bench: BenchModel, opts: Options, device: torch.device):
                                  proto.batch_size))
             _log(f'[{bench.name}] prepared {form}/{serving.name} '
                  f'({setup_s:.1f}s)')
+        except ServingUnavailable as note:  # e.g. bf16 on a CPU without it
+            row['skipped'] = str(note)
+            _log(f'[{bench.name}] {note}')
         except Exception as exc:  # a serving this model/device cannot do
             last_line = (str(exc).strip().splitlines() or [''])[-1]
             if not last_line.startswith(type(exc).__name__):

@@ -18,9 +18,20 @@ tool knows to help on the device; the fastest is picked by measurement.
   concatenate the outputs (same result). On a CPU the activations of the
   first layers of a micro-batch stay in the caches; at batch 128 a RepVGG
   stem output alone is 300 MB.
+* runtimes (CPU): ``ort`` (ONNX Runtime fp32), ``openvino`` (fp32) and
+  ``openvino-bf16`` (OpenVINO's bf16 inference precision): the model's
+  forward is exported to ONNX (:func:`repvgg_mm.runtime.export_onnx`) and
+  run by :func:`repvgg_mm.runtime.open_session` with the same thread count
+  as torch (``<N>threads`` or torch's setting).
+
+bf16 servings (``bf16`` autocast, ``openvino-bf16``) need native bf16 on
+the CPU (AVX-512 BF16 or AMX, :func:`repvgg_mm.runtime.supports_bf16`);
+without it they are skipped with a note (:class:`ServingUnavailable`).
 """
 import contextlib
 import copy
+import os.path as osp
+import tempfile
 import time
 from typing import Callable, List, NamedTuple, Optional, Tuple
 
@@ -28,6 +39,13 @@ import torch
 import torch.nn as nn
 
 AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
+#: runtime servings: name -> (backend, precision)
+RUNTIMES = {'ort': ('ort', 'fp32'), 'openvino': ('openvino', 'fp32'),
+            'openvino-bf16': ('openvino', 'bf16')}
+
+
+class ServingUnavailable(Exception):
+    """This serving cannot run here (a one-line note, not an error)."""
 
 
 class Serving(NamedTuple):
@@ -37,9 +55,13 @@ class Serving(NamedTuple):
     amp: Optional[str] = None  #: None (fp32), 'fp16' or 'bf16'
     threads: Optional[int] = None  #: None: leave torch's setting
     chunk: Optional[int] = None  #: micro-batch size; None: the whole batch
+    runtime: Optional[str] = None  #: None (torch) or a key of RUNTIMES
 
     @property
     def name(self) -> str:
+        if self.runtime:
+            threads = [f'{self.threads}threads'] if self.threads else []
+            return '+'.join([self.runtime] + threads)
         parts = [flag for flag in ('channels_last', 'jit', 'compile')
                  if getattr(self, flag)]
         if self.amp:
@@ -64,14 +86,21 @@ def parse_serving(name: str) -> Serving:
         elif part.startswith('chunk') and part[5:].isdigit() and int(
                 part[5:]) > 0:
             fields['chunk'] = int(part[5:])
+        elif part in RUNTIMES:
+            fields['runtime'] = part
         elif part != 'eager':
             raise ValueError(
                 f'unknown serving "{part}" in "{name}"; use "+"-joined '
                 f'parts of: eager, channels_last, jit, compile, fp16, bf16, '
-                f'<N>threads, chunk<N>')
+                f'<N>threads, chunk<N>, or a runtime: {", ".join(RUNTIMES)}')
     serving = Serving(**fields)
     if serving.jit and serving.compile:
         raise ValueError(f'"{name}": jit and compile exclude each other')
+    if serving.runtime and any((serving.channels_last, serving.jit,
+                                serving.compile, serving.amp,
+                                serving.chunk)):
+        raise ValueError(f'"{name}": a runtime serving combines only with '
+                         f'<N>threads')
     return serving
 
 
@@ -83,7 +112,17 @@ def candidates(device: torch.device, base: Serving) -> List[Serving]:
     if device.type == 'cpu':  # TorchScript's oneDNN fusion is CPU-only
         combos[2:2] = [dict(jit=True), dict(channels_last=True, jit=True)]
         combos.append(dict(channels_last=True, chunk=16))
-    return [Serving(**combo, **kept) for combo in combos]
+    servings = [Serving(**combo, **kept) for combo in combos]
+    if device.type == 'cpu' and base.amp is None:
+        from ..runtime.cpu import supports_bf16
+        runtimes = ['ort', 'openvino']
+        if supports_bf16():
+            servings.append(Serving(channels_last=True, amp='bf16',
+                                    threads=base.threads))
+            runtimes.append('openvino-bf16')
+        servings += [Serving(runtime=r, threads=base.threads)
+                     for r in runtimes]
+    return servings
 
 
 @contextlib.contextmanager
@@ -113,6 +152,15 @@ def prepare(model: nn.Module, inputs: torch.Tensor, serving: Serving
     ``model`` is not modified: the serving works on a copy.
     """
     device = inputs.device
+    if device.type == 'cpu' and 'bf16' in (serving.amp, RUNTIMES.get(
+            serving.runtime, (None, None))[1]):
+        from ..runtime.cpu import supports_bf16
+        if not supports_bf16():
+            raise ServingUnavailable(
+                f'{serving.name}: skipped, this CPU has no native bf16 '
+                f'(no avx512_bf16 / amx_bf16 in /proc/cpuinfo)')
+    if serving.runtime:
+        return _runtime_serving(model, inputs, serving)
     start = time.perf_counter()
     model = copy.deepcopy(model)
     if serving.channels_last:
@@ -161,3 +209,33 @@ def _compiled(model: nn.Module, device: torch.device) -> nn.Module:
         import torch._inductor.config as inductor_config
         inductor_config.freezing = True
     return torch.compile(model)
+
+
+def _runtime_serving(model: nn.Module, inputs: torch.Tensor,
+                     serving: Serving):
+    """Export ``model``'s forward to ONNX and run it in a runtime with the
+    same thread count as torch."""
+    from ..runtime.onnx_export import export_onnx
+    from ..runtime.session import open_session
+    from ..utils.verify import flatten_outputs
+    if inputs.device.type != 'cpu':
+        raise ServingUnavailable(f'{serving.name}: CPU only')
+    start = time.perf_counter()
+    backend, precision = RUNTIMES[serving.runtime]
+    with torch.no_grad():
+        num = len(flatten_outputs(model(inputs[:1])))
+    with tempfile.TemporaryDirectory() as folder:
+        path = osp.join(folder, 'model.onnx')
+        export_onnx(model.eval(), inputs, path,
+                    [f'output_{i}' for i in range(num)])
+        session = open_session(path, backend, precision,
+                               threads=serving.threads
+                               or torch.get_num_threads())
+    batch = inputs.numpy()
+
+    def forward():
+        return session(batch)
+
+    output = [torch.from_numpy(o) for o in forward()]
+    return forward, time.perf_counter() - start, (
+        output[0] if len(output) == 1 else output)

@@ -22,27 +22,6 @@ from ..utils.cli import ToolError
 SPLITS = ('train', 'val', 'test')
 
 
-class GraphModel(torch.nn.Module):
-    """``model`` behind its data preprocessor's channel flip and
-    normalisation: the function of the exported graph (0-255 float32 in,
-    the model's ``'tensor'`` output out)."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-        pre = model.data_preprocessor
-        self.flip = bool(getattr(pre, '_channel_conversion', False))
-        self.normalize = bool(getattr(pre, '_enable_normalize', False))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = self.model.data_preprocessor
-        if self.flip:
-            x = x.flip(1)
-        if self.normalize:
-            x = (x - pre.mean) / pre.std
-        return self.model(x, mode='tensor')
-
-
 def loader_key(cfg, split: str) -> str:
     """``'<split>_dataloader'`` of ``cfg``, checked to exist with a dataset
     whose paths exist."""

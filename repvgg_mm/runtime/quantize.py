@@ -215,27 +215,16 @@ def inference_session(path: str, backend: str,
                       threads: Optional[int] = None
                       ) -> Callable[[np.ndarray], np.ndarray]:
     """A callable: float32 NCHW batch -> first output of the graph at
-    ``path`` run by ``backend`` on the CPU (OpenVINO in fp32 precision, so
-    an fp32 graph is not run in bf16 on AMX)."""
+    ``path``, run by :func:`repvgg_mm.runtime.open_session` with
+    ``backend`` (this module's names) in fp32 and torch's thread count."""
+    import torch
+
+    from .session import open_session
     check_backend(backend)
-    if threads is None:
-        import torch
-        threads = torch.get_num_threads()
-    if backend == 'onnxruntime':
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(path, options,
-                                       providers=['CPUExecutionProvider'])
-        name = session.get_inputs()[0].name
-        return lambda x: session.run(None, {name: x})[0]
-    import openvino as ov
-    compiled = ov.Core().compile_model(
-        path, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32',
-                      'INFERENCE_NUM_THREADS': threads})
-    request = compiled.create_infer_request()
-    return lambda x: np.array(request.infer({0: x})[0])
+    session = open_session(path, 'ort' if backend == 'onnxruntime' else
+                           'openvino', 'fp32',
+                           threads or torch.get_num_threads())
+    return lambda x: session(x)[0]
 
 
 def run_batches(session: Callable[[np.ndarray], np.ndarray],

@@ -1,0 +1,234 @@
+"""Exporting a trained model to ONNX or OpenVINO IR, verified.
+
+:func:`export_model` is what ``tools/export.py`` runs. From a training- or
+deploy-form checkpoint of any mmpretrain / mmseg (/ mmdet) config, RepVGG or
+not, it writes the inference graph of :class:`repvgg_mm.runtime.graph.
+InferenceGraph`: RepVGG blocks always fused first, the config's data
+preprocessor inside, metadata attached. Nothing is written on any failure.
+"""
+import os
+import os.path as osp
+import time
+from typing import NamedTuple, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+
+from ..converters.compare import forward_tensor
+from ..converters.config_model import build_model, input_channels, input_size
+from ..converters.deploy_checkpoint import repvgg_form
+from ..converters.deploy_config import deploy_config
+from ..deploy import count_repvgg_blocks, switch_to_deploy
+from ..io.atomic import atomic_files, atomic_output
+from ..io.checkpoint import load_checkpoint_file, state_dict_of
+from ..io.weights import load_state_dict_strict, strip_wrapper_prefix
+from ..runtime.graph import InferenceGraph, preprocessing_of
+from ..runtime.metadata import class_names, graph_metadata
+from ..runtime.onnx_export import export_onnx
+from ..runtime.openvino_export import save_openvino
+from ..runtime.session import open_session
+from ..utils.cli import ToolError, load_config
+from ..utils.verify import flatten_outputs, relative_errors
+
+FORMATS = {'.onnx': 'onnx', '.xml': 'openvino'}
+#: --verify: fp32 max |d| <= REL_TOL * max |y|
+REL_TOL = 1e-4
+
+
+class Export(NamedTuple):
+    """What :func:`export_model` wrote and measured."""
+
+    paths: Tuple[str, ...]  #: ``.onnx``, or ``.xml`` and ``.bin``
+    format: str
+    task: str
+    input_shape: Tuple[int, int, int, int]  #: of the example (N, C, H, W)
+    dynamic: bool
+    num_fused_blocks: int
+    max_abs_err: Optional[float]  #: with ``verify``, else None
+    max_rel_err: Optional[float]
+    seconds: float
+
+
+def _format_of(out: str, fmt: Optional[str]) -> str:
+    suffix = osp.splitext(out)[1].lower()
+    if suffix not in FORMATS:
+        raise ToolError(f'OUT "{out}" must end in .onnx (ONNX) or .xml '
+                        f'(OpenVINO IR, written with its .bin).')
+    if fmt is not None and fmt not in FORMATS.values():
+        raise ToolError(f'unknown format "{fmt}"; use onnx or openvino.')
+    if fmt is not None and fmt != FORMATS[suffix]:
+        raise ToolError(f'--format {fmt} does not match OUT "{out}" (a '
+                        f'{suffix} file is {FORMATS[suffix]}).')
+    return FORMATS[suffix]
+
+
+def _check_out(out: str, checkpoint: str, config: str) -> None:
+    for given in (checkpoint, config):
+        if osp.abspath(out) == osp.abspath(given):
+            raise ToolError(f'OUT "{out}" is an input file; choose another.')
+    folder = osp.dirname(osp.abspath(out))
+    existing = folder
+    while not osp.exists(existing):
+        existing = osp.dirname(existing)
+    if not osp.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise ToolError(f'cannot write OUT "{out}": "{existing}" is not a '
+                        f'writable folder. Nothing was done.')
+
+
+def _with_data_preprocessor(cfg):
+    """The Runner's rule: a top-level ``data_preprocessor`` (mmpretrain
+    configs) becomes the model's unless it has one."""
+    if cfg.get('data_preprocessor') and not cfg.model.get(
+            'data_preprocessor'):
+        cfg.model['data_preprocessor'] = cfg.data_preprocessor
+    return cfg
+
+
+def _deploy_model(cfg, state_dict, checkpoint: str):
+    """Build, load strictly, fuse; ``(model, fused blocks)``."""
+    form = repvgg_form(state_dict)
+    if form == 'mixed':
+        raise ToolError(f'"{checkpoint}" holds both fused and training-form '
+                        f'RepVGG blocks; it was not written by this '
+                        f'project\'s tools.')
+    if form == 'deploy':
+        cfg = deploy_config(cfg)
+    model = build_model(cfg)
+    load_state_dict_strict(model, state_dict, checkpoint)
+    model.eval()
+    fused = 0
+    if count_repvgg_blocks(model, deployed=False):
+        fused = count_repvgg_blocks(model, deployed=False)
+        switch_to_deploy(model, inplace=True)
+    else:  # other re-parameterizable backbones (mmpretrain's RepVGG, ...)
+        for module in model.modules():
+            if callable(getattr(module, 'switch_to_deploy', None)) and (
+                    not getattr(module, 'deploy', True)):
+                module.switch_to_deploy()
+    assert count_repvgg_blocks(model, deployed=False) == 0
+    return model.eval(), fused
+
+
+def image_like(shape: Sequence[int], seed: int = 0) -> torch.Tensor:
+    """A real-looking float32 batch in 0-255: smooth random colour fields
+    (upsampled coarse noise) plus fine noise."""
+    gen = torch.Generator().manual_seed(seed)
+    n, c, h, w = shape
+    coarse = torch.rand(n, c, max(h // 8, 2), max(w // 8, 2), generator=gen)
+    smooth = F.interpolate(coarse, size=(h, w), mode='bilinear',
+                           align_corners=False)
+    noise = torch.rand(n, c, h, w, generator=gen) * 0.1
+    return ((smooth * 0.9 + noise) * 255).clamp(0, 255)
+
+
+@torch.no_grad()
+def reference_outputs(model, images: torch.Tensor):
+    """What mm's own code predicts (the model's data preprocessor, then
+    ``mode='tensor'``; mmseg: ``encode_decode`` with whole-image test)."""
+    data = model.data_preprocessor(dict(inputs=list(images)), False)
+    inputs = data['inputs']
+    if hasattr(model, 'encode_decode'):
+        metas = [dict(img_shape=tuple(images.shape[2:]),
+                      ori_shape=tuple(images.shape[2:]))] * len(images)
+        return model.encode_decode(inputs, metas)
+    return forward_tensor(model, inputs)
+
+
+def _verify(path: str, fmt: str, model, images: torch.Tensor):
+    session = open_session(path, 'openvino' if fmt == 'openvino' else 'ort')
+    got = [torch.from_numpy(o) for o in session(images.numpy())]
+    errors = relative_errors(flatten_outputs(reference_outputs(
+        model, images)), got)
+    worst_abs = max(e[0] for e in errors)
+    worst_rel = max(e[1] for e in errors)
+    print_log(f'verify ({session.backend}, fp32, input '
+              f'{tuple(images.shape)}): max |d| = {worst_abs:.3e}, '
+              f'{worst_rel:.3e} of max |y| (tolerance {REL_TOL:g})',
+              logger='current')
+    if not worst_rel <= REL_TOL:
+        raise ToolError(
+            f'the exported model differs from the PyTorch deploy form by '
+            f'{worst_rel:.3e} of the largest output (> {REL_TOL:g}). '
+            f'Nothing was written. Please report this with the config.')
+    return worst_abs, worst_rel
+
+
+def export_model(config: str,
+                 checkpoint: str,
+                 out: str,
+                 fmt: Optional[str] = None,
+                 shape: Optional[Sequence[int]] = None,
+                 batch: int = 1,
+                 dynamic: bool = False,
+                 opset: int = 17,
+                 verify: bool = False,
+                 cfg_options: Optional[dict] = None,
+                 unsafe_load: bool = False) -> Export:
+    """Export ``checkpoint`` of ``config`` to ``out`` (``.onnx`` or
+    ``.xml``).
+
+    ``shape``: H W of the example input (default from the config, see
+    :func:`repvgg_mm.converters.config_model.input_size`); ``batch`` its
+    batch size; ``dynamic`` leaves batch, height and width free.
+    ``verify`` runs the written model in its runtime and compares it with
+    the PyTorch deploy form (max |d| <= 1e-4 max |y|).
+    """
+    start = time.perf_counter()
+    fmt = _format_of(out, fmt)
+    _check_out(out, checkpoint, config)
+    if shape is not None and (len(shape) != 2 or min(shape) < 1):
+        raise ToolError(f'--shape takes H W (positive), got {list(shape)}')
+    if batch < 1:
+        raise ToolError(f'--batch must be >= 1, got {batch}')
+    cfg = _with_data_preprocessor(load_config(config, cfg_options))
+    (height, width), where = ((tuple(shape), '--shape') if shape
+                              else input_size(cfg))
+    print_log(f'loading {checkpoint} ...', logger='current')
+    loaded = load_checkpoint_file(checkpoint, unsafe=unsafe_load)
+    state_dict = strip_wrapper_prefix(state_dict_of(loaded))
+    model, fused = _deploy_model(cfg, state_dict, checkpoint)
+    prep = preprocessing_of(model)
+    channels = len(prep.mean) if prep.mean else input_channels(cfg)
+    graph = InferenceGraph(model, prep, channels).eval()
+    images = image_like((batch, channels, height, width))
+    try:
+        with torch.no_grad():
+            outputs = flatten_outputs(graph(images))
+    except (RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [''])[0][:300]
+        raise ToolError(
+            f'the model cannot take a {height}x{width} input (size from '
+            f'{where}): {first}. Give a larger --shape H W.') from None
+    num_classes = outputs[0].shape[1] if graph.task in (
+        'classifier', 'segmentor') else None
+    metadata = graph_metadata(
+        cfg, config, graph.task, (height, width), channels, prep.to_rgb,
+        prep.mean, prep.std, dynamic,
+        class_names(cfg, loaded, num_classes))
+    names = graph.output_names(len(outputs))
+    print_log(f'exporting the {graph.task} ({fused} RepVGG blocks fused) to '
+              f'{fmt}, input {tuple(images.shape)}'
+              f'{" (dynamic N, H, W)" if dynamic else ""} ...',
+              logger='current')
+    errors = (None, None)
+    if fmt == 'onnx':
+        paths = (out, )
+        with atomic_output(out) as tmp:
+            export_onnx(graph, images, tmp, names, opset, dynamic, metadata)
+            if verify:
+                errors = _verify(tmp, fmt, model, images)
+    else:
+        paths = (out, osp.splitext(out)[0] + '.bin')
+        with atomic_files([paths[1], paths[0]]) as (_, tmp_xml):
+            tmp_onnx = osp.splitext(tmp_xml)[0] + '.onnx'
+            try:
+                export_onnx(graph, images, tmp_onnx, names, opset, dynamic)
+                save_openvino(tmp_onnx, tmp_xml, metadata)
+            finally:
+                if osp.exists(tmp_onnx):
+                    os.remove(tmp_onnx)
+            if verify:
+                errors = _verify(tmp_xml, fmt, model, images)
+    return Export(paths, fmt, graph.task, tuple(images.shape), dynamic, fused,
+                  errors[0], errors[1], time.perf_counter() - start)
