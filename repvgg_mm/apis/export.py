@@ -17,12 +17,12 @@ from mmengine.logging import print_log
 
 from ..converters.compare import forward_tensor
 from ..converters.config_model import build_model, input_channels, input_size
-from ..converters.deploy_checkpoint import repvgg_form
 from ..converters.deploy_config import deploy_config
 from ..deploy import count_repvgg_blocks, switch_to_deploy
 from ..io.atomic import atomic_files, atomic_output
 from ..io.checkpoint import load_checkpoint_file, state_dict_of
-from ..io.weights import load_state_dict_strict, strip_wrapper_prefix
+from ..io.weights import (load_state_dict_strict, repvgg_form,
+                          strip_wrapper_prefix)
 from ..runtime.graph import InferenceGraph, preprocessing_of
 from ..runtime.metadata import class_names, graph_metadata
 from ..runtime.onnx_export import export_onnx
