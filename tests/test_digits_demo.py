@@ -259,8 +259,8 @@ def demo_run(digits_root, tmp_path_factory):
 
 def test_demo_shortened_run(demo_run, digits_root):
     work_dir, stdout = demo_run
-    for i in range(8):
-        assert f'[demo] step {i}/7' in stdout
+    for i in range(9):
+        assert f'[demo] step {i}/8' in stdout
     assert 'RepVGG demo report' in stdout
     with open(os.path.join(work_dir, 'report.json')) as f:
         report = json.load(f)
@@ -282,8 +282,15 @@ def test_demo_shortened_run(demo_run, digits_root):
     assert report['images_per_s_train_form'] > 0
     assert report['images_per_s_deploy_form'] > 0
     assert set(report['seconds']) == {'dataset', 'train', 'test_train_form',
-                                      'test_deploy_form', 'int8', 'timing',
-                                      'total'}
+                                      'test_deploy_form', 'onnxruntime',
+                                      'int8', 'timing', 'total'}
+    # ONNX Runtime fp32 runs the exported graph (preprocessing inside): the
+    # same predictions as PyTorch's deploy form
+    assert report['onnxruntime_differing_predictions'] == 0
+    assert report['top1_onnxruntime'] == pytest.approx(
+        report['top1_deploy_form'], abs=1e-6)
+    assert report['images_per_s_onnxruntime'] > 0
+    assert os.path.isfile(report['onnx_model'])
     # INT8 (OpenVINO + NNCF): its fp32 reference graph is the deploy form
     # (at most one image of 359 may flip on round-off), INT8 stays close
     assert report['int8_backend'] == 'openvino'

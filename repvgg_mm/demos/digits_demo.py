@@ -12,12 +12,15 @@ same public functions ``tools/train.py``, ``tools/test.py`` and
    checkpoint) with :func:`repvgg_mm.apis.test.test`, both dumping their
    predictions;
 4. compare the two sets of predictions (top-1 classes, class scores);
-5. quantize the deploy form to INT8 (:func:`repvgg_mm.apis.quantize_model`,
+5. export the deploy form to ONNX (:func:`repvgg_mm.apis.export_model`)
+   and run the held-out images through ONNX Runtime (the graph holds the
+   preprocessing): top-1 and predictions that differ from PyTorch's;
+6. quantize the deploy form to INT8 (:func:`repvgg_mm.apis.quantize_model`,
    OpenVINO + NNCF, calibrated on training images) and evaluate it on the
    held-out images against its fp32 graph;
-6. time the torch forms and the INT8 model in alternating rounds
-   (:mod:`repvgg_mm.benchmark.rounds`);
-7. write ``report.json`` and print a summary.
+7. time the torch forms, ONNX Runtime and the INT8 model in alternating
+   rounds (:mod:`repvgg_mm.benchmark.rounds`);
+8. write ``report.json`` and print a summary.
 """
 import os
 import os.path as osp
@@ -30,6 +33,7 @@ from typing import Dict, Optional
 import torch
 from mmengine.logging import print_log
 
+from ..apis.export import export_model
 from ..apis.quantize import quantize_model
 from ..apis.test import test, test_config
 from ..apis.train import train, training_config
@@ -42,13 +46,16 @@ from ..deploy import count_repvgg_blocks
 from ..io.atomic import atomic_write_json
 from ..io.weights import load_weights
 from ..runtime.calibration import calibration_batches
+from ..runtime.evaluate import evaluate_sessions
+from ..runtime.graph import InferenceGraph
 from ..runtime.quantize import inference_session
+from ..runtime.session import open_session
 from ..utils.cli import ToolError, load_config
 from ..utils.verify import relative_errors
 from .digits_dataset import ensure_digits_dataset
 
 DEFAULT_CONFIG = 'configs/demo/repvgg-tiny_digits.py'
-NUM_STEPS = 7
+NUM_STEPS = 8
 #: INT8 backend of the main job (installed by tools/setup_env.sh)
 INT8_BACKEND = 'openvino'
 HOOK = 'SwitchToDeployHook'
@@ -77,6 +84,10 @@ REPORT_TYPES = {
     'images_per_s_train_form': float,
     'images_per_s_deploy_form': float,
     'deploy_speedup': float,
+    'top1_onnxruntime': float,
+    'onnxruntime_differing_predictions': int,
+    'images_per_s_onnxruntime': float,
+    'onnx_model': str,
     'int8_backend': str,
     'int8_calibration_images': int,
     'top1_int8': float,
@@ -261,7 +272,28 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
                         'orders; is the test sampler shuffling?')
     agreement = compare_predictions(trained['scores'], deployed['scores'])
 
-    _step(5, f'quantizing the deploy form to INT8 ({INT8_BACKEND}, '
+    threads = torch.get_num_threads()
+    _step(5, 'exporting the deploy form to ONNX and testing it in ONNX '
+          'Runtime')
+    clock = time.perf_counter()
+    train_model = build_model(cfg).eval()
+    load_weights(train_model, checkpoint)
+    deploy_model = build_model(dcfg).eval()
+    load_weights(deploy_model, deploy_ckpt)
+    onnx_path = export_model(deploy_cfg_path, deploy_ckpt,
+                             osp.join(work_dir, 'onnx', f'{name}.onnx'),
+                             dynamic=True, verify=True).paths[0]
+    ort_session = open_session(onnx_path, 'ort', threads=threads)
+    graph = InferenceGraph.of(deploy_model)
+    with torch.inference_mode():
+        runtimes = evaluate_sessions(dcfg, deploy_model, dict(
+            torch=lambda x: graph(torch.from_numpy(x)).numpy(),
+            onnxruntime=lambda x: ort_session(x)[0]), progress=False)
+    ort_differing = round(runtimes['num_images'] *
+                          (1 - runtimes['agreement']['onnxruntime']))
+    seconds['onnxruntime'] = time.perf_counter() - clock
+
+    _step(6, f'quantizing the deploy form to INT8 ({INT8_BACKEND}, '
           f'calibrated on training images) and evaluating it')
     clock = time.perf_counter()
     int8 = quantize_model(deploy_cfg_path, deploy_ckpt,
@@ -270,14 +302,9 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
                           progress=False)
     seconds['int8'] = time.perf_counter() - clock
 
-    threads = torch.get_num_threads()
-    _step(6, f'timing the forms (batch {timing_batch}, {timing_rounds} '
+    _step(7, f'timing the forms (batch {timing_batch}, {timing_rounds} '
           f'alternating rounds, {threads} thread{"s" * (threads > 1)})')
     clock = time.perf_counter()
-    train_model = build_model(cfg).eval()
-    load_weights(train_model, checkpoint)
-    deploy_model = build_model(dcfg).eval()
-    load_weights(deploy_model, deploy_ckpt)
     inputs = first_inputs(train_model, dcfg, timing_batch)
     raw = calibration_batches(dcfg, 'val', timing_batch, timing_batch,
                               progress=False)[0]  # the graph's own input
@@ -286,13 +313,14 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
         speed = images_per_second(
             dict(train_form=lambda: train_model(inputs, mode='tensor'),
                  deploy_form=lambda: deploy_model(inputs, mode='tensor'),
+                 onnxruntime=lambda: ort_session(raw),
                  int8=lambda: int8_session(raw)), len(inputs),
             timing_rounds)
     seconds['timing'] = time.perf_counter() - clock
     # other programs' load changes the figures on a shared machine
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else -1.0
 
-    _step(7, 'writing the report')
+    _step(8, 'writing the report')
     seconds['total'] = time.perf_counter() - start
     report = dict(
         command=command or shlex.join(['python'] + sys.argv),
@@ -314,6 +342,11 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
         images_per_s_train_form=speed['train_form'],
         images_per_s_deploy_form=speed['deploy_form'],
         deploy_speedup=speed['deploy_form'] / speed['train_form'],
+        top1_onnxruntime=float(
+            runtimes['metrics']['onnxruntime']['accuracy/top1']),
+        onnxruntime_differing_predictions=int(ort_differing),
+        images_per_s_onnxruntime=speed['onnxruntime'],
+        onnx_model=onnx_path,
         int8_backend=INT8_BACKEND,
         int8_calibration_images=int8['num_calibration_images'],
         top1_int8=float(int8['top1_int8']),
@@ -358,6 +391,9 @@ def format_report(report: dict) -> str:
         f'  top-1 deploy form   {report["top1_deploy_form"]:.2f} %',
         f'  differing preds     {report["num_differing_predictions"]} '
         f'(max class-score rel diff {report["max_score_rel_diff"]:.2e})',
+        f'  top-1 ONNX Runtime  {report["top1_onnxruntime"]:.2f} % '
+        f'({report["onnxruntime_differing_predictions"]} predictions differ '
+        f'from PyTorch)',
         f'  top-1 INT8          {report["top1_int8"]:.2f} % '
         f'({report["int8_backend"]}, {report["int8_calibration_images"]} '
         f'calibration images; fp32 graph '
@@ -369,7 +405,8 @@ def format_report(report: dict) -> str:
         f'  images/s (batch {report["timing_batch_size"]}) '
         f'train form {report["images_per_s_train_form"]:.0f}, deploy form '
         f'{report["images_per_s_deploy_form"]:.0f} '
-        f'(x{report["deploy_speedup"]:.2f}), INT8 '
+        f'(x{report["deploy_speedup"]:.2f}), ONNX Runtime '
+        f'{report["images_per_s_onnxruntime"]:.0f}, INT8 '
         f'{report["images_per_s_int8"]:.0f} '
         f'(x{report["int8_speedup_vs_train_form"]:.2f}; {threads} '
         f'thread{"s" * (threads > 1)}, CPU load '
