@@ -62,7 +62,7 @@ def _benchmark_rows(record: dict, name: str) -> List[Row]:
 
 
 def _demo_rows(report: dict, name: str) -> List[Row]:
-    return [
+    rows = [
         ('digits main job: top-1, training form / deploy form '
          f'({report["num_val_images"]} held-out images, '
          f'{report["epochs"]} epochs)',
@@ -75,6 +75,19 @@ def _demo_rows(report: dict, name: str) -> List[Row]:
          f'{report["timing_batch_size"]})',
          f'{report["deploy_speedup"]:.2f}x', name),
     ]
+    if 'top1_onnxruntime' in report:
+        rows.append(('digits main job: ONNX Runtime fp32 top-1, predictions '
+                     'differing from PyTorch',
+                     f'{report["top1_onnxruntime"]:.2f} %, '
+                     f'{report["onnxruntime_differing_predictions"]}', name))
+    if 'top1_int8' in report:
+        rows.append((f'digits main job: INT8 ({report["int8_backend"]}) '
+                     f'top-1, identical predictions vs its fp32 graph',
+                     f'{report["top1_int8"]:.2f} %, '
+                     f'{100 * report["int8_agreement"]:.2f} %', name))
+        rows.append(('digits main job: INT8 / training form images/s',
+                     f'{report["int8_speedup_vs_train_form"]:.2f}x', name))
+    return rows
 
 
 def headline_rows(paths: Sequence[str]) -> List[Row]:
