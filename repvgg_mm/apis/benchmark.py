@@ -5,7 +5,6 @@ options, times everything in alternating rounds
 (:func:`repvgg_mm.benchmark.run.run_benchmark`) and returns the JSON-ready
 record (written atomically to ``json_out`` when given).
 """
-import os
 import shlex
 import sys
 from typing import Optional, Sequence
@@ -15,6 +14,7 @@ import torch
 from ..benchmark.report import write_json
 from ..benchmark.run import Options, run_benchmark
 from ..benchmark.serving import Serving, parse_serving
+from ..io.atomic import check_output_path
 from ..utils.cli import ToolError
 
 
@@ -29,15 +29,6 @@ def _device(name: str) -> torch.device:
     if device.type not in ('cpu', 'cuda'):
         raise ToolError(f'--device {name}: only cpu and cuda are supported.')
     return device
-
-
-def _check_output_folder(path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise ToolError(f'--json {path}: cannot create {folder}: '
-                        f'{exc.strerror}') from None
 
 
 def benchmark(config: str,
@@ -89,7 +80,7 @@ def benchmark(config: str,
             raise ToolError(f'--shape takes H W or one size, got {shape}')
         shape = tuple(shape) * (3 - len(shape))
     if json_out:
-        _check_output_folder(json_out)
+        check_output_path(json_out, '--json')
     if threads:
         torch.set_num_threads(threads)
     opts = Options(

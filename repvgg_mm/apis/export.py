@@ -76,15 +76,6 @@ def _check_out(out: str, checkpoint: str, config: str) -> None:
                         f'writable folder. Nothing was done.')
 
 
-def _with_data_preprocessor(cfg):
-    """The Runner's rule: a top-level ``data_preprocessor`` (mmpretrain
-    configs) becomes the model's unless it has one."""
-    if cfg.get('data_preprocessor') and not cfg.model.get(
-            'data_preprocessor'):
-        cfg.model['data_preprocessor'] = cfg.data_preprocessor
-    return cfg
-
-
 def _deploy_model(cfg, state_dict, checkpoint: str):
     """Build, load strictly, fuse; ``(model, fused blocks)``."""
     form = repvgg_form(state_dict)
@@ -181,7 +172,7 @@ def export_model(config: str,
         raise ToolError(f'--shape takes H W (positive), got {list(shape)}')
     if batch < 1:
         raise ToolError(f'--batch must be >= 1, got {batch}')
-    cfg = _with_data_preprocessor(load_config(config, cfg_options))
+    cfg = load_config(config, cfg_options)
     (height, width), where = ((tuple(shape), '--shape') if shape
                               else input_size(cfg))
     print_log(f'loading {checkpoint} ...', logger='current')
