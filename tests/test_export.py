@@ -10,11 +10,10 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT
+
 from repvgg_mm.apis import convert_checkpoint, export_model
-from repvgg_mm.apis.export import (_with_data_preprocessor, image_like,
-                                   reference_outputs)
+from repvgg_mm.apis.export import image_like, reference_outputs
 from repvgg_mm.benchmark.sources import resolve_config_path
 from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.deploy import switch_to_deploy
@@ -55,7 +54,7 @@ EXPORT = _load_tool('export')
 
 def _checkpoint(config, path, cfg_options=None, shape=(64, 64)):
     """A training-form checkpoint with well-conditioned random BN stats."""
-    cfg = _with_data_preprocessor(load_config(config, cfg_options))
+    cfg = load_config(config, cfg_options)
     model = build_model(cfg)
     randomize_norm_stats_(model, torch.randn(2, 3, *shape) if not any(
         'SyncBatchNorm' in type(m).__name__ for m in model.modules())

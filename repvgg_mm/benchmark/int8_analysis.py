@@ -217,8 +217,8 @@ def analyse_checkpoint(config: str, checkpoint: str, calib: int = 300,
     """:func:`analyse` of a config + checkpoint on its own data:
     calibration on ``calib`` train images, statistics on the val split."""
     from ..apis.quantize import load_deploy_model
-    from ..runtime.calibration import (calibration_batches,
-                                       evaluation_batches, graph_inputs)
+    from ..runtime.calibration import (calibration_batches, evaluation_batches,
+                                       graph_inputs)
     from ..runtime.graph import InferenceGraph
     from ..utils.cli import load_config
     cfg = load_config(config, cfg_options)
