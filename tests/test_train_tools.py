@@ -87,7 +87,10 @@ def tiny(tmp_path_factory):
 
 
 def run(cmd, cwd=ROOT, timeout=240, **env):
-    full_env = dict(os.environ, PYTHONPATH=TESTS, OMP_NUM_THREADS='1', **env)
+    # ROOT too: the tools must import this checkout's repvgg_mm, not the
+    # one an editable install points at
+    full_env = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS, ROOT]),
+                    OMP_NUM_THREADS='1', **env)
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
 
