@@ -39,8 +39,6 @@ def test_config(config: str,
             f'checkpoint "{checkpoint}" does not exist. Give the .pth '
             f'written by tools/train.py (work_dirs/<config>/epoch_N.pth) or '
             f'a converted one.')
-    # unreadable or not fitting: fail before any Runner (and work dir)
-    check_checkpoint_fits(cfg, checkpoint, unsafe_load)
     cfg.load_from = None  # loaded strictly by _evaluate
     if out is not None:
         if not out.endswith(('.pkl', '.pickle')):
@@ -53,6 +51,9 @@ def test_config(config: str,
             dict(type='DumpResults', out_file_path=out)
         ]
     check_dataset_paths(cfg, ['test_dataloader'])
+    # unreadable or not fitting: fail before any Runner (and work dir),
+    # after the cheap checks
+    check_checkpoint_fits(cfg, checkpoint, unsafe_load)
     return cfg
 
 
