@@ -87,7 +87,10 @@ def tiny(tmp_path_factory):
 
 
 def run(cmd, cwd=ROOT, timeout=240, **env):
-    full_env = dict(os.environ, PYTHONPATH=TESTS, OMP_NUM_THREADS='1', **env)
+    # ROOT too: the tools must import this checkout's repvgg_mm, not the
+    # one an editable install points at
+    full_env = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS, ROOT]),
+                    OMP_NUM_THREADS='1', **env)
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -228,28 +231,26 @@ def test_more_processes_than_the_machine_has(tiny):
 # ----------------------------------------------------------------------
 # single process: train, test, deploy-form test of the same checkpoint
 def test_deploy_checkpoint_into_train_model_is_a_clear_error(tiny, tmp_path):
-    """In process: tools/test.py's own steps, up to the strict load."""
+    """In process: tools/test.py's own steps; the strict load into a
+    meta-device model fails before any Runner (or work dir) exists."""
     from mmengine.config import Config
     from mmengine.registry import MODELS, DefaultScope
 
     from repvgg_mm import switch_to_deploy
     from repvgg_mm.apis.test import test_config
-    from repvgg_mm.engine.distributed import build_runner, unwrap_model
     from repvgg_mm.io.checkpoint import CheckpointError
-    from repvgg_mm.io.weights import load_weights
     config, _ = tiny
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(Config.fromfile(config).model)
     ckpt = str(tmp_path / 'deploy.pth')
     torch.save({'state_dict': switch_to_deploy(model).state_dict()}, ckpt)
-    runner = build_runner(
-        test_config(config, ckpt, work_dir=str(tmp_path / 'work')))
     with pytest.raises(CheckpointError) as error:
-        load_weights(unwrap_model(runner.model), ckpt)
+        test_config(config, ckpt, work_dir=str(tmp_path / 'work'))
     message = str(error.value)
     assert message.startswith(f'cannot load "{ckpt}"')
     assert 'deploy-form (fused) weight' in message
     assert '_deploy.py' in message
+    assert not (tmp_path / 'work').exists()
 
 
 def test_slurm_scripts_pass_the_job_to_srun(tmp_path):

@@ -1,11 +1,12 @@
 """Evaluate a checkpoint with a config (mmpretrain, mmseg or mmdet scope).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.pkl]
-        [--cfg-options K=V ...] [--launcher pytorch]
+        [--unsafe-load] [--cfg-options K=V ...] [--launcher pytorch]
 
-The checkpoint is loaded strictly: a checkpoint that does not fit the model
-is an error, not a silently random model. A training-form checkpoint works
-with the configs/deploy/*_deploy.py configs (fused while loading).
+The checkpoint is read weights-only (--unsafe-load: fully unpickled, for
+trusted files only) and loaded strictly: a checkpoint that does not fit the
+model is an error, not a silently random model. A training-form checkpoint
+works with the configs/deploy/*_deploy.py configs (fused while loading).
 Multi-process: tools/dist_test.sh CONFIG CHECKPOINT GPUS, tools/slurm_test.sh.
 """
 import argparse
@@ -29,11 +30,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     cfg = test_config(args.config, args.checkpoint, out=args.out,
-                      **runner_options(args))
+                      unsafe_load=args.unsafe_load, **runner_options(args))
     if args.check_only:
         print(f'{args.config}: ok')
         return 0
-    test(cfg, args.checkpoint)
+    test(cfg, args.checkpoint, unsafe_load=args.unsafe_load)
 
 
 if __name__ == '__main__':

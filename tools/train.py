@@ -1,7 +1,12 @@
 """Train a model from a config (mmpretrain, mmseg or mmdet scope).
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--auto-scale-lr] [--cfg-options K=V ...] [--launcher pytorch]
+        [--auto-scale-lr] [--unsafe-load] [--cfg-options K=V ...]
+        [--launcher pytorch]
+
+A --resume checkpoint is read weights-only and checked against the model
+before anything is written; --unsafe-load unpickles it fully (trusted
+files only).
 
 Multi-process: tools/dist_train.sh CONFIG GPUS, tools/slurm_train.sh.
 """
@@ -36,11 +41,12 @@ def main(argv=None):
     cfg = training_config(args.config, resume=args.resume, amp=args.amp,
                           auto_scale_lr=args.auto_scale_lr,
                           validate=not args.no_validate,
+                          unsafe_load=args.unsafe_load,
                           **runner_options(args))
     if args.check_only:
         print(f'{args.config}: ok')
         return 0
-    train(cfg)
+    train(cfg, unsafe_load=args.unsafe_load)
 
 
 if __name__ == '__main__':

@@ -4,17 +4,20 @@
 runs. The checkpoint is loaded strictly (:mod:`repvgg_mm.io.weights`):
 mmengine's test path would load it non-strictly and could leave random
 weights with only a warning. A training-form checkpoint loads into the
-deploy config's model (fused while loading).
+deploy config's model (fused while loading). The checkpoint is read and
+checked against the model (built on the meta device) before the Runner
+exists, so a bad checkpoint leaves no work dir behind.
 """
 import os
 import os.path as osp
+import warnings
 from typing import Dict, Optional
 
 from ..engine.config_checks import check_dataset_paths
 from ..engine.distributed import build_runner, runner_teardown, unwrap_model
 from ..io.checkpoint import (CheckpointError, load_checkpoint_file,
                              state_dict_of)
-from ..io.weights import load_state_dict_strict
+from ..io.weights import load_state_dict_strict, load_weights
 from ..utils.cli import ToolError
 from .train import runner_config
 
@@ -24,16 +27,18 @@ def test_config(config: str,
                 cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None,
                 launcher: str = 'none',
-                out: Optional[str] = None):
+                out: Optional[str] = None,
+                unsafe_load: bool = False):
     """The config :func:`test_model` evaluates with, inputs checked.
-    ``out``: also dump the predictions to this ``.pkl`` file."""
+    ``out``: also dump the predictions to this ``.pkl`` file.
+    ``unsafe_load``: unpickle the checkpoint fully (trusted files only;
+    pass it to :func:`test` too)."""
     cfg = runner_config(config, cfg_options, work_dir, launcher)
     if not osp.isfile(checkpoint):
         raise ToolError(
             f'checkpoint "{checkpoint}" does not exist. Give the .pth '
             f'written by tools/train.py (work_dirs/<config>/epoch_N.pth) or '
             f'a converted one.')
-    load_checkpoint_file(checkpoint)  # unreadable: fail before any Runner
     cfg.load_from = None  # loaded strictly by _evaluate
     if out is not None:
         if not out.endswith(('.pkl', '.pickle')):
@@ -46,7 +51,33 @@ def test_config(config: str,
             dict(type='DumpResults', out_file_path=out)
         ]
     check_dataset_paths(cfg, ['test_dataloader'])
+    # unreadable or not fitting: fail before any Runner (and work dir),
+    # after the cheap checks
+    check_checkpoint_fits(cfg, checkpoint, unsafe_load)
     return cfg
+
+
+def check_checkpoint_fits(cfg, checkpoint: str,
+                          unsafe_load: bool = False) -> None:
+    """Read ``checkpoint`` and load it strictly (the rule of
+    :mod:`repvgg_mm.io.weights`) into the config's model built on the meta
+    device: no weights are allocated, the keys, shapes and RepVGG forms are
+    checked as the real load will check them.
+
+    Raises:
+        CheckpointError: unreadable, unsafe or not fitting the model.
+    """
+    from ..converters.config_model import build_model
+    state_dict = state_dict_of(load_checkpoint_file(checkpoint,
+                                                    unsafe=unsafe_load))
+    try:
+        model = build_model(cfg, device='meta')
+    except (NotImplementedError, RuntimeError):
+        return  # a model that cannot be built on meta: checked after
+    with warnings.catch_warnings():
+        # copying into meta tensors is a no-op, which torch warns about
+        warnings.simplefilter('ignore', UserWarning)
+        load_state_dict_strict(model, state_dict, checkpoint)
 
 
 def _remove_new_folders(log_dir: str, work_dir: str,
@@ -65,31 +96,34 @@ def _remove_new_folders(log_dir: str, work_dir: str,
         os.rmdir(work_dir)
 
 
-def _evaluate(cfg, checkpoint: str) -> Dict[str, float]:
+def _evaluate(cfg, checkpoint: str, unsafe_load: bool) -> Dict[str, float]:
     work_dir_existed = osp.isdir(cfg.work_dir)
-    loaded = load_checkpoint_file(checkpoint)
     runner = build_runner(cfg)  # lives in this frame only
     try:
-        load_state_dict_strict(unwrap_model(runner.model),
-                               state_dict_of(loaded), checkpoint)
+        # checked by test_config already; this guards a file that changed
+        load_weights(unwrap_model(runner.model), checkpoint,
+                     unsafe=unsafe_load)
     except CheckpointError:
         _remove_new_folders(runner.log_dir, runner.work_dir,
                             work_dir_existed)
         raise
-    del loaded
     return dict(runner.test())
 
 
-def test(cfg, checkpoint: str) -> Dict[str, float]:
+def test(cfg, checkpoint: str,
+         unsafe_load: bool = False) -> Dict[str, float]:
     """``Runner.test()`` of a prepared config with ``checkpoint`` loaded
-    strictly; returns the metrics."""
+    strictly; returns the metrics. ``unsafe_load``: unpickle the checkpoint
+    fully (trusted files only)."""
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = '0'
     with runner_teardown():
-        return _evaluate(cfg, checkpoint)
+        return _evaluate(cfg, checkpoint, unsafe_load)
 
 
-def test_model(config: str, checkpoint: str, **options) -> Dict[str, float]:
+def test_model(config: str, checkpoint: str, unsafe_load: bool = False,
+               **options) -> Dict[str, float]:
     """Evaluate ``checkpoint`` with ``config``; ``options`` as for
     :func:`test_config`. Returns the metrics."""
-    return test(test_config(config, checkpoint, **options), checkpoint)
+    return test(test_config(config, checkpoint, unsafe_load=unsafe_load,
+                            **options), checkpoint, unsafe_load)

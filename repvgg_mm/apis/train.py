@@ -13,8 +13,8 @@ from ..engine.config_checks import (check_dataset_paths, check_neck_channels,
                                     check_repvgg_archs)
 from ..engine.distributed import build_runner, runner_teardown
 from ..engine.optim.cpu_amp import cpu_supports_bf16
-from ..io.checkpoint import (CheckpointError, load_checkpoint_file,
-                             state_dict_of)
+from ..io.checkpoint import (CheckpointError, full_unpickling_by_default,
+                             load_checkpoint_file, state_dict_of)
 from ..io.weights import layout_problems, strip_wrapper_prefix
 from ..utils.cli import ToolError, load_config
 
@@ -72,10 +72,13 @@ def training_config(config: str,
                     resume: Optional[str] = None,
                     amp: bool = False,
                     auto_scale_lr: bool = False,
-                    validate: bool = True):
+                    validate: bool = True,
+                    unsafe_load: bool = False):
     """The config :func:`train_model` trains with, options applied and
     inputs checked. ``resume``: a checkpoint path, or ``'auto'`` for the
-    latest checkpoint of the work dir."""
+    latest checkpoint of the work dir. ``unsafe_load``: read the resume
+    checkpoint with full unpickling (trusted files only; pass it to
+    :func:`train` too)."""
     cfg = runner_config(config, cfg_options, work_dir, launcher)
     if amp:
         _use_amp(cfg)
@@ -100,7 +103,7 @@ def training_config(config: str,
     resume_from = (last_checkpoint(cfg.work_dir) if resume == 'auto' else
                    resume)
     if resume_from is not None:
-        check_resume_checkpoint(cfg, resume_from)
+        check_resume_checkpoint(cfg, resume_from, unsafe_load)
     if auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
             raise ToolError(
@@ -116,9 +119,11 @@ def training_config(config: str,
     return cfg
 
 
-def check_resume_checkpoint(cfg, path: str) -> None:
-    """Read ``path`` safely and check its weights against the config's
-    model (built on the meta device), before the Runner exists.
+def check_resume_checkpoint(cfg, path: str,
+                            unsafe_load: bool = False) -> None:
+    """Read ``path`` safely (``unsafe_load``: fully unpickled) and check its
+    weights against the config's model (built on the meta device), before
+    the Runner exists.
 
     mmengine's resume would give a traceback for an unreadable file and
     loads the weights non-strictly; here an unreadable, unsafe or
@@ -126,7 +131,7 @@ def check_resume_checkpoint(cfg, path: str) -> None:
     is created.
     """
     from ..converters.config_model import build_model
-    checkpoint = load_checkpoint_file(path)
+    checkpoint = load_checkpoint_file(path, unsafe=unsafe_load)
     state_dict = strip_wrapper_prefix(state_dict_of(checkpoint))
     layout = {k: v.shape for k, v in
               build_model(cfg, device='meta').state_dict().items()}
@@ -148,17 +153,39 @@ def last_checkpoint(work_dir: str) -> Optional[str]:
     return path if osp.isfile(path) else None
 
 
-def train(cfg) -> Optional[str]:
+def _run_training(cfg, unsafe_load: bool) -> None:
+    """Build the Runner and train; the Runner lives in this frame only
+    (:func:`runner_teardown`)."""
+    runner = build_runner(cfg)
+    if unsafe_load:
+        # mmengine reads the resume / load_from checkpoint with a plain
+        # torch.load, which is weights-only since torch 2.6: unpickle fully
+        # for that read only (not for init_cfg or any later load)
+        load_or_resume = runner.load_or_resume
+
+        def load_or_resume_unpickling_fully() -> None:
+            with full_unpickling_by_default():
+                load_or_resume()
+
+        runner.load_or_resume = load_or_resume_unpickling_fully
+    runner.train()
+
+
+def train(cfg, unsafe_load: bool = False) -> Optional[str]:
     """``Runner.train()`` on a prepared config (:func:`training_config`);
-    returns the last checkpoint written (``None`` if none was)."""
+    returns the last checkpoint written (``None`` if none was).
+    ``unsafe_load``: mmengine's read of the resume / ``load_from``
+    checkpoint unpickles fully (trusted files only)."""
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = '0'
     with runner_teardown():
-        build_runner(cfg).train()  # no reference to the Runner is kept
+        _run_training(cfg, unsafe_load)
     return last_checkpoint(cfg.work_dir)
 
 
-def train_model(config: str, **options) -> Optional[str]:
+def train_model(config: str, unsafe_load: bool = False,
+                **options) -> Optional[str]:
     """Train the model of ``config``; ``options`` as for
     :func:`training_config`. Returns the last checkpoint."""
-    return train(training_config(config, **options))
+    return train(training_config(config, unsafe_load=unsafe_load, **options),
+                 unsafe_load)

@@ -10,15 +10,19 @@
   2.6 that defaults to ``True`` and resuming from an mmengine checkpoint
   fails on ``HistoryBuffer`` (see docs/design.md). Allowing exactly those types
   fixes resume without turning arbitrary unpickling back on.
+* :func:`full_unpickling_by_default` is that escape hatch for the loads
+  mmengine does itself (``Runner.resume`` / ``load_from``), which call
+  ``torch.load`` without ``weights_only``.
 * :func:`atomic_save` writes to a temporary file and renames it, so an
   interrupted run never leaves a truncated checkpoint.
 """
+import contextlib
 import os
 import pickle
 import pickletools
 import re
 import zipfile
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -205,6 +209,29 @@ def load_checkpoint_file(path: str, unsafe: bool = False,
             f'checkpoint "{path}" is corrupt or truncated (torch.load: '
             f'{reason}). Write it again, or copy it again from its '
             f'source.') from None
+
+
+#: torch's switch (torch >= 2.6, ``torch.serialization.load``): a
+#: ``torch.load`` that does not pass ``weights_only`` unpickles fully
+FORCE_NO_WEIGHTS_ONLY = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
+
+
+@contextlib.contextmanager
+def full_unpickling_by_default() -> Iterator[None]:
+    """Inside the block, ``torch.load`` calls that do not pass
+    ``weights_only`` (mmengine 0.10.7's ``load_from_local``) unpickle
+    fully, as before torch 2.6; calls that pass it (this project's
+    :func:`load_checkpoint_file`) are unchanged. For ``--unsafe-load`` only:
+    a full unpickling runs whatever code the file holds."""
+    previous = os.environ.get(FORCE_NO_WEIGHTS_ONLY)
+    os.environ[FORCE_NO_WEIGHTS_ONLY] = '1'
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[FORCE_NO_WEIGHTS_ONLY]
+        else:
+            os.environ[FORCE_NO_WEIGHTS_ONLY] = previous
 
 
 def atomic_save(obj: Any, path: str) -> None:

@@ -74,6 +74,11 @@ def add_runner_args(parser: argparse.ArgumentParser) -> None:
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     parser.add_argument(
+        '--unsafe-load', action='store_true',
+        help='unpickle the checkpoint (train: --resume or load_from) fully '
+        'instead of weights-only; this runs any code stored in it, so only '
+        'for old checkpoints from a source you trust')
+    parser.add_argument(
         '--check-only', action='store_true',
         help='only check the config, arch, dataset paths and checkpoint, '
         'then exit (the dist_* scripts run this once before launching)')
