@@ -232,3 +232,17 @@ def test_trusted_old_style_pickle_needs_unsafe_load_to_test(
     proc = run(test_cmd(digits, old_style, work_dir, '--unsafe-load'))
     assert_succeeded(proc)
     assert 'accuracy/top1' in proc.stdout + proc.stderr
+
+
+def test_trusted_old_style_pickle_needs_unsafe_load_to_benchmark(
+        digits, old_style):
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'benchmark_fps.py'),
+           DIGITS, old_style, '--batch-size', '2', '--warmup', '0',
+           '--iters', '1', '--rounds', '1', '--no-gemm', '--cfg-options',
+           *data_options(digits)]
+    refused = run(cmd)
+    assert_clean_error(refused, 'it imports argparse.Namespace',
+                       *UNSAFE_MESSAGE)
+    proc = run(cmd + ['--unsafe-load'])
+    assert_succeeded(proc)
+    assert 'deployed vs training form' in proc.stdout

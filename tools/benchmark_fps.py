@@ -94,6 +94,10 @@ def parse_args(argv=None):
     parser.add_argument('--no-gemm', action='store_true',
                         help='skip the dense-GEMM yardstick')
     parser.add_argument('--json', metavar='OUT', help='write the record here')
+    parser.add_argument(
+        '--unsafe-load', action='store_true',
+        help='unpickle CHECKPOINT fully instead of weights-only; this runs '
+        'any code stored in it, so only for files from a source you trust')
     parser.add_argument('--markdown', action='store_true',
                         help='print the table as Markdown')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -117,6 +121,7 @@ def main(argv=None):
         jit=args.jit, compile=args.compile, amp=args.amp, best=args.best,
         candidates=args.candidates, gemm=not args.no_gemm,
         cfg_options=args.cfg_options, json_out=args.json,
+        unsafe_load=args.unsafe_load,
         command=' '.join(['python', 'tools/benchmark_fps.py'] + list(
             sys.argv[1:] if argv is None else argv)))
     print(format_report(record, args.markdown))

@@ -50,6 +50,7 @@ def benchmark(config: str,
               gemm: bool = True,
               cfg_options: Optional[dict] = None,
               json_out: Optional[str] = None,
+              unsafe_load: bool = False,
               command: Optional[str] = None) -> dict:
     """Time ``config`` (training and deployed form) and ``baselines``.
 
@@ -87,7 +88,8 @@ def benchmark(config: str,
         sources=[config] + list(baselines), checkpoint=checkpoint,
         batch_size=batch_size, shape=shape, warmup=warmup, iters=iters,
         rounds=rounds, device=str(dev), serving=serving, best=best,
-        candidates=tried, cfg_options=cfg_options, gemm=gemm)
+        candidates=tried, cfg_options=cfg_options, gemm=gemm,
+        unsafe_load=unsafe_load)
     record = run_benchmark(opts)
     record['command'] = command or shlex.join(['python'] + sys.argv)
     if json_out:

@@ -21,13 +21,14 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def complexity(model: nn.Module, shape) -> Complexity:
-    """Parameters and MACs per image for an input of ``(3, *shape)``."""
+def complexity(model: nn.Module, shape, channels: int = 3) -> Complexity:
+    """Parameters and MACs per image for an input of ``(channels, *shape)``.
+    """
     from mmengine.analysis import get_model_complexity_info
     from mmengine.logging import MMLogger
 
     device = next(model.parameters()).device
-    inputs = (torch.randn(1, 3, *shape, device=device), )
+    inputs = (torch.randn(1, channels, *shape, device=device), )
     logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel('ERROR')  # unsupported-op warnings for every add/relu

@@ -63,6 +63,7 @@ class Options(NamedTuple):
     candidates: Optional[Sequence[Serving]] = None  #: None: the default list
     cfg_options: Optional[dict] = None
     gemm: bool = True
+    unsafe_load: bool = False  #: full unpickling of a trusted checkpoint
 
 
 def _key(name: str, form: str, serving: str) -> str:
@@ -100,13 +101,13 @@ def _prepare_model(bench: BenchModel, opts: Options, device: torch.device):
     proto = protocols.resolve(bench.task, opts.batch_size, opts.shape)
     model = inplace_block_activations_(bench.model.to(device))
     bench = bench._replace(model=model)
-    one = example_input(1, proto.shape, device)
+    one = example_input(1, proto.shape, device, bench.channels)
     _log(f'[{bench.name}] converting to the deployed form ...')
     deployed = deployed_form(bench, one)
     _log(f'[{bench.name}] deployed form: {deployed.steps} (max relative '
          f'output error {deployed.max_rel_err:.1e})')
-    train_cx = complexity(bench.model, proto.shape)
-    deploy_cx = complexity(deployed.model, proto.shape)
+    train_cx = complexity(bench.model, proto.shape, bench.channels)
+    deploy_cx = complexity(deployed.model, proto.shape, bench.channels)
     record = dict(
         name=bench.name, source=bench.source, checkpoint=bench.checkpoint,
         task=bench.task, batch_size=proto.batch_size, shape=list(proto.shape),
@@ -118,7 +119,8 @@ def _prepare_model(bench: BenchModel, opts: Options, device: torch.device):
          f'{proto.shape[0]}x{proto.shape[1]}; params '
          f'{train_cx.params / 1e6:.2f}M -> {deploy_cx.params / 1e6:.2f}M, '
          f'MACs {train_cx.macs / 1e9:.2f}G -> {deploy_cx.macs / 1e9:.2f}G')
-    inputs = example_input(proto.batch_size, proto.shape, device)
+    inputs = example_input(proto.batch_size, proto.shape, device,
+                           bench.channels)
     with torch.no_grad():  # what every serving must reproduce (first image)
         expected = {'train': bench.model(inputs[:1]),
                     'deploy': deployed.model(inputs[:1])}
@@ -175,7 +177,7 @@ def run_benchmark(opts: Options) -> dict:
         if bench.name in taken:  # the same config twice: keep keys unique
             bench = bench._replace(name=f'{bench.name}#{idx + 1}')
         if idx == 0 and opts.checkpoint:
-            bench = load_weights(bench, opts.checkpoint)
+            bench = load_weights(bench, opts.checkpoint, opts.unsafe_load)
         record, model_entries = _prepare_model(bench, opts, device)
         models.append(record)
         entries += model_entries

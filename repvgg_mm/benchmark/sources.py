@@ -36,6 +36,7 @@ class BenchModel(NamedTuple):
     #: the model's own re-parameterization (timm), else ``None``
     own_deploy: Optional[Callable[[nn.Module], nn.Module]] = None
     checkpoint: Optional[str] = None
+    channels: int = 3  #: input image channels
 
 
 def resolve_config_path(source: str) -> str:
@@ -57,7 +58,7 @@ def resolve_config_path(source: str) -> str:
 
 def build_from_config(source: str, cfg_options: dict = None) -> BenchModel:
     """Build the model of an mm config under the config's default scope."""
-    from ..converters.config_model import build_model
+    from ..converters.config_model import build_model, input_channels
     from ..engine.config_checks import check_neck_channels
     cfg = load_config(resolve_config_path(source), cfg_options)
     check_neck_channels(cfg)
@@ -65,7 +66,8 @@ def build_from_config(source: str, cfg_options: dict = None) -> BenchModel:
     model = build_model(cfg)
     name = osp.splitext(osp.basename(source.partition('::')[2] or source))[0]
     return BenchModel(name, source, model.eval(),
-                      task_of(model, cfg.get('default_scope')))
+                      task_of(model, cfg.get('default_scope')),
+                      channels=input_channels(cfg))
 
 
 def build_timm(source: str) -> BenchModel:
@@ -99,17 +101,20 @@ def build_source(source: str, cfg_options: dict = None) -> BenchModel:
     return build_from_config(source, cfg_options)
 
 
-def load_weights(bench: BenchModel, checkpoint: str) -> BenchModel:
+def load_weights(bench: BenchModel, checkpoint: str,
+                 unsafe: bool = False) -> BenchModel:
     """Strictly load ``checkpoint`` into ``bench.model``.
 
     Raises:
         CheckpointError: the checkpoint does not fit the config's model.
     """
-    load_weights_file(bench.model, checkpoint)
+    load_weights_file(bench.model, checkpoint, unsafe=unsafe)
     return bench._replace(checkpoint=os.path.abspath(checkpoint))
 
 
-def example_input(batch_size: int, shape, device='cpu') -> torch.Tensor:
+def example_input(batch_size: int, shape, device='cpu',
+                  channels: int = 3) -> torch.Tensor:
     """A normalised-image-like random batch."""
     gen = torch.Generator().manual_seed(0)
-    return torch.randn(batch_size, 3, *shape, generator=gen).to(device)
+    return torch.randn(batch_size, channels, *shape,
+                       generator=gen).to(device)
