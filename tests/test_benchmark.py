@@ -499,3 +499,23 @@ def test_runtime_serving_names_and_best_candidates():
     from repvgg_mm.runtime import supports_bf16
     assert ('openvino-bf16' in names) == supports_bf16()
     assert ('channels_last+bf16' in names) == supports_bf16()
+
+
+def test_int8_servings_run_and_report_their_difference(configs, tmp_path,
+                                                       capsys, logged):
+    out_json = tmp_path / 'int8.json'
+    code, out, err = run(BENCH, [
+        configs['tiny_cls'], *FAST, '--no-gemm', '--best', '--candidates',
+        'ort-int8', 'openvino-int8', '--json', out_json], capsys)
+    assert code == 0, err
+    (cls, ) = json.loads(out_json.read_text())['models']
+    rows = {r['serving']: r for r in cls['rows'] if r['form'] == 'deploy'}
+    for name in ('ort-int8', 'openvino-int8'):
+        _check_timed(rows[name])
+        # INT8 is not the same function: a difference, but a small one
+        assert 1e-4 < rows[name]['output_rel_err'] < 0.5
+    assert any('calibrated on random inputs' in line for line in logged)
+    # not offered by --best on its own: an INT8 model is another function
+    from repvgg_mm.benchmark.serving import candidates
+    names = [s.name for s in candidates(torch.device('cpu'), Serving())]
+    assert not {'ort-int8', 'openvino-int8'} & set(names)

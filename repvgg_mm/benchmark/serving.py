@@ -23,6 +23,12 @@ tool knows to help on the device; the fastest is picked by measurement.
   forward is exported to ONNX (:func:`repvgg_mm.runtime.export_onnx`) and
   run by :func:`repvgg_mm.runtime.open_session` with the same thread count
   as torch (``<N>threads`` or torch's setting).
+* INT8 runtimes: ``ort-int8`` (ONNX Runtime static QDQ) and
+  ``openvino-int8`` (NNCF): the exported graph is quantized
+  (:func:`repvgg_mm.runtime.quantize.quantize_graph`) after calibration on
+  random inputs -- the speed does not depend on the calibration data; the
+  accuracy does, so measure that with ``tools/quantize.py --eval``. Not in
+  the ``--best`` candidates: an INT8 model is not the same function.
 
 bf16 servings (``bf16`` autocast, ``openvino-bf16``) need native bf16 on
 the CPU (AVX-512 BF16 or AMX, :func:`repvgg_mm.runtime.supports_bf16`);
@@ -41,7 +47,11 @@ import torch.nn as nn
 AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 #: runtime servings: name -> (backend, precision)
 RUNTIMES = {'ort': ('ort', 'fp32'), 'openvino': ('openvino', 'fp32'),
-            'openvino-bf16': ('openvino', 'bf16')}
+            'openvino-bf16': ('openvino', 'bf16'),
+            'ort-int8': ('ort', 'int8'), 'openvino-int8': ('openvino', 'int8')}
+#: calibration batches of the INT8 servings (random, shaped like the timed
+#: batch: speed does not depend on them; accuracy does, tools/quantize.py)
+INT8_CALIBRATION_BATCHES = 2
 
 
 class ServingUnavailable(Exception):
@@ -226,8 +236,12 @@ def _runtime_serving(model: nn.Module, inputs: torch.Tensor,
         num = len(flatten_outputs(model(inputs[:1])))
     with tempfile.TemporaryDirectory() as folder:
         path = osp.join(folder, 'model.onnx')
+        # INT8: a dynamic batch, as the calibrator batches images its way
         export_onnx(model.eval(), inputs, path,
-                    [f'output_{i}' for i in range(num)])
+                    [f'output_{i}' for i in range(num)],
+                    dynamic=precision == 'int8')
+        if precision == 'int8':
+            path, precision = _int8_graph(path, backend, inputs), 'fp32'
         session = open_session(path, backend, precision,
                                threads=serving.threads
                                or torch.get_num_threads())
@@ -239,3 +253,21 @@ def _runtime_serving(model: nn.Module, inputs: torch.Tensor,
     output = [torch.from_numpy(o) for o in forward()]
     return forward, time.perf_counter() - start, (
         output[0] if len(output) == 1 else output)
+
+
+def _int8_graph(path: str, backend: str, inputs: torch.Tensor) -> str:
+    """``path`` quantized to INT8, calibrated on random inputs shaped like
+    ``inputs`` (speed does not depend on them); returns the INT8 graph."""
+    from mmengine.logging import print_log
+
+    from ..runtime.quantize import quantize_graph
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randn(inputs.shape, generator=gen).numpy()
+               for _ in range(INT8_CALIBRATION_BATCHES)]
+    print_log(f'{backend} INT8: calibrated on random inputs (the speed does '
+              f'not depend on them; measure accuracy with tools/quantize.py '
+              f'--eval)', logger='current')
+    name = 'openvino' if backend == 'openvino' else 'onnxruntime'
+    out = osp.splitext(path)[0] + ('_int8.xml' if name == 'openvino' else
+                                   '_int8.onnx')
+    return quantize_graph(name, path, batches, out, progress=False)
