@@ -129,15 +129,29 @@ def test_onnxruntime_eval_tool(digits_root, trained, tmp_path, capsys):
 
 
 @pytest.mark.parametrize('method', ['default', 'quantile'])
-def test_openvino_api(digits_root, trained, tmp_path, method):
+def test_openvino_tool(digits_root, trained, tmp_path, method):
+    # In a process of its own, as users run it: after NNCF had quantized
+    # in the pytest process, a later subprocess start crashed that process
+    # (SIGSEGV, NNCF 3.4 / OpenVINO 2026.4 with torch 2.14.1; not isolated).
+    import json
+    import subprocess
+    import sys
     out = str(tmp_path / 'int8.xml')
-    result = quantize_model(CONFIG, trained, out, backend='openvino',
-                            calib=64, method=method, evaluate=True,
-                            cfg_options=_options(digits_root),
-                            progress=False)
+    result_file = str(tmp_path / 'result.json')
+    options = [f'{k}={v}' for k, v in _options(digits_root).items()]
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'tools', 'quantize.py'), CONFIG,
+         trained, out, '--backend', 'openvino', '--calib', '64', '--method',
+         method, '--eval', '--json', result_file, '--cfg-options',
+         *options], capture_output=True, text=True, cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(result_file) as f:
+        result = json.load(f)
     assert result['int8_path'] == out
     assert os.path.isfile(out) and os.path.isfile(str(tmp_path / 'int8.bin'))
-    assert sorted(os.listdir(tmp_path)) == ['int8.bin', 'int8.xml']
+    assert sorted(os.listdir(tmp_path)) == ['int8.bin', 'int8.xml',
+                                            'result.json']
     assert result['num_calibration_images'] == 64
     assert result['num_val_images'] == 359
     assert result['top1_fp32'] >= 70
