@@ -113,9 +113,12 @@ def test_custom_dataset_reads_it(digits_root):
     from mmpretrain.datasets import CustomDataset
     pipeline = [dict(type='LoadImageFromFile', color_type='grayscale'),
                 dict(type='PackInputs')]
+    from mmengine.registry import DefaultScope
     for split, expected in (('train', 1438), ('val', 359)):
-        dataset = CustomDataset(data_root=digits_root, data_prefix=split,
-                                pipeline=pipeline)
+        # the transforms are mmpretrain's, whatever scope earlier tests set
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            dataset = CustomDataset(data_root=digits_root, data_prefix=split,
+                                    pipeline=pipeline)
         assert len(dataset) == expected
         assert dataset.metainfo['classes'] == tuple(str(c) for c in range(10))
         sample = dataset[len(dataset) - 1]

@@ -39,7 +39,7 @@ def train_cmd(data, work_dir, epochs, *extra):
             *SMALL_RUN, f'train_cfg.max_epochs={epochs}']
 
 
-def test_cmd(data, checkpoint, work_dir, *extra):
+def evaluate_cmd(data, checkpoint, work_dir, *extra):
     return [sys.executable, TEST, DIGITS, checkpoint, '--work-dir',
             work_dir, *extra, '--cfg-options', *data_options(data)]
 
@@ -141,7 +141,7 @@ def test_bad_checkpoint_is_one_error_and_no_work_dir(digits, bad, tmp_path,
     path = bad[0][kind]
     work_dir = str(tmp_path / 'work')
     cmd = (train_cmd(digits, work_dir, 3, '--resume', path)
-           if tool == 'train' else test_cmd(digits, path, work_dir))
+           if tool == 'train' else evaluate_cmd(digits, path, work_dir))
     proc = run(cmd)
     assert_clean_error(proc, f'"{path}"', *EXPECTED[kind])
     assert len(proc.stderr.strip().splitlines()) == 1  # one paragraph
@@ -156,7 +156,7 @@ def _malicious_cmd(tool, digits, path, tmp_path):
     return {
         'train': train_cmd(digits, str(tmp_path / 'work'), 3, '--resume',
                            path),
-        'test': test_cmd(digits, path, str(tmp_path / 'work')),
+        'test': evaluate_cmd(digits, path, str(tmp_path / 'work')),
         'convert_deploy': [osp.join(TOOLS, 'convert_deploy.py'), DIGITS,
                            path, out + '.pth', *data],
         'convert_weights': [osp.join(TOOLS, 'convert_weights.py'), path,
@@ -225,11 +225,11 @@ def test_trusted_old_style_pickle_needs_unsafe_load_to_resume(
 def test_trusted_old_style_pickle_needs_unsafe_load_to_test(
         digits, old_style, tmp_path):
     work_dir = str(tmp_path / 'work')
-    refused = run(test_cmd(digits, old_style, work_dir))
+    refused = run(evaluate_cmd(digits, old_style, work_dir))
     assert_clean_error(refused, 'it imports argparse.Namespace',
                        *UNSAFE_MESSAGE)
     assert not osp.exists(work_dir)
-    proc = run(test_cmd(digits, old_style, work_dir, '--unsafe-load'))
+    proc = run(evaluate_cmd(digits, old_style, work_dir, '--unsafe-load'))
     assert_succeeded(proc)
     assert 'accuracy/top1' in proc.stdout + proc.stderr
 
