@@ -230,7 +230,7 @@ def layer_geometry(backbone):
     geometry = []
     for name, block in repvgg_layers(backbone):
         if block.deploy:
-            assert not hasattr(block, 'branch_3x3')
+            assert block.branch_3x3 is None
             convs = [block.branch_reparam]
         else:
             convs = [block.branch_3x3.conv, block.branch_1x1.conv]
