@@ -20,7 +20,7 @@ from mmengine.registry import init_default_scope
 
 from repvgg_mm import ARCH_SETTINGS, count_repvgg_blocks, switch_to_deploy
 from repvgg_mm.converters.compare import forward_tensor
-from repvgg_mm.converters.config_model import input_size
+from repvgg_mm.converters.config_model import build_model, input_size
 from repvgg_mm.demos.digits_detection_dataset import (CLASSES,
                                                       DigitsDetectionError,
                                                       ann_file, ink_box,
@@ -50,12 +50,9 @@ def deploy_config_path(variant):
     return osp.join(CONFIGS, 'deploy', name)
 
 
-def build_detector(cfg, device='cpu'):
-    """Through mmdet's registry; ``device='meta'`` skips weight allocation."""
-    from mmdet.registry import MODELS
-    init_default_scope('mmdet')
-    with torch.device(device):
-        return MODELS.build(cfg.model)
+# the project's own builder: the config's default_scope ('mmdet'), and
+# device='meta' skips weight allocation
+build_detector = build_model
 
 
 def mmdet_config(rel_path):

@@ -17,6 +17,7 @@ from PIL import Image
 from torch.nn import SyncBatchNorm
 
 from repvgg_mm import count_repvgg_blocks, switch_to_deploy
+from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.demos.cityscapes_dataset import (CityscapesDemoError,
                                                 write_cityscapes_demo)
 from repvgg_mm.io.checkpoint import atomic_save
@@ -42,12 +43,9 @@ def deploy_config_path(variant):
     return osp.join(CONFIGS, 'deploy', name)
 
 
-def build_segmentor(cfg, device='cpu'):
-    """Through mmseg's registry; ``device='meta'`` skips weight allocation."""
-    from mmseg.registry import MODELS
-    init_default_scope('mmseg')
-    with torch.device(device):
-        return MODELS.build(cfg.model)
+# the project's own builder: the config's default_scope ('mmseg'), and
+# device='meta' skips weight allocation
+build_segmentor = build_model
 
 
 def repvgg_layers(backbone):
