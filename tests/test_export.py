@@ -112,20 +112,18 @@ def test_segmentor_from_training_and_deploy_checkpoints(tmp_path, capsys):
     ckpt = str(tmp_path / 'psp.pth')
     model = _checkpoint(PSP, ckpt)
     out = str(tmp_path / 'psp.onnx')
-    # 48x48: the 1/8 feature map (6x6) is a multiple of every PSP pool
-    # scale, which the ONNX exporter's adaptive pooling needs
+    # 64x64, the config's crop: the 1/8 feature map (8x8) is not a multiple
+    # of the pool scales 3 and 6, which torch's own export of adaptive
+    # pooling refused (see repvgg_mm/runtime/adaptive_pool.py)
     code, stdout, err = _run_tool([PSP, ckpt, out, '--verify'], capsys)
-    assert code == 2 and 'adaptive_avg_pool2d' in err, err  # 64: 8x8
-    code, stdout, err = _run_tool([PSP, ckpt, out, '--verify', '--shape',
-                                   '48', '48'], capsys)
     assert code == 0, err
     session = open_session(out)
-    assert session.metadata['input_size'] == '48x48'
+    assert session.metadata['input_size'] == '64x64'
     names = json.loads(session.metadata['class_names'])
     assert names[:2] == ['road', 'sidewalk']
-    images = image_like((1, 3, 48, 48), seed=1)
+    images = image_like((1, 3, 64, 64), seed=1)
     logits, = session(images.numpy())
-    assert logits.shape == (1, 19, 48, 48)  # at the input resolution
+    assert logits.shape == (1, 19, 64, 64)  # at the input resolution
     with torch.no_grad():
         expected = reference_outputs(model.eval(), images)
     assert relative_errors(expected, torch.from_numpy(logits))[0][1] <= TOL
@@ -133,11 +131,49 @@ def test_segmentor_from_training_and_deploy_checkpoints(tmp_path, capsys):
     deploy_ckpt = str(tmp_path / 'psp_deploy.pth')
     convert_checkpoint(PSP, ckpt, deploy_ckpt)
     result = export_model(PSP, deploy_ckpt, str(tmp_path / 'd.onnx'),
-                          shape=(48, 48), verify=True)
+                          verify=True)
     assert result.num_fused_blocks == 0 and result.max_rel_err <= TOL
     again, = open_session(result.paths[0])(images.numpy())
     np.testing.assert_allclose(again, logits, rtol=0, atol=1e-4 * np.abs(
         logits).max())
+
+
+@pytest.mark.parametrize('size', [(8, 8), (90, 90), (7, 13), (3, 5)])
+def test_matrix_adaptive_pooling_is_torchs(size):
+    from repvgg_mm.runtime.adaptive_pool import (MatrixAdaptiveAvgPool2d,
+                                                 exportable_adaptive_pooling)
+    x = torch.randn(2, 4, *size)
+    for bins in (1, 2, 3, 6, (2, 5), (None, 3)):
+        expected = torch.nn.functional.adaptive_avg_pool2d(x, bins)
+        pooled = MatrixAdaptiveAvgPool2d(bins)(x)
+        assert pooled.shape == expected.shape
+        assert float((pooled - expected).abs().max()) <= 1e-6
+    # swapped during the export only; global pooling is left alone
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(6),
+                              torch.nn.AdaptiveAvgPool2d(1))
+    with exportable_adaptive_pooling(net) as swapped:
+        assert swapped == 1
+        assert isinstance(net[0], MatrixAdaptiveAvgPool2d)
+        assert isinstance(net[1], torch.nn.AdaptiveAvgPool2d)
+    assert type(net[0]) is torch.nn.AdaptiveAvgPool2d
+
+
+def test_segmentor_dynamic_sizes(tmp_path):
+    # the pyramid pooling's bins follow the input size inside the graph
+    ckpt, out = str(tmp_path / 'psp.pth'), str(tmp_path / 'psp.onnx')
+    model = _checkpoint(PSP, ckpt)
+    result = export_model(PSP, ckpt, out, dynamic=True, verify=True)
+    assert result.dynamic and result.max_rel_err <= TOL
+    session = open_session(out)
+    deployed = switch_to_deploy(model.eval())
+    for batch, (h, w) in ((1, (64, 128)), (2, (56, 72))):
+        images = image_like((batch, 3, h, w), seed=batch)
+        logits, = session(images.numpy())
+        assert logits.shape == (batch, 19, h, w)
+        with torch.no_grad():
+            expected = reference_outputs(deployed, images)
+        assert relative_errors(expected,
+                               torch.from_numpy(logits))[0][1] <= TOL
 
 
 def test_dynamic_batch_and_size(tmp_path):

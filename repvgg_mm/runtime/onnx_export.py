@@ -3,7 +3,11 @@
 ``torch.onnx.export(..., dynamo=False)``: the TorchScript exporter traces
 the module once and keeps ``dynamic_axes``; on the models of this project it
 exports in about a second, where torch 2.14's default (``dynamo=True``,
-needs ``onnxscript``) takes several; both produce the same operators.
+needs ``onnxscript``, which this project therefore does not install) takes
+several; both produce the same operators.
+Non-global adaptive average pooling (PSPNet's pyramid) is exported as
+matrix products (:mod:`.adaptive_pool`), so any input size and dynamic axes
+work.
 """
 import re
 import warnings
@@ -13,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..utils.cli import ToolError
+from .adaptive_pool import exportable_adaptive_pooling
 
 #: images axes that ``dynamic=True`` leaves free
 DYNAMIC_AXES = {0: 'batch', 2: 'height', 3: 'width'}
@@ -46,7 +51,8 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str,
         axes = {'images': DYNAMIC_AXES}
         axes.update({name: {0: 'batch'} for name in output_names})
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), \
+                exportable_adaptive_pooling(module):
             warnings.simplefilter('ignore')
             torch.onnx.export(
                 module.eval(), (example, ), path, dynamo=False,
