@@ -48,7 +48,7 @@ except Exception:
 try:
     import timm, pytest, pytest_timeout, ftfy, regex, sklearn, matplotlib  # noqa
     import flake8, isort, prettytable  # noqa
-    import onnx, onnxruntime, onnxscript, openvino, nncf  # noqa
+    import onnx, onnxruntime, openvino, nncf  # noqa
     import repvgg_mm
     here = os.path.realpath(os.path.dirname(repvgg_mm.__file__))
     # repvgg_mm must be the editable install of THIS checkout (a CI clone
