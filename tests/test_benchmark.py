@@ -480,6 +480,19 @@ def test_runtime_servings_and_bf16(configs, tmp_path, capsys, monkeypatch):
             assert 'no native bf16' in rows[name]['skipped']
             assert 'skipped' in out
     assert 'rel. err' in out and 'CPU features' in out
+    # every timed runtime serving against torch fp32 eager, round by round
+    versus = {c['sides'][0]['serving']: c for c in record['comparisons']
+              if c['kind'] == 'serving vs default serving'}
+    timed = {name for name, row in rows.items()
+             if 'images_per_s' in row and name != 'eager'}
+    assert set(versus) == timed and {'ort', 'openvino'} <= timed
+    for name, comparison in versus.items():
+        assert comparison['sides'][1] == dict(
+            model=cls['name'], form='deploy', serving='eager')
+        ratios = [a / b for a, b in zip(
+            rows[name]['images_per_s']['values'],
+            rows['eager']['images_per_s']['values'])]
+        assert comparison['ratio']['values'] == pytest.approx(ratios)
     # a CPU without bf16 skips the bf16 servings with a note
     monkeypatch.setattr('repvgg_mm.runtime.cpu.supports_bf16', lambda: False)
     code, out, err = run(BENCH, [

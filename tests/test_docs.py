@@ -25,6 +25,22 @@ def test_readme_headline_figures_match_the_records():
     assert 'headline figures up to date' in proc.stdout
 
 
+def test_headline_rows_name_the_cpu_and_the_fastest_runtime():
+    from repvgg_mm.benchmark.headline import headline_rows
+    rows = headline_rows([osp.join(ROOT, 'docs', 'benchmarks', name) for name
+                          in ('cpu_b1g2_runtimes_b32.json',
+                              'cpu_a0_runtimes_b1.json')])
+    by_figure = {figure: (value, cpu, record)
+                 for figure, value, cpu, record in rows}
+    # the fastest serving vs torch fp32 eager of the same run
+    value, cpu, record = by_figure[
+        'RepVGG-B1g2 deploy/ort / RepVGG-B1g2 deploy/eager, batch 32, 224x224']
+    assert value.startswith('1.40x') and cpu == 'AMD EPYC, AVX2'
+    value, cpu, _ = by_figure['RepVGG-A0 deploy/openvino-bf16 / RepVGG-A0 '
+                              'deploy/eager, batch 1, 224x224']
+    assert value.startswith('4.08x') and cpu == 'AMD EPYC, AVX-512 BF16'
+
+
 def test_flake8_and_isort_agree_and_pass():
     flake8 = _run('-m', 'flake8', *CODE)
     assert flake8.returncode == 0, flake8.stdout[-3000:]

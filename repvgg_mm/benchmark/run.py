@@ -70,7 +70,9 @@ def _key(name: str, form: str, serving: str) -> str:
     return f'{name} / {form} / {serving}'
 
 
-def _host(device: torch.device) -> dict:
+def host_record(device: torch.device) -> dict:
+    """Platform, versions, threads, CPU name and the CPU features that decide
+    bf16 / INT8 speed, and the load average now."""
     info = dict(platform=platform.platform(), python=platform.python_version(),
                 torch=torch.__version__, device=str(device),
                 torch_threads=torch.get_num_threads(),
@@ -166,7 +168,7 @@ def run_benchmark(opts: Options) -> dict:
     goes to mmengine's current logger."""
     device = torch.device(opts.device)
     started = datetime.datetime.now(datetime.timezone.utc)
-    host = _host(device)
+    host = host_record(device)
     for source in opts.sources:  # fail before minutes of work, not after
         check_source(source)
     models, entries = [], []
@@ -255,8 +257,10 @@ def _comparisons(models: List[dict]) -> List[dict]:
     """Paired ratios the README asks for.
 
     For every model: deployed (default serving and best) vs its training
-    form. The first model vs every other one: deployed vs deployed with the
-    same serving, and the first model's best vs the other's default serving.
+    form, and every other deployed serving (runtimes, bf16, INT8) vs the
+    deployed default serving (torch fp32 eager unless configured). The
+    first model vs every other one: deployed vs deployed with the same
+    serving, and the first model's best vs the other's default serving.
     """
     out = []
 
@@ -277,6 +281,10 @@ def _comparisons(models: List[dict]) -> List[dict]:
         if 'best' in m and m['best']['serving'] != default:
             add('best deployed vs training form', m, 'deploy',
                 m['best']['serving'], m, 'train', default)
+        for row in m['rows']:
+            if row['form'] == 'deploy' and row['serving'] != default:
+                add('serving vs default serving', m, 'deploy',
+                    row['serving'], m, 'deploy', default)
     first = models[0]
     for other in models[1:]:
         for row in first['rows']:

@@ -39,6 +39,7 @@ from ..apis.test import test, test_config
 from ..apis.train import train, training_config
 from ..benchmark.complexity import count_params
 from ..benchmark.rounds import Entry, run_rounds
+from ..benchmark.run import host_record
 from ..benchmark.stats import summary
 from ..converters.config_model import build_model
 from ..converters.deploy_checkpoint import deploy_checkpoint_path
@@ -81,6 +82,7 @@ REPORT_TYPES = {
     'timing_rounds': int,
     'torch_threads': int,
     'cpu_load_1min': float,
+    'host': dict,
     'images_per_s_train_form': float,
     'images_per_s_deploy_form': float,
     'deploy_speedup': float,
@@ -339,6 +341,7 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
         timing_rounds=timing_rounds,
         torch_threads=threads,
         cpu_load_1min=load,
+        host=host_record(torch.device('cpu')),
         images_per_s_train_form=speed['train_form'],
         images_per_s_deploy_form=speed['deploy_form'],
         deploy_speedup=speed['deploy_form'] / speed['train_form'],
