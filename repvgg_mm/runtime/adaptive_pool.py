@@ -35,6 +35,13 @@ def pooling_matrix(n, bins: int, dtype: torch.dtype,
     return inside.to(dtype) / (end - start)[:, None].to(dtype)
 
 
+def _bins(output_size) -> Tuple:
+    """``output_size`` of ``nn.AdaptiveAvgPool2d`` as (height, width)."""
+    if isinstance(output_size, int):
+        return output_size, output_size
+    return tuple(output_size)
+
+
 class MatrixAdaptiveAvgPool2d(nn.Module):
     """``nn.AdaptiveAvgPool2d(output_size)`` as two matrix products."""
 
@@ -43,8 +50,7 @@ class MatrixAdaptiveAvgPool2d(nn.Module):
         self.output_size = output_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = self.output_size
-        bins_h, bins_w = (size, size) if isinstance(size, int) else size
+        bins_h, bins_w = _bins(self.output_size)
         height, width = x.shape[-2], x.shape[-1]
         bins_h = height if bins_h is None else bins_h
         bins_w = width if bins_w is None else bins_w
@@ -55,9 +61,7 @@ class MatrixAdaptiveAvgPool2d(nn.Module):
 
 def _is_global(output_size) -> bool:
     """Global pooling (output 1x1) exports as ``GlobalAveragePool``."""
-    sizes = (output_size, output_size) if isinstance(output_size, int) \
-        else tuple(output_size)
-    return all(s == 1 for s in sizes)
+    return _bins(output_size) == (1, 1)
 
 
 @contextlib.contextmanager
