@@ -15,8 +15,12 @@ import torch  # noqa: E402
 torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+#: the harness (``tools/harness``) is importable as ``harness``, as it is for
+#: the tools, which run from ``tools/``
+TOOLS = os.path.join(ROOT, 'tools')
+for path in (TOOLS, ROOT):
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 import repvgg_mm  # noqa: E402,F401  (registers the modules)
 

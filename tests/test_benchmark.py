@@ -14,13 +14,13 @@ import torch
 import torch.nn as nn
 from conftest import REL_TOL, ROOT
 
-from repvgg_mm.benchmark.complexity import complexity
-from repvgg_mm.benchmark.forms import deployed_form, fold_conv_bn
-from repvgg_mm.benchmark.paper import (accuracy_table, load_paper_results,
+from harness.benchmark.complexity import complexity
+from harness.benchmark.forms import deployed_form, fold_conv_bn
+from harness.benchmark.paper import (accuracy_table, load_paper_results,
                                        paper_key)
-from repvgg_mm.benchmark.serving import Serving, parse_serving
-from repvgg_mm.benchmark.sources import BenchModel
-from repvgg_mm.benchmark.stats import paired_ratios, summary
+from harness.benchmark.serving import Serving, parse_serving
+from harness.benchmark.sources import BenchModel
+from harness.benchmark.stats import paired_ratios, summary
 from repvgg_mm.io.checkpoint import atomic_save
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 
@@ -86,7 +86,7 @@ def _restore_threads():
 
 def run(tool, argv, capsys):
     """``(exit status, stdout, stderr)`` of a tool run in-process."""
-    from repvgg_mm.utils.cli import run_tool
+    from harness.cli import run_tool
     with pytest.raises(SystemExit) as exc:
         run_tool(tool.main, [str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -194,7 +194,7 @@ def test_segmentor_paper_protocol_override_and_best(configs, tmp_path,
 
 
 def test_segmentation_default_protocol():
-    from repvgg_mm.benchmark.protocol import resolve
+    from harness.benchmark.protocol import resolve
     assert resolve('segmentation') == (16, (713, 713))
     assert resolve('classification') == (128, (224, 224))
     assert resolve('classification', 8, (64, 48)) == (8, (64, 48))
@@ -245,7 +245,7 @@ def test_checkpoint_that_does_not_match(configs, tmp_path, capsys):
 
 
 def test_matching_checkpoint_is_loaded(configs, tmp_path, capsys):
-    from repvgg_mm.benchmark.sources import build_source
+    from harness.benchmark.sources import build_source
     model = build_source(str(configs['tiny_cls'])).model
     ckpt = tmp_path / 'ok.pth'
     atomic_save({'state_dict': model.state_dict()}, ckpt)
@@ -317,7 +317,7 @@ def test_serving_names_round_trip():
 
 @pytest.mark.parametrize('name', ['chunk3', 'channels_last+jit+chunk4'])
 def test_chunked_serving_gives_the_same_outputs(name):
-    from repvgg_mm.benchmark.serving import prepare
+    from harness.benchmark.serving import prepare
 
     class TwoHeads(nn.Module):
 
@@ -414,7 +414,7 @@ def test_plot_bad_inputs(tmp_path, capsys):
 
 
 def test_gemm_yardstick_covers_every_thread_setting():
-    from repvgg_mm.benchmark.run import Options, _thread_settings
+    from harness.benchmark.run import Options, _thread_settings
     torch.set_num_threads(2)
     plain = Options(sources=['x.py'])
     assert _thread_settings(plain) == [None]
@@ -425,7 +425,7 @@ def test_gemm_yardstick_covers_every_thread_setting():
 
 
 def test_rounds_rotate_the_order_and_time_every_entry():
-    from repvgg_mm.benchmark.rounds import Entry, run_rounds
+    from harness.benchmark.rounds import Entry, run_rounds
     calls = []
     entries = [Entry(name, (lambda n=name: calls.append(n)), 1)
                for name in 'abc']
@@ -437,9 +437,9 @@ def test_rounds_rotate_the_order_and_time_every_entry():
 
 
 def test_block_activations_run_in_place_in_both_forms(configs):
-    from repvgg_mm.benchmark.forms import (deployed_form,
+    from harness.benchmark.forms import (deployed_form,
                                            inplace_block_activations_)
-    from repvgg_mm.benchmark.sources import build_source
+    from harness.benchmark.sources import build_source
     from repvgg_mm.models.repvgg_block import RepVGGBlock
     bench = build_source(str(configs['tiny_cls']))
     inplace_block_activations_(bench.model)
@@ -503,7 +503,7 @@ def test_runtime_servings_and_bf16(configs, tmp_path, capsys, monkeypatch):
 
 
 def test_runtime_serving_names_and_best_candidates():
-    from repvgg_mm.benchmark.serving import candidates
+    from harness.benchmark.serving import candidates
     for name in ('ort', 'openvino', 'openvino-bf16', 'ort+2threads'):
         assert parse_serving(name).name == name
     with pytest.raises(ValueError, match='combines only with'):
@@ -536,6 +536,6 @@ def test_int8_servings_run_and_report_their_difference(configs, tmp_path):
         assert 1e-4 < rows[name]['output_rel_err'] < 0.5
     assert 'calibrated on random inputs' in proc.stdout
     # not offered by --best on its own: an INT8 model is another function
-    from repvgg_mm.benchmark.serving import candidates
+    from harness.benchmark.serving import candidates
     names = [s.name for s in candidates(torch.device('cpu'), Serving())]
     assert not {'ort-int8', 'openvino-int8'} & set(names)

@@ -10,7 +10,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
 from repvgg_mm.models.arch import parse_arch, stage_widths
-from repvgg_mm.utils.cli import load_config
+from repvgg_mm.utils.config import load_config
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 
 ARCHS = ('a0', 'a1', 'a2', 'b0', 'b1', 'b1g2', 'b1g4', 'b2', 'b2g4', 'b3',

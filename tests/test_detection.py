@@ -21,13 +21,13 @@ from mmengine.registry import init_default_scope
 from repvgg_mm import ARCH_SETTINGS, count_repvgg_blocks, switch_to_deploy
 from repvgg_mm.converters.compare import forward_tensor
 from repvgg_mm.converters.config_model import build_model, input_size
-from repvgg_mm.demos.digits_detection_dataset import (CLASSES,
+from harness.demos.digits_detection_dataset import (CLASSES,
                                                       DigitsDetectionError,
                                                       ann_file, ink_box,
                                                       write_digits_detection)
 from repvgg_mm.engine.config_checks import check_neck_channels
 from repvgg_mm.models.arch import stage_widths
-from repvgg_mm.utils.cli import ToolError
+from repvgg_mm.errors import ConfigError
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 
 CONFIGS = osp.join(ROOT, 'configs')
@@ -180,7 +180,7 @@ def _detection_doc():
 def test_fpn_widths_that_do_not_match_the_arch_name_the_fix(tmp_path):
     cfg = Config.fromfile(config_path('a0'))
     cfg.merge_from_dict({'model.backbone.arch': 'b1g2'})
-    with pytest.raises(ToolError) as exc:
+    with pytest.raises(ConfigError) as exc:
         check_neck_channels(cfg)
     assert str(exc.value).startswith(
         'model.neck.in_channels=[48, 96, 192, 1280] does not match the '
@@ -400,8 +400,8 @@ def test_demo_dist_train_two_cpu_ranks(tmp_path):
 
 
 def test_benchmark_detection_protocol_both_forms(tmp_path):
-    from repvgg_mm.apis.benchmark import benchmark
-    from repvgg_mm.benchmark.protocol import resolve, task_of
+    from harness.benchmark.api import benchmark
+    from harness.benchmark.protocol import resolve, task_of
     assert resolve('detection') == (1, (800, 1333))
     out_json = str(tmp_path / 'bench.json')
     record = benchmark(DEMO, shape=[64, 96], warmup=0, iters=1, rounds=1,

@@ -14,14 +14,14 @@ import pytest
 import torch
 from conftest import REL_TOL, assert_succeeded
 
-from repvgg_mm.demos import digits_dataset as digits_module
-from repvgg_mm.demos.digits_dataset import (META_FILE, DigitsDatasetError,
+from harness.demos import digits_dataset as digits_module
+from harness.demos.digits_dataset import (META_FILE, DigitsDatasetError,
                                             count_images,
                                             ensure_digits_dataset,
                                             write_digits_dataset)
-from repvgg_mm.demos.digits_demo import (REPORT_TYPES, compare_predictions,
+from harness.demos.digits_demo import (REPORT_TYPES, compare_predictions,
                                          set_max_epochs)
-from repvgg_mm.utils.cli import ToolError
+from repvgg_mm.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CONFIG = os.path.join(ROOT, 'configs/demo/repvgg-tiny_digits.py')
@@ -38,7 +38,7 @@ def run_tool(*args, timeout=240):
 def call_tool(name, *args, capsys):
     """``tools/<name>.py ARGS`` in this process (no interpreter start-up):
     returns ``(exit status, stderr)``."""
-    from repvgg_mm.utils.cli import run_tool as run_main
+    from harness.cli import run_tool as run_main
     spec = importlib.util.spec_from_file_location(
         name, os.path.join(ROOT, 'tools', f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
@@ -236,7 +236,7 @@ def test_set_max_epochs_moves_the_schedule_end():
     set_max_epochs(cfg, 3)
     assert cfg.train_cfg.max_epochs == 3
     assert cfg.param_scheduler[-1]['end'] == 3
-    with pytest.raises(ToolError, match='--epochs must be a positive'):
+    with pytest.raises(ConfigError, match='--epochs must be a positive'):
         set_max_epochs(cfg, 0)
 
 
@@ -319,7 +319,7 @@ def test_deploy_checkpoint_loads_into_deploy_config(demo_run, digits_root,
     """The saved deploy weights, tested with the shipped deploy config
     through tools/test.py's function, reproduce the reported deploy top-1."""
     from repvgg_mm.apis import test_model
-    from repvgg_mm.demos.digits_demo import data_root_options
+    from harness.demos.digits_demo import data_root_options
     work_dir, _ = demo_run
     with open(os.path.join(work_dir, 'report.json')) as f:
         report = json.load(f)

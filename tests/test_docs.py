@@ -26,7 +26,7 @@ def test_readme_headline_figures_match_the_records():
 
 
 def test_headline_rows_name_the_cpu_and_the_fastest_runtime():
-    from repvgg_mm.benchmark.headline import headline_rows
+    from harness.benchmark.headline import headline_rows
     rows = headline_rows([osp.join(ROOT, 'docs', 'benchmarks', name) for name
                           in ('cpu_b1g2_runtimes_b32.json',
                               'cpu_a0_runtimes_b1.json')])

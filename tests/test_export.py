@@ -14,12 +14,12 @@ from conftest import ROOT
 
 from repvgg_mm.apis import convert_checkpoint, export_model
 from repvgg_mm.apis.export import image_like, reference_outputs
-from repvgg_mm.benchmark.sources import resolve_config_path
+from harness.benchmark.sources import resolve_config_path
 from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.deploy import switch_to_deploy
 from repvgg_mm.io.checkpoint import atomic_save
 from repvgg_mm.runtime import open_session, supports_bf16
-from repvgg_mm.utils.cli import load_config
+from repvgg_mm.utils.config import load_config
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 
 TOL = 1e-4
@@ -66,7 +66,7 @@ def _checkpoint(config, path, cfg_options=None, shape=(64, 64)):
 
 def _run_tool(argv, capsys):
     with pytest.raises(SystemExit) as exc:
-        from repvgg_mm.utils.cli import run_tool
+        from harness.cli import run_tool
         run_tool(EXPORT.main, argv)
     out = capsys.readouterr()
     return exc.value.code, out.out, out.err

@@ -8,8 +8,8 @@ mmpretrain 1.2.0's too.
 """
 import pytest
 
-from repvgg_mm.benchmark.arch_figures import arch_figures
-from repvgg_mm.benchmark.paper import paper_arch_figures
+from harness.benchmark.arch_figures import arch_figures
+from harness.benchmark.paper import paper_arch_figures
 
 PAPER = paper_arch_figures()
 #: mmpretrain 1.2.0 RepVGG: deploy params (M), MACs (G)

@@ -184,12 +184,12 @@ def test_training_checkpoint_killed_mid_save_is_not_left_truncated(
 @pytest.mark.parametrize('where', ['under_file', 'proc', 'folder'])
 def test_output_path_checked_before_work(tmp_path, where):
     from repvgg_mm.io.atomic import check_output_path
-    from repvgg_mm.utils.cli import ToolError
+    from repvgg_mm.errors import ConfigError
     (tmp_path / 'file').write_text('')
     out = {'under_file': str(tmp_path / 'file' / 'sub' / 'x.pth'),
            'proc': '/proc/repvgg_mm_test/x.pth',
            'folder': str(tmp_path)}[where]
-    with pytest.raises(ToolError, match='OUT'):
+    with pytest.raises(ConfigError, match='OUT'):
         check_output_path(out)
     check_output_path(str(tmp_path / 'new' / 'deeper' / 'x.pth'))
     assert (tmp_path / 'new' / 'deeper').is_dir()
@@ -198,9 +198,9 @@ def test_output_path_checked_before_work(tmp_path, where):
 
 def test_convert_checks_out_before_loading(tmp_path):
     from repvgg_mm.apis.convert import convert_checkpoint
-    from repvgg_mm.utils.cli import ToolError
+    from repvgg_mm.errors import ConfigError
     (tmp_path / 'file').write_text('')
-    with pytest.raises(ToolError, match='cannot create the folder'):
+    with pytest.raises(ConfigError, match='cannot create the folder'):
         # the checkpoint does not exist: the OUT check comes first
         convert_checkpoint('configs/repvgg-a0_8xb32_in1k.py',
                            str(tmp_path / 'missing.pth'),

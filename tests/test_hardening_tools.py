@@ -56,7 +56,7 @@ def assert_same_tensors(path_a, path_b):
 
 @pytest.fixture(scope='module')
 def digits(tmp_path_factory):
-    from repvgg_mm.demos.digits_dataset import write_digits_dataset
+    from harness.demos.digits_dataset import write_digits_dataset
     data = str(tmp_path_factory.mktemp('digits') / 'data')
     write_digits_dataset(data, size=8)
     return data

@@ -444,8 +444,8 @@ def test_custom_l2_refuses_qarepvgg():
 
 
 def test_benchmark_deployed_form_is_exact(qa_config):
-    from repvgg_mm.benchmark.forms import deployed_form
-    from repvgg_mm.benchmark.sources import build_source
+    from harness.benchmark.forms import deployed_form
+    from harness.benchmark.sources import build_source
     bench = build_source(qa_config)
     x = torch.randn(2, 3, 32, 32)
     randomize_norm_stats_(bench.model, x)

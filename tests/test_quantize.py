@@ -16,13 +16,13 @@ import torch.nn as nn
 from conftest import ROOT
 
 from repvgg_mm.apis.quantize import load_deploy_model, quantize_model
-from repvgg_mm.benchmark.int8_analysis import (W_QMAX, analyse,
+from harness.benchmark.int8_analysis import (W_QMAX, analyse,
                                                fake_quant_weight, kernel_stats)
 from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.io.checkpoint import atomic_save
 from repvgg_mm.runtime.calibration import build_split_dataset, graph_inputs
 from repvgg_mm.runtime.graph import InferenceGraph
-from repvgg_mm.utils.cli import load_config
+from repvgg_mm.utils.config import load_config
 
 CONFIG = os.path.join(ROOT, 'configs/demo/repvgg-tiny_digits.py')
 
@@ -39,7 +39,7 @@ def cfg_args(root):
 
 def call_tool(name, args, capsys):
     """``tools/<name>.py ARGS`` in this process: (exit status, out, err)."""
-    from repvgg_mm.utils.cli import run_tool as run_main
+    from harness.cli import run_tool as run_main
     spec = importlib.util.spec_from_file_location(
         name, os.path.join(ROOT, 'tools', f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
@@ -53,7 +53,7 @@ def call_tool(name, args, capsys):
 
 @pytest.fixture(scope='module')
 def digits_root(tmp_path_factory):
-    from repvgg_mm.demos.digits_dataset import write_digits_dataset
+    from harness.demos.digits_dataset import write_digits_dataset
     root = str(tmp_path_factory.mktemp('data') / 'digits')
     write_digits_dataset(root)
     return root

@@ -83,7 +83,7 @@ def test_the_plugin_does_not_import_the_harness():
             'repvgg_mm.converters.config_model, '
             'repvgg_mm.converters.weight_import; '
             'print(sorted(m for m in sys.modules if m.startswith('
-            '("repvgg_mm.benchmark", "repvgg_mm.demos"))))')
+            '("harness.benchmark", "harness.demos"))))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == '[]'

@@ -18,7 +18,7 @@ from torch.nn import SyncBatchNorm
 
 from repvgg_mm import count_repvgg_blocks, switch_to_deploy
 from repvgg_mm.converters.config_model import build_model
-from repvgg_mm.demos.cityscapes_dataset import (CityscapesDemoError,
+from harness.demos.cityscapes_dataset import (CityscapesDemoError,
                                                 write_cityscapes_demo)
 from repvgg_mm.io.checkpoint import atomic_save
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors

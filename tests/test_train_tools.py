@@ -115,10 +115,10 @@ def test_train_flags_are_applied(monkeypatch, tmp_path):
     from repvgg_mm.apis import train as train_api
     from repvgg_mm.apis.train import training_config
     from repvgg_mm.models import RepVGGMM
-    from repvgg_mm.utils.cli import ToolError
+    from repvgg_mm.errors import ConfigError
     monkeypatch.setattr(train_api, '_has_amp_device', lambda: False)
     monkeypatch.setattr(train_api, 'cpu_supports_bf16', lambda: False)
-    with pytest.raises(ToolError, match='--amp found no GPU .* no native'):
+    with pytest.raises(ConfigError, match='--amp found no GPU .* no native'):
         training_config(A0, amp=True)
     monkeypatch.setattr(train_api, 'cpu_supports_bf16', lambda: True)
     data = {'train_dataloader.dataset.data_root': ROOT,
@@ -311,7 +311,7 @@ def test_runner_teardown_frees_the_model_before_the_process_group(
     import torch.distributed as torch_dist
 
     from repvgg_mm.engine import distributed
-    from repvgg_mm.utils.cli import ToolError
+    from repvgg_mm.errors import ConfigError
     torch_dist.init_process_group(
         'gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
     events = []
@@ -328,13 +328,13 @@ def test_runner_teardown_frees_the_model_before_the_process_group(
         owner = ddp_held_by_a_cycle(torch.nn.Conv2d(1, 1, 1))
         weakref.finalize(owner['model'], events.append, 'model freed')
         if fails:
-            raise ToolError('checkpoint does not fit')
+            raise ConfigError('checkpoint does not fit')
         assert owner['model'].module.weight.numel() == 1
 
     try:
         with distributed.runner_teardown():
             body()
-    except ToolError as exc:
+    except ConfigError as exc:
         assert fails and str(exc) == 'checkpoint does not fit'
     else:
         assert not fails

@@ -11,9 +11,9 @@ input 2x3x64x48).
 import argparse
 
 from repvgg_mm import ARCH_SETTINGS
-from repvgg_mm.benchmark.arch_figures import arch_report
+from harness.benchmark.arch_figures import arch_report
 from repvgg_mm.io.atomic import atomic_write_json
-from repvgg_mm.utils.cli import run_tool
+from harness.cli import run_tool
 
 
 def parse_args(argv):

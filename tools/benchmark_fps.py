@@ -20,7 +20,7 @@ Examples::
 import argparse
 import sys
 
-from repvgg_mm.utils.cli import run_tool
+from harness.cli import run_tool
 
 
 def _int_at_least(minimum: int):
@@ -110,8 +110,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from repvgg_mm.apis.benchmark import benchmark
-    from repvgg_mm.benchmark.report import format_report
+    from harness.benchmark.api import benchmark
+    from harness.benchmark.report import format_report
 
     record = benchmark(
         args.config, args.checkpoint, baselines=args.baseline,

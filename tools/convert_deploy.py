@@ -17,7 +17,7 @@ import os
 from mmengine.config import DictAction
 
 from repvgg_mm.apis.convert import DEFAULT_REL_TOL, convert_checkpoint
-from repvgg_mm.utils.cli import run_tool
+from harness.cli import run_tool
 
 
 def parse_args(argv=None):

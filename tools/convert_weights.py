@@ -17,7 +17,7 @@ import argparse
 
 from repvgg_mm.apis.import_weights import import_weights
 from repvgg_mm.converters.weight_import import FORMATS
-from repvgg_mm.utils.cli import run_tool
+from harness.cli import run_tool
 
 
 def parse_args(argv=None):

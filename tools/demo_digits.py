@@ -15,8 +15,8 @@ import argparse
 import torch
 from mmengine.config import DictAction
 
-from repvgg_mm.demos.digits_demo import DEFAULT_CONFIG, run_digits_demo
-from repvgg_mm.utils.cli import ToolError, run_tool
+from harness.demos.digits_demo import DEFAULT_CONFIG, run_digits_demo
+from harness.cli import ToolError, run_tool
 
 
 def parse_args(argv=None):

@@ -18,7 +18,7 @@ Examples::
 """
 import argparse
 
-from repvgg_mm.utils.cli import run_tool
+from harness.cli import run_tool
 
 
 def parse_args(argv=None):

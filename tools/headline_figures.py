@@ -9,9 +9,9 @@ import argparse
 import glob
 import os.path as osp
 
-from repvgg_mm.benchmark.headline import headline_table, replace_block
+from harness.benchmark.headline import headline_table, replace_block
 from repvgg_mm.io.atomic import atomic_output
-from repvgg_mm.utils.cli import ToolError, run_tool
+from harness.cli import ToolError, run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -12,10 +12,10 @@ split; see repvgg_mm/benchmark/int8_analysis.py.
 """
 import argparse
 
-from repvgg_mm.benchmark.int8_analysis import (analyse_checkpoint,
+from harness.benchmark.int8_analysis import (analyse_checkpoint,
                                                format_table, plot)
 from repvgg_mm.io.atomic import atomic_write_json
-from repvgg_mm.utils.cli import ToolError, run_tool
+from harness.cli import ToolError, run_tool
 
 
 def parse_args(argv=None):

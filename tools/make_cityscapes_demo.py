@@ -10,9 +10,9 @@ loads; ``configs/demo/pspnet_repvgg-tiny_cityscapes-demo.py`` trains on it.
 """
 import argparse
 
-from repvgg_mm.demos.cityscapes_dataset import (DEFAULT_SIZE,
+from harness.demos.cityscapes_dataset import (DEFAULT_SIZE,
                                                 write_cityscapes_demo)
-from repvgg_mm.utils.cli import run_tool
+from harness.cli import run_tool
 
 
 def parse_args(argv=None):

@@ -9,10 +9,10 @@ split) plus ``OUT_DIR/digits_meta.json``, readable by mmpretrain's
 """
 import argparse
 
-from repvgg_mm.demos.digits_dataset import (DEFAULT_SEED, DEFAULT_SIZE,
+from harness.demos.digits_dataset import (DEFAULT_SEED, DEFAULT_SIZE,
                                             DEFAULT_VAL_FRACTION,
                                             write_digits_dataset)
-from repvgg_mm.utils.cli import run_tool
+from harness.cli import run_tool
 
 
 def parse_args(argv=None):

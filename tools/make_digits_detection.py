@@ -12,11 +12,11 @@ upscaled and placed on noisy canvases) and
 """
 import argparse
 
-from repvgg_mm.demos.digits_detection_dataset import (DEFAULT_CANVAS,
+from harness.demos.digits_detection_dataset import (DEFAULT_CANVAS,
                                                       DEFAULT_DIGIT_SIZES,
                                                       DEFAULT_DIGITS_PER_IMAGE,
                                                       write_digits_detection)
-from repvgg_mm.utils.cli import run_tool
+from harness.cli import run_tool
 
 
 def parse_args(argv=None):

@@ -12,7 +12,7 @@ accuracies from the paper's published figures
 import argparse
 import sys
 
-from repvgg_mm.utils.cli import run_tool
+from harness.cli import run_tool
 
 
 def parse_args(argv=None):
@@ -44,7 +44,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from repvgg_mm.benchmark.plot import plot_records
+    from harness.benchmark.plot import plot_records
 
     points = plot_records(
         args.records, args.out, accuracy_file=args.accuracy, task=args.task,

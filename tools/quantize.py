@@ -18,7 +18,7 @@ from mmengine.config import DictAction
 
 from repvgg_mm.apis.quantize import quantize_model
 from repvgg_mm.runtime.quantize import BACKENDS, METHODS
-from repvgg_mm.utils.cli import run_tool
+from harness.cli import run_tool
 
 
 def parse_args(argv=None):

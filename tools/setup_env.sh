@@ -47,7 +47,7 @@ except Exception:
     pass
 try:
     import timm, pytest, pytest_timeout, ftfy, regex, sklearn, matplotlib  # noqa
-    import flake8, isort, prettytable  # noqa
+    import flake8, isort, prettytable, pre_commit  # noqa
     import onnx, onnxruntime, openvino, nncf  # noqa
     import repvgg_mm
     here = os.path.realpath(os.path.dirname(repvgg_mm.__file__))
@@ -126,7 +126,7 @@ if ok stack; then
 else
   log "installing mmpretrain 1.2.0, mmsegmentation 1.2.2, mmdet 3.3.0 and repvgg_mm (editable)"
   "${PIP[@]}" mmpretrain==1.2.0 mmsegmentation==1.2.2 mmdet==3.3.0 ftfy regex
-  "${PIP[@]}" -e "$ROOT[tests]"
+  "${PIP[@]}" -e "$ROOT[deploy,tests]"
 fi
 
 if [ "$present" != " torch mmengine mmcv stack " ]; then

@@ -12,7 +12,7 @@ Multi-process: tools/dist_test.sh CONFIG CHECKPOINT GPUS, tools/slurm_test.sh.
 import argparse
 
 from repvgg_mm.apis.test import test, test_config
-from repvgg_mm.utils.cli import add_runner_args, run_tool, runner_options
+from harness.cli import add_runner_args, run_tool, runner_options
 
 
 def parse_args(argv=None):

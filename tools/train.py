@@ -13,7 +13,7 @@ Multi-process: tools/dist_train.sh CONFIG GPUS, tools/slurm_train.sh.
 import argparse
 
 from repvgg_mm.apis.train import train, training_config
-from repvgg_mm.utils.cli import add_runner_args, run_tool, runner_options
+from harness.cli import add_runner_args, run_tool, runner_options
 
 
 def parse_args(argv=None):

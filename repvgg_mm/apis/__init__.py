@@ -7,18 +7,28 @@ train                 :func:`train_model`     ``tools/train.py``
 evaluate              :func:`test_model`      ``tools/test.py``
 convert to deploy     :func:`convert_checkpoint`  ``convert_deploy.py``
 import weights        :func:`import_weights`  ``tools/convert_weights.py``
-benchmark speed       :func:`benchmark`       ``tools/benchmark_fps.py``
-export ONNX/OpenVINO  :func:`export_model`    ``tools/export.py``
-INT8 quantization     :func:`quantize_model`  ``tools/quantize.py``
+export ONNX/OpenVINO  :func:`export_model`    ``tools/export.py`` [deploy]
+INT8 quantization     :func:`quantize_model`  ``tools/quantize.py`` [deploy]
 ====================  ======================  ==========================
 """
-from .benchmark import benchmark
 from .convert import convert_checkpoint
-from .export import export_model
 from .import_weights import import_weights
-from .quantize import quantize_model
 from .test import test_model
 from .train import train_model
 
-__all__ = ['benchmark', 'convert_checkpoint', 'export_model',
+#: API functions of the deployment layer: they need the ``[deploy]`` extra,
+#: so they are imported on first use (``repvgg_mm.apis.export_model``), and
+#: without the extra that use raises ``MissingDependency``.
+_DEPLOY_API = {'export_model': '.export', 'quantize_model': '.quantize'}
+
+
+def __getattr__(name):
+    if name in _DEPLOY_API:
+        import importlib
+        return getattr(importlib.import_module(_DEPLOY_API[name], __name__),
+                       name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+__all__ = ['convert_checkpoint', 'export_model',
            'import_weights', 'quantize_model', 'test_model', 'train_model']

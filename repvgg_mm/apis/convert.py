@@ -27,7 +27,8 @@ from ..io.atomic import check_output_path
 from ..io.checkpoint import atomic_save, load_checkpoint_file, state_dict_of
 from ..io.weights import (load_state_dict_strict, repvgg_form,
                           strip_wrapper_prefix)
-from ..utils.cli import ToolError, load_config
+from ..errors import ConfigError
+from ..utils.config import load_config
 
 DEFAULT_REL_TOL = 1e-4
 
@@ -51,13 +52,13 @@ def _same_file(a: str, b: str) -> bool:
 def _check_paths(config: str, checkpoint: str, out: str,
                  out_config: str) -> None:
     if _same_file(out, checkpoint):
-        raise ToolError(f'OUT "{out}" is the input checkpoint; the tool '
-                        f'never overwrites its input. Choose another OUT.')
+        raise ConfigError(f'OUT "{out}" is the input checkpoint; the tool '
+                          f'never overwrites its input. Choose another OUT.')
     if _same_file(out_config, config):
-        raise ToolError(f'the deploy config would overwrite the input config '
-                        f'"{config}". Choose another --out-config.')
+        raise ConfigError(f'the deploy config would overwrite the input config '
+                          f'"{config}". Choose another --out-config.')
     if _same_file(out_config, out):
-        raise ToolError('--out-config and OUT are the same file.')
+        raise ConfigError('--out-config and OUT are the same file.')
     check_output_path(out, 'OUT')
     check_output_path(out_config, '--out-config')
 
@@ -65,14 +66,14 @@ def _check_paths(config: str, checkpoint: str, out: str,
 def _check_form(state_dict, path: str, config: str) -> None:
     form = repvgg_form(state_dict)
     if form == 'deploy':
-        raise ToolError(
+        raise ConfigError(
             f'"{path}" is already in deploy form (its RepVGG blocks are '
             f'fused: *.branch_reparam.* keys), so there is nothing to '
             f'convert and nothing was written. Use it as it is with the '
             f'deploy config (e.g. tools/test.py {config} {path} '
             f'--cfg-options model.backbone.deploy=True).')
     if form == 'mixed':
-        raise ToolError(
+        raise ConfigError(
             f'"{path}" holds both fused (branch_reparam) and training-form '
             f'(branch_3x3) RepVGG blocks; it was not written by this '
             f'project\'s tools. Nothing was written.')
@@ -92,7 +93,7 @@ def _verify(model, converted, cfg, shape, tolerance):
               f'output: {worst_rel:.3e} (tolerance {tolerance:g})',
               logger='current')
     if not worst_rel <= tolerance:
-        raise ToolError(
+        raise ConfigError(
             f'the converted model differs from the training form by '
             f'{worst_rel:.3e} (relative), beyond --tolerance {tolerance:g}. '
             f'Nothing was written. Please report this with the config.')
@@ -127,7 +128,7 @@ def convert_checkpoint(config: str,
     print_log(f'building the model of {config} ...', logger='current')
     model = build_model(cfg)
     if count_repvgg_blocks(model) == 0:
-        raise ToolError(
+        raise ConfigError(
             f'the model of {config} ({type(model).__name__}) holds no '
             f'RepVGG block, so there is nothing to convert. Use a config '
             f'whose backbone is type="RepVGGMM".')
@@ -145,9 +146,9 @@ def convert_checkpoint(config: str,
     layout = {k: v.shape for k, v in
               build_model(deploy_cfg, device='meta').state_dict().items()}
     if layout != {k: v.shape for k, v in converted.state_dict().items()}:
-        raise ToolError('the deploy config does not build the converted '
-                        'model (a RepVGG module outside a type="RepVGGMM" '
-                        'dict?). Nothing was written.')
+        raise ConfigError('the deploy config does not build the converted '
+                          'model (a RepVGG module outside a type="RepVGGMM" '
+                          'dict?). Nothing was written.')
     errors = (None, None)
     if verify:
         errors = _verify(model, converted, cfg, shape, tolerance)

@@ -28,7 +28,8 @@ from ..runtime.metadata import class_names, graph_metadata
 from ..runtime.onnx_export import export_onnx
 from ..runtime.openvino_export import save_openvino
 from ..runtime.session import open_session
-from ..utils.cli import ToolError, load_config
+from ..errors import ConfigError
+from ..utils.config import load_config
 from ..utils.verify import flatten_outputs, relative_errors
 
 FORMATS = {'.onnx': 'onnx', '.xml': 'openvino'}
@@ -53,36 +54,36 @@ class Export(NamedTuple):
 def _format_of(out: str, fmt: Optional[str]) -> str:
     suffix = osp.splitext(out)[1].lower()
     if suffix not in FORMATS:
-        raise ToolError(f'OUT "{out}" must end in .onnx (ONNX) or .xml '
-                        f'(OpenVINO IR, written with its .bin).')
+        raise ConfigError(f'OUT "{out}" must end in .onnx (ONNX) or .xml '
+                          f'(OpenVINO IR, written with its .bin).')
     if fmt is not None and fmt not in FORMATS.values():
-        raise ToolError(f'unknown format "{fmt}"; use onnx or openvino.')
+        raise ConfigError(f'unknown format "{fmt}"; use onnx or openvino.')
     if fmt is not None and fmt != FORMATS[suffix]:
-        raise ToolError(f'--format {fmt} does not match OUT "{out}" (a '
-                        f'{suffix} file is {FORMATS[suffix]}).')
+        raise ConfigError(f'--format {fmt} does not match OUT "{out}" (a '
+                          f'{suffix} file is {FORMATS[suffix]}).')
     return FORMATS[suffix]
 
 
 def _check_out(out: str, checkpoint: str, config: str) -> None:
     for given in (checkpoint, config):
         if osp.abspath(out) == osp.abspath(given):
-            raise ToolError(f'OUT "{out}" is an input file; choose another.')
+            raise ConfigError(f'OUT "{out}" is an input file; choose another.')
     folder = osp.dirname(osp.abspath(out))
     existing = folder
     while not osp.exists(existing):
         existing = osp.dirname(existing)
     if not osp.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-        raise ToolError(f'cannot write OUT "{out}": "{existing}" is not a '
-                        f'writable folder. Nothing was done.')
+        raise ConfigError(f'cannot write OUT "{out}": "{existing}" is not a '
+                          f'writable folder. Nothing was done.')
 
 
 def _deploy_model(cfg, state_dict, checkpoint: str):
     """Build, load strictly, fuse; ``(model, fused blocks)``."""
     form = repvgg_form(state_dict)
     if form == 'mixed':
-        raise ToolError(f'"{checkpoint}" holds both fused and training-form '
-                        f'RepVGG blocks; it was not written by this '
-                        f'project\'s tools.')
+        raise ConfigError(f'"{checkpoint}" holds both fused and training-form '
+                          f'RepVGG blocks; it was not written by this '
+                          f'project\'s tools.')
     if form == 'deploy':
         cfg = deploy_config(cfg)
     model = build_model(cfg)
@@ -138,7 +139,7 @@ def _verify(path: str, fmt: str, model, images: torch.Tensor):
               f'{worst_rel:.3e} of max |y| (tolerance {REL_TOL:g})',
               logger='current')
     if not worst_rel <= REL_TOL:
-        raise ToolError(
+        raise ConfigError(
             f'the exported model differs from the PyTorch deploy form by '
             f'{worst_rel:.3e} of the largest output (> {REL_TOL:g}). '
             f'Nothing was written. Please report this with the config.')
@@ -169,9 +170,9 @@ def export_model(config: str,
     fmt = _format_of(out, fmt)
     _check_out(out, checkpoint, config)
     if shape is not None and (len(shape) != 2 or min(shape) < 1):
-        raise ToolError(f'--shape takes H W (positive), got {list(shape)}')
+        raise ConfigError(f'--shape takes H W (positive), got {list(shape)}')
     if batch < 1:
-        raise ToolError(f'--batch must be >= 1, got {batch}')
+        raise ConfigError(f'--batch must be >= 1, got {batch}')
     cfg = load_config(config, cfg_options)
     (height, width), where = ((tuple(shape), '--shape') if shape
                               else input_size(cfg))
@@ -188,7 +189,7 @@ def export_model(config: str,
             outputs = flatten_outputs(graph(images))
     except (RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [''])[0][:300]
-        raise ToolError(
+        raise ConfigError(
             f'the model cannot take a {height}x{width} input (size from '
             f'{where}): {first}. Give a larger --shape H W.') from None
     num_classes = outputs[0].shape[1] if graph.task in (

@@ -10,7 +10,7 @@ from ..converters.weight_import import (arch_name, import_state_dict,
                                         load_source)
 from ..io.atomic import check_output_path
 from ..io.checkpoint import atomic_save
-from ..utils.cli import ToolError
+from ..errors import ConfigError
 from ..version import __version__
 
 
@@ -28,8 +28,8 @@ def import_weights(src: str, out: str, fmt: str, arch: str,
     timm) of RepVGG ``arch`` to this project's keys and write ``out``."""
     if osp.abspath(out) == osp.abspath(src) or (
             osp.exists(out) and osp.samefile(out, src)):
-        raise ToolError(f'OUT "{out}" is the source file; the tool never '
-                        f'overwrites its input. Choose another OUT.')
+        raise ConfigError(f'OUT "{out}" is the source file; the tool never '
+                          f'overwrites its input. Choose another OUT.')
     check_output_path(out, 'OUT')
     arch = arch_name(arch)
     source = load_source(src, unsafe=unsafe_load)

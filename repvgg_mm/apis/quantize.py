@@ -15,7 +15,8 @@ from ..runtime.calibration import (calibration_batches, evaluation_key,
                                    loader_key)
 from ..runtime.quantize import (check_backend, check_quantized_path,
                                 inference_session, quantize_graph)
-from ..utils.cli import ToolError, load_config
+from ..errors import ConfigError
+from ..utils.config import load_config
 
 
 def _export_fp32(config: str, checkpoint: str, path: str,
@@ -81,14 +82,14 @@ def quantize_model(config: str,
     method = check_backend(backend, method)
     check_quantized_path(out, backend)
     if isinstance(calib, bool) or not isinstance(calib, int) or calib < 1:
-        raise ToolError(f'--calib must be a positive whole number of '
-                        f'images, got {calib!r}.')
+        raise ConfigError(f'--calib must be a positive whole number of '
+                          f'images, got {calib!r}.')
     cfg = load_config(config, cfg_options)
     loader_key(cfg, split)
     if evaluate:
         evaluation_key(cfg)
     if not osp.isfile(checkpoint):
-        raise ToolError(f'checkpoint "{checkpoint}" does not exist.')
+        raise ConfigError(f'checkpoint "{checkpoint}" does not exist.')
     model = load_deploy_model(cfg, checkpoint, unsafe_load)
     seconds = {}
     start = time.perf_counter()

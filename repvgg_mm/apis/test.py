@@ -18,7 +18,7 @@ from ..engine.distributed import build_runner, runner_teardown, unwrap_model
 from ..io.checkpoint import (CheckpointError, load_checkpoint_file,
                              state_dict_of)
 from ..io.weights import load_state_dict_strict, load_weights
-from ..utils.cli import ToolError
+from ..errors import ConfigError
 from .train import runner_config
 
 
@@ -35,15 +35,15 @@ def test_config(config: str,
     pass it to :func:`test` too)."""
     cfg = runner_config(config, cfg_options, work_dir, launcher)
     if not osp.isfile(checkpoint):
-        raise ToolError(
+        raise ConfigError(
             f'checkpoint "{checkpoint}" does not exist. Give the .pth '
             f'written by tools/train.py (work_dirs/<config>/epoch_N.pth) or '
             f'a converted one.')
     cfg.load_from = None  # loaded strictly by _evaluate
     if out is not None:
         if not out.endswith(('.pkl', '.pickle')):
-            raise ToolError(f'--out "{out}" must end with .pkl or .pickle '
-                            f'(the predictions are pickled).')
+            raise ConfigError(f'--out "{out}" must end with .pkl or .pickle '
+                              f'(the predictions are pickled).')
         evaluators = cfg.test_evaluator
         if not isinstance(evaluators, (list, tuple)):
             evaluators = [evaluators]

@@ -16,7 +16,8 @@ from ..engine.optim.cpu_amp import cpu_supports_bf16
 from ..io.checkpoint import (CheckpointError, full_unpickling_by_default,
                              load_checkpoint_file, state_dict_of)
 from ..io.weights import layout_problems, strip_wrapper_prefix
-from ..utils.cli import ToolError, load_config
+from ..errors import ConfigError
+from ..utils.config import load_config
 
 
 def runner_config(config: str, cfg_options: Optional[dict] = None,
@@ -47,7 +48,7 @@ def _use_amp(cfg) -> None:
     wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
     if wrapper not in ('OptimWrapper', 'AmpOptimWrapper',
                        'CPUAmpOptimWrapper'):
-        raise ToolError(
+        raise ConfigError(
             f'--amp replaces optim_wrapper.type by a mixed-precision '
             f'wrapper, but the config uses "{wrapper}". Drop --amp and '
             f'configure mixed precision in the config.')
@@ -56,7 +57,7 @@ def _use_amp(cfg) -> None:
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
         return
     if not cpu_supports_bf16():
-        raise ToolError(
+        raise ConfigError(
             '--amp found no GPU (NPU/MLU/MUSA), and this CPU has no native '
             'bf16 (AVX-512 BF16 or AMX), so mixed precision would only be '
             'slower. Drop --amp to train in fp32 on this machine.')
@@ -94,7 +95,7 @@ def training_config(config: str,
         cfg.load_from = None
     elif resume is not None:
         if not osp.isfile(resume):
-            raise ToolError(
+            raise ConfigError(
                 f'--resume checkpoint "{resume}" does not exist. Give '
                 f'an epoch_N.pth/iter_N.pth of the work dir, or --resume '
                 f'without a value to pick the latest one automatically.')
@@ -106,7 +107,7 @@ def training_config(config: str,
         check_resume_checkpoint(cfg, resume_from, unsafe_load)
     if auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
-            raise ToolError(
+            raise ConfigError(
                 f'--auto-scale-lr needs "auto_scale_lr = dict('
                 f'base_batch_size=...)" in the config "{config}".')
         cfg.auto_scale_lr.enable = True

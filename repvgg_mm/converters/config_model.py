@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from ..utils.cli import ToolError
+from ..errors import ConfigError
 from .deploy_config import find_backbone_dicts
 
 #: input size used when the config tells none
@@ -27,8 +27,8 @@ def build_model(cfg, device: str = 'cpu') -> nn.Module:
         try:
             import_modules_from_strings(**cfg['custom_imports'])
         except ImportError as exc:
-            raise ToolError(f'custom_imports of the config failed: {exc}. '
-                            f'Is the package installed?') from None
+            raise ConfigError(f'custom_imports of the config failed: {exc}. '
+                              f'Is the package installed?') from None
     scope = cfg.get('default_scope')
     if scope:
         init_default_scope(scope)
@@ -47,7 +47,7 @@ def build_model(cfg, device: str = 'cpu') -> nn.Module:
         if 'registry' not in str(exc):
             raise
         reason = exc.args[0] if exc.args else exc
-        raise ToolError(
+        raise ConfigError(
             f'cannot build the model of the config ({reason}). The config '
             f'needs default_scope="mmpretrain", "mmseg" or "mmdet" and '
             f'custom_imports=dict(imports=["repvgg_mm"]).') from None

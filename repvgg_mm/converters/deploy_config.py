@@ -11,7 +11,7 @@ import copy
 from typing import Any, List, Tuple
 
 from ..io.atomic import atomic_output
-from ..utils.cli import ToolError
+from ..errors import ConfigError
 
 #: config types whose ``deploy`` flag selects the fused form
 REPVGG_TYPES = ('RepVGGMM', 'RepVGGBlock', 'QARepVGGBlock')
@@ -51,7 +51,7 @@ def deploy_config(cfg):
     cfg = copy.deepcopy(cfg)
     found = find_repvgg_dicts(cfg.model)
     if not found:
-        raise ToolError(
+        raise ConfigError(
             'the config\'s model has no type="RepVGGMM" (or "RepVGGBlock") '
             'dict, so no deploy config can be derived from it.')
     for _, node in found:

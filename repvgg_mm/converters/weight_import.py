@@ -36,7 +36,7 @@ from ..io.checkpoint import (CheckpointError, load_checkpoint_file,
 from ..io.weights import layout_problems, repvgg_form, strip_wrapper_prefix
 from ..models.arch import ARCH_SETTINGS, parse_arch
 from ..models.repvgg import RepVGGMM
-from ..utils.cli import ToolError
+from ..errors import ConfigError
 
 Rule = Tuple[str, Union[str, Callable]]
 
@@ -83,8 +83,8 @@ def arch_name(name: str) -> str:
     """``'RepVGG-B1g4'``, ``'repvgg_b1g4'``, ``'B1g4'`` -> ``'b1g4'``."""
     key = re.sub(r'^repvgg[-_]?', '', name.strip().lower())
     if key not in ARCH_SETTINGS:
-        raise ToolError(f'unknown --arch "{name}"; valid: '
-                        f'{", ".join(ARCH_SETTINGS)}.')
+        raise ConfigError(f'unknown --arch "{name}"; valid: '
+                          f'{", ".join(ARCH_SETTINGS)}.')
     return key
 
 
@@ -142,7 +142,7 @@ def import_state_dict(source: Dict[str, torch.Tensor], fmt: str,
             arch).
     """
     if fmt not in FORMATS:
-        raise ToolError(f'unknown format "{fmt}"; valid: {", ".join(FORMATS)}')
+        raise ConfigError(f'unknown format "{fmt}"; valid: {", ".join(FORMATS)}')
     parse_arch(arch)
     mapped = {
         rename_key(k, fmt): v

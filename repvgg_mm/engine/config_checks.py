@@ -1,6 +1,6 @@
 """Checks of a config that would otherwise fail deep inside mmengine.
 
-Each raises :class:`~repvgg_mm.utils.cli.ToolError` with one paragraph that
+Each raises :class:`~repvgg_mm.errors.ConfigError` with one paragraph that
 names the problem and the fix: an unknown RepVGG arch, a neck whose input
 widths are not the backbone's (mmdet's FPN would only fail at the first
 forward, with a conv shape error), a dataset folder or annotation file that
@@ -13,7 +13,7 @@ from typing import Iterable, List, Sequence, Tuple
 from ..converters.deploy_config import find_backbone_dicts, type_name
 from ..models.arch import parse_arch
 from ..models.repvgg import out_channels_of
-from ..utils.cli import ToolError
+from ..errors import ConfigError
 
 #: where the docs explain how to prepare a dataset type
 DATASET_DOCS = {
@@ -34,7 +34,7 @@ def check_repvgg_archs(cfg) -> None:
         try:
             parse_arch(backbone.get('arch', 'a0'))
         except (ValueError, TypeError) as exc:
-            raise ToolError(
+            raise ConfigError(
                 f'{exc} Fix model.backbone.arch in "{cfg.filename}" (or '
                 f'--cfg-options model.backbone.arch=NAME).') from None
 
@@ -75,7 +75,7 @@ def check_neck_channels(cfg) -> None:
         if list(given) != expected:
             name = arch if isinstance(arch, str) else 'the arch dict'
             option = str(expected).replace(' ', '')
-            raise ToolError(
+            raise ConfigError(
                 f'{neck_path}.in_channels={list(given)} does not match the '
                 f'backbone: RepVGGMM {name} with out_indices='
                 f'{tuple(out_indices)} outputs {expected} channels. Set '
@@ -127,7 +127,7 @@ def check_dataset_paths(cfg, loaders: Sequence[str]) -> None:
         for dataset in _dataset_leaves(loader_cfg.get('dataset')):
             for what, path in _required_paths(dataset):
                 if not osp.exists(path):
-                    raise ToolError(
+                    raise ConfigError(
                         f'dataset path "{path}" ({loader}.dataset.{what}, '
                         f'{dataset.get("type")}) does not exist (relative '
                         f'paths start at the working directory '

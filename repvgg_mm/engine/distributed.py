@@ -23,7 +23,7 @@ import torch
 import torch.distributed as torch_dist
 import torch.nn as nn
 
-from ..utils.cli import ToolError
+from ..errors import ConfigError
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
@@ -56,13 +56,13 @@ def _env_from_launcher(launcher: str) -> None:
         env['WORLD_SIZE'] = env['OMPI_COMM_WORLD_SIZE']
         env['LOCAL_RANK'] = env['OMPI_COMM_WORLD_LOCAL_RANK']
         if 'MASTER_ADDR' not in env:
-            raise ToolError('--launcher mpi needs MASTER_ADDR (the address '
-                            'of rank 0) in the environment.')
+            raise ConfigError('--launcher mpi needs MASTER_ADDR (the address '
+                              'of rank 0) in the environment.')
     env.setdefault('MASTER_PORT', '29500')
     missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR')
                if k not in env]
     if missing:
-        raise ToolError(
+        raise ConfigError(
             f'--launcher {launcher} needs {", ".join(missing)} in the '
             f'environment; start the job with tools/dist_train.sh (torchrun) '
             f'or tools/slurm_train.sh instead of calling the tool directly.')
@@ -77,7 +77,7 @@ def setup_distributed(cfg) -> None:
     local_rank = int(os.environ.get('LOCAL_RANK', 0))
     if kind == 'GPUs':
         if local_rank >= count:
-            raise ToolError(
+            raise ConfigError(
                 f'local rank {local_rank} has no GPU: this machine has '
                 f'{count}. Start at most {count} processes per node (the '
                 f'GPUS argument of tools/dist_train.sh).')

@@ -127,26 +127,26 @@ def check_output_path(path: str, what: str = 'OUT') -> None:
     """Check that the file ``path`` can be written, before any work.
 
     Missing parent folders are created. Raises
-    :class:`~repvgg_mm.utils.cli.ToolError` naming ``what`` (the option)
+    :class:`~repvgg_mm.errors.ConfigError` naming ``what`` (the option)
     when ``path`` is a folder, a parent is a regular file, or the folder
     cannot be created or written (read-only, ``/proc``, permissions).
     """
-    from ..utils.cli import ToolError
+    from ..errors import ConfigError
     if os.path.isdir(path):
-        raise ToolError(f'{what} "{path}" is a folder; give a file name '
-                        f'(e.g. {os.path.join(path, "model.pth")}).')
+        raise ConfigError(f'{what} "{path}" is a folder; give a file name '
+                          f'(e.g. {os.path.join(path, "model.pth")}).')
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
-        raise ToolError(
+        raise ConfigError(
             f'cannot create the folder "{folder}" of {what} "{path}" '
             f'({exc.strerror or exc}). Choose an {what} in a folder you can '
             f'write.') from None
     try:  # the real test: create (and remove) a file there
         os.remove(create_temporary(path))
     except OSError as exc:
-        raise ToolError(
+        raise ConfigError(
             f'cannot write {what} "{path}": no file can be created in '
             f'"{folder}" ({exc.strerror or exc}). Choose an {what} in a '
             f'folder you can write.') from None

@@ -27,11 +27,8 @@ from typing import Any, Iterator, List, Optional
 import numpy as np
 import torch
 
+from ..errors import CheckpointError
 from .atomic import atomic_output
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not fit; message says why."""
 
 
 def _numpy_types() -> List[Any]:

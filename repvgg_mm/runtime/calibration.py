@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..engine.config_checks import check_dataset_paths
-from ..utils.cli import ToolError
+from ..errors import ConfigError
 
 SPLITS = ('train', 'val', 'test')
 
@@ -26,8 +26,8 @@ def loader_key(cfg, split: str) -> str:
     """``'<split>_dataloader'`` of ``cfg``, checked to exist with a dataset
     whose paths exist."""
     if split not in SPLITS:
-        raise ToolError(f'unknown split "{split}"; use one of '
-                        f'{", ".join(SPLITS)}.')
+        raise ConfigError(f'unknown split "{split}"; use one of '
+                          f'{", ".join(SPLITS)}.')
     key = f'{split}_dataloader'
     loader = cfg.get(key)
     if not loader or not loader.get('dataset'):
@@ -36,8 +36,8 @@ def loader_key(cfg, split: str) -> str:
         hint = (f'use --split {present[0]}' if present else
                 'add a dataset and dataloader to the config (e.g. from '
                 'configs/_base_/datasets/)')
-        raise ToolError(f'the config defines no {key} with a dataset, so '
-                        f'there are no {split} images to read; {hint}.')
+        raise ConfigError(f'the config defines no {key} with a dataset, so '
+                          f'there are no {split} images to read; {hint}.')
     check_dataset_paths(cfg, [key])
     return key
 
@@ -77,9 +77,9 @@ def build_split_dataset(cfg, split: str):
         return DATASETS.build(dataset_cfg)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
         # mmpretrain's CustomDataset: RuntimeError 'Found 0 files ...'
-        raise ToolError(f'cannot read the {split} split ({key}.dataset), so '
-                        f'there is no calibration data: {exc}. Prepare the '
-                        f'dataset or use another --split.') from None
+        raise ConfigError(f'cannot read the {split} split ({key}.dataset), so '
+                          f'there is no calibration data: {exc}. Prepare the '
+                          f'dataset or use another --split.') from None
 
 
 def graph_inputs(inputs) -> np.ndarray:
@@ -90,7 +90,7 @@ def graph_inputs(inputs) -> np.ndarray:
     else:
         shapes = {tuple(x.shape) for x in inputs}
         if len(shapes) != 1:
-            raise ToolError(
+            raise ConfigError(
                 f'the pipeline gives images of different sizes '
                 f'{sorted(shapes)}; the graph needs one size per batch. Make '
                 f'the test pipeline resize/crop to a fixed size.')
@@ -108,13 +108,13 @@ def calibration_batches(cfg, split: str = 'train', num_images: int = 300,
     from mmengine.utils import ProgressBar
     if isinstance(num_images, bool) or not isinstance(
             num_images, int) or num_images < 1:
-        raise ToolError(f'the number of calibration images must be a '
-                        f'positive whole number, got {num_images!r}.')
+        raise ConfigError(f'the number of calibration images must be a '
+                          f'positive whole number, got {num_images!r}.')
     dataset = build_split_dataset(cfg, split)
     if len(dataset) == 0:
-        raise ToolError(f'the {split} split has no images, so there is no '
-                        f'calibration data; prepare the dataset or use '
-                        f'another --split.')
+        raise ConfigError(f'the {split} split has no images, so there is no '
+                          f'calibration data; prepare the dataset or use '
+                          f'another --split.')
     if num_images > len(dataset):
         print_log(f'the {split} split has {len(dataset)} images; '
                   f'calibrating on all of them (asked for {num_images})',
@@ -145,9 +145,9 @@ def evaluation_key(cfg) -> str:
     for split in ('val', 'test'):
         if (cfg.get(f'{split}_dataloader') or {}).get('dataset'):
             return loader_key(cfg, split)
-    raise ToolError('the config defines no val_dataloader or test_dataloader '
-                    'to evaluate on; add one (e.g. from '
-                    'configs/_base_/datasets/).')
+    raise ConfigError('the config defines no val_dataloader or test_dataloader '
+                      'to evaluate on; add one (e.g. from '
+                      'configs/_base_/datasets/).')
 
 
 def evaluation_batches(cfg) -> Tuple[str, Iterator]:

@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..utils.cli import ToolError
+from ..errors import ConfigError
 from .calibration import evaluation_batches, graph_inputs
 from .quantize import sqnr_db
 
@@ -38,18 +38,18 @@ def packer(model) -> Callable:
         return lambda logits, samples: postprocess(logits, list(samples))
     if hasattr(model, 'head'):  # mmpretrain classifier
         return pack_classification
-    raise ToolError(f'cannot evaluate a {type(model).__name__}: only '
-                    f'mmpretrain classifiers and mmseg segmentors are '
-                    f'supported.')
+    raise ConfigError(f'cannot evaluate a {type(model).__name__}: only '
+                      f'mmpretrain classifiers and mmseg segmentors are '
+                      f'supported.')
 
 
 def build_evaluator(cfg):
     from mmengine.evaluator import Evaluator
     metrics = cfg.get('val_evaluator') or cfg.get('test_evaluator')
     if not metrics:
-        raise ToolError('the config defines no val_evaluator or '
-                        'test_evaluator; add one, e.g. '
-                        'val_evaluator=dict(type="Accuracy", topk=(1, )).')
+        raise ConfigError('the config defines no val_evaluator or '
+                          'test_evaluator; add one, e.g. '
+                          'val_evaluator=dict(type="Accuracy", topk=(1, )).')
     return Evaluator(copy.deepcopy(metrics))
 
 

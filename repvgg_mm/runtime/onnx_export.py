@@ -16,21 +16,21 @@ from typing import Dict, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ..utils.cli import ToolError
+from ..errors import ConfigError
 from .adaptive_pool import exportable_adaptive_pooling
 
 #: images axes that ``dynamic=True`` leaves free
 DYNAMIC_AXES = {0: 'batch', 2: 'height', 3: 'width'}
 
 
-def _exporter_error(exc: Exception, opset: int) -> ToolError:
+def _exporter_error(exc: Exception, opset: int) -> ConfigError:
     text = str(exc).strip()
     ops = re.findall(r"export of operator (\w+)|operator '?((?:aten|prim)::"
                      r"\w+)|(Python operator \w+)", text)
     ops = sorted({name for match in ops for name in match if name})
     named = f' (operator: {", ".join(ops)})' if ops else ''
     last = (text.splitlines() or [''])[0][:400]
-    return ToolError(
+    return ConfigError(
         f'the ONNX exporter failed{named} at opset {opset}: '
         f'{type(exc).__name__}: {last}. Nothing was written. Try another '
         f'--opset, or replace the module that uses this operator.')
@@ -44,7 +44,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str,
     store ``metadata`` in the model's ``metadata_props``.
 
     Raises:
-        ToolError: the exporter failed (the message names the operator).
+        ConfigError: the exporter failed (the message names the operator).
     """
     axes = None
     if dynamic:

@@ -1,7 +1,7 @@
 """OpenVINO IR (``.xml`` + ``.bin``) from an ONNX file."""
 from typing import Dict, Optional
 
-from ..utils.cli import ToolError
+from ..errors import ConfigError
 
 
 def save_openvino(onnx_path: str, xml_path: str,
@@ -13,8 +13,8 @@ def save_openvino(onnx_path: str, xml_path: str,
     try:
         model = ov.convert_model(onnx_path)
     except Exception as exc:
-        raise ToolError(f'OpenVINO could not convert the ONNX graph: '
-                        f'{type(exc).__name__}: {str(exc)[:400]}') from None
+        raise ConfigError(f'OpenVINO could not convert the ONNX graph: '
+                          f'{type(exc).__name__}: {str(exc)[:400]}') from None
     for key, value in (metadata or {}).items():
         model.set_rt_info(str(value), ['model_info', key])
     ov.save_model(model, xml_path, compress_to_fp16=False)

@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..io.atomic import atomic_files, atomic_output, check_output_path
-from ..utils.cli import ToolError
+from ..errors import ConfigError
 
 BACKENDS = ('openvino', 'onnxruntime')
 #: calibration settings of each backend; the first is the default
@@ -40,14 +40,14 @@ SUFFIXES = {'onnxruntime': ('.onnx', ), 'openvino': ('.xml', )}
 def check_backend(backend: str, method: Optional[str] = None) -> str:
     """``method`` (or the backend's default) after checking both."""
     if backend not in BACKENDS:
-        raise ToolError(f'unknown backend "{backend}"; use one of '
-                        f'{", ".join(BACKENDS)}.')
+        raise ConfigError(f'unknown backend "{backend}"; use one of '
+                          f'{", ".join(BACKENDS)}.')
     if method is None:
         return METHODS[backend][0]
     if method not in METHODS[backend]:
-        raise ToolError(f'unknown calibration method "{method}" for '
-                        f'{backend}; use one of '
-                        f'{", ".join(METHODS[backend])}.')
+        raise ConfigError(f'unknown calibration method "{method}" for '
+                          f'{backend}; use one of '
+                          f'{", ".join(METHODS[backend])}.')
     return method
 
 
@@ -55,8 +55,8 @@ def check_quantized_path(out: str, backend: str) -> str:
     """``out`` if it has the backend's suffix and can be written."""
     suffixes = SUFFIXES[backend]
     if not out or not out.endswith(suffixes):
-        raise ToolError(f'OUT "{out}" (the {backend} INT8 model) must end '
-                        f'with {" or ".join(suffixes)}.')
+        raise ConfigError(f'OUT "{out}" (the {backend} INT8 model) must end '
+                          f'with {" or ".join(suffixes)}.')
     check_output_path(out, 'OUT')
     return out
 
@@ -89,8 +89,8 @@ def _input_name(model_path: str) -> str:
     initializers = {init.name for init in model.graph.initializer}
     names = [i.name for i in model.graph.input if i.name not in initializers]
     if len(names) != 1:
-        raise ToolError(f'"{model_path}" has {len(names)} inputs {names}; '
-                        f'quantization needs a graph with one image input.')
+        raise ConfigError(f'"{model_path}" has {len(names)} inputs {names}; '
+                          f'quantization needs a graph with one image input.')
     return names[0]
 
 
@@ -107,7 +107,7 @@ def quantize_onnxruntime(model_path: str, batches: Sequence[np.ndarray],
     method = check_backend('onnxruntime', method)
     check_quantized_path(out, 'onnxruntime')
     if not batches:
-        raise ToolError('no calibration data: give at least one image.')
+        raise ConfigError('no calibration data: give at least one image.')
     name = _input_name(model_path)
     batches = equal_batches(batches)
     bar = _calibration_bar(len(batches), f'ONNX Runtime {method}') \
@@ -178,7 +178,7 @@ def quantize_openvino(model_path: str, batches: Sequence[np.ndarray],
     method = check_backend('openvino', method)
     check_quantized_path(out, 'openvino')
     if not batches:
-        raise ToolError('no calibration data: give at least one image.')
+        raise ConfigError('no calibration data: give at least one image.')
     model = ov.Core().read_model(model_path)
     subset = sum(len(b) for b in batches)
     if progress:

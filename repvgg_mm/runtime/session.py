@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..utils.cli import ToolError
+from ..errors import ConfigError
 from .cpu import supports_bf16
 
 BACKENDS = ('ort', 'openvino')
@@ -112,25 +112,25 @@ def open_session(path: str, backend: Optional[str] = None,
     """
     suffix = osp.splitext(path)[1].lower()
     if suffix not in ('.onnx', '.xml'):
-        raise ToolError(f'"{path}": expected an .onnx file or an OpenVINO '
-                        f'.xml IR.')
+        raise ConfigError(f'"{path}": expected an .onnx file or an OpenVINO '
+                          f'.xml IR.')
     if not osp.isfile(path):
-        raise ToolError(f'"{path}" does not exist.')
+        raise ConfigError(f'"{path}" does not exist.')
     backend = backend or ('openvino' if suffix == '.xml' else 'ort')
     if backend not in BACKENDS:
-        raise ToolError(f'backend "{backend}": use one of {BACKENDS}.')
+        raise ConfigError(f'backend "{backend}": use one of {BACKENDS}.')
     if precision not in PRECISIONS:
-        raise ToolError(f'precision "{precision}": use one of '
-                        f'{PRECISIONS}.')
+        raise ConfigError(f'precision "{precision}": use one of '
+                          f'{PRECISIONS}.')
     if backend == 'ort':
         if suffix == '.xml':
-            raise ToolError('ONNX Runtime cannot read OpenVINO IR; use '
-                            'backend="openvino".')
+            raise ConfigError('ONNX Runtime cannot read OpenVINO IR; use '
+                              'backend="openvino".')
         if precision != 'fp32':
-            raise ToolError('bf16 is offered through OpenVINO only '
-                            '(backend="openvino").')
+            raise ConfigError('bf16 is offered through OpenVINO only '
+                              '(backend="openvino").')
         return _ort(path, threads)
     if precision == 'bf16' and not supports_bf16():
-        raise ToolError('this CPU has no native bf16 (AVX-512 BF16 or '
-                        'AMX); use precision="fp32".')
+        raise ConfigError('this CPU has no native bf16 (AVX-512 BF16 or '
+                          'AMX); use precision="fp32".')
     return _openvino(path, precision, threads)

@@ -40,7 +40,7 @@ from ...converters.deploy_config import write_deploy_config
 from ...deploy import count_repvgg_blocks, switch_to_deploy
 from ...io.checkpoint import atomic_save
 from ...io.weights import load_weights
-from ...utils.cli import ToolError
+from ...errors import ConfigError
 from ..distributed import unwrap_model
 
 
@@ -141,7 +141,7 @@ class SwitchToDeployHook(Hook):
         cfg_out = osp.join(runner.work_dir, f'{name}_deploy.py')
         try:
             write_deploy_config(cfg, cfg_out)
-        except ToolError as exc:  # no RepVGGMM dict: keep the checkpoint
+        except ConfigError as exc:  # no RepVGGMM dict: keep the checkpoint
             runner.logger.warning(f'SwitchToDeployHook: {exc}')
             return
         runner.logger.info(

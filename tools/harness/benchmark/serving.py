@@ -124,7 +124,7 @@ def candidates(device: torch.device, base: Serving) -> List[Serving]:
         combos.append(dict(channels_last=True, chunk=16))
     servings = [Serving(**combo, **kept) for combo in combos]
     if device.type == 'cpu' and base.amp is None:
-        from ..runtime.cpu import supports_bf16
+        from repvgg_mm.runtime.cpu import supports_bf16
         runtimes = ['ort', 'openvino']
         if supports_bf16():
             servings.append(Serving(channels_last=True, amp='bf16',
@@ -164,7 +164,7 @@ def prepare(model: nn.Module, inputs: torch.Tensor, serving: Serving
     device = inputs.device
     if device.type == 'cpu' and 'bf16' in (serving.amp, RUNTIMES.get(
             serving.runtime, (None, None))[1]):
-        from ..runtime.cpu import supports_bf16
+        from repvgg_mm.runtime.cpu import supports_bf16
         if not supports_bf16():
             raise ServingUnavailable(
                 f'{serving.name}: skipped, this CPU has no native bf16 '
@@ -225,9 +225,9 @@ def _runtime_serving(model: nn.Module, inputs: torch.Tensor,
                      serving: Serving):
     """Export ``model``'s forward to ONNX and run it in a runtime with the
     same thread count as torch."""
-    from ..runtime.onnx_export import export_onnx
-    from ..runtime.session import open_session
-    from ..utils.verify import flatten_outputs
+    from repvgg_mm.runtime.onnx_export import export_onnx
+    from repvgg_mm.runtime.session import open_session
+    from repvgg_mm.utils.verify import flatten_outputs
     if inputs.device.type != 'cpu':
         raise ServingUnavailable(f'{serving.name}: CPU only')
     start = time.perf_counter()
@@ -260,7 +260,7 @@ def _int8_graph(path: str, backend: str, inputs: torch.Tensor) -> str:
     ``inputs`` (speed does not depend on them); returns the INT8 graph."""
     from mmengine.logging import print_log
 
-    from ..runtime.quantize import quantize_graph
+    from repvgg_mm.runtime.quantize import quantize_graph
     gen = torch.Generator().manual_seed(0)
     batches = [torch.randn(inputs.shape, generator=gen).numpy()
                for _ in range(INT8_CALIBRATION_BATCHES)]

@@ -25,8 +25,8 @@ import numpy as np
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
-from ..io.atomic import atomic_directory
-from ..utils.cli import ToolError
+from repvgg_mm.io.atomic import atomic_directory
+from repvgg_mm.errors import ConfigError
 
 SPLITS = ('train', 'val')
 META_FILE = 'digits_meta.json'
@@ -41,7 +41,7 @@ DEFAULT_VAL_FRACTION = 0.2
 DEFAULT_SEED = 0
 
 
-class DigitsDatasetError(ToolError):
+class DigitsDatasetError(ConfigError):
     """Bad settings or an output folder that cannot (or must not) be used."""
 
 

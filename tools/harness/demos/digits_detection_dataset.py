@@ -30,8 +30,8 @@ import numpy as np
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
-from ..io.atomic import atomic_directory, atomic_write_json
-from ..utils.cli import ToolError
+from repvgg_mm.io.atomic import atomic_directory, atomic_write_json
+from repvgg_mm.errors import ConfigError
 from .digits_dataset import (SOURCE, SOURCE_SIZE, digit_to_image,
                              load_digits_arrays, stratified_split)
 
@@ -48,7 +48,7 @@ NOISE_STD = 10.0
 MAX_PLACEMENT_TRIES = 100
 
 
-class DigitsDetectionError(ToolError):
+class DigitsDetectionError(ConfigError):
     """Bad settings or an output folder that must not be used."""
 
 

@@ -33,26 +33,27 @@ from typing import Dict, Optional
 import torch
 from mmengine.logging import print_log
 
-from ..apis.export import export_model
-from ..apis.quantize import quantize_model
-from ..apis.test import test, test_config
-from ..apis.train import train, training_config
+from repvgg_mm.apis.export import export_model
+from repvgg_mm.apis.quantize import quantize_model
+from repvgg_mm.apis.test import test, test_config
+from repvgg_mm.apis.train import train, training_config
 from ..benchmark.complexity import count_params
 from ..benchmark.rounds import Entry, run_rounds
 from ..benchmark.run import host_record
 from ..benchmark.stats import summary
-from ..converters.config_model import build_model
-from ..converters.deploy_checkpoint import deploy_checkpoint_path
-from ..deploy import count_repvgg_blocks
-from ..io.atomic import atomic_write_json
-from ..io.weights import load_weights
-from ..runtime.calibration import calibration_batches
-from ..runtime.evaluate import evaluate_sessions
-from ..runtime.graph import InferenceGraph
-from ..runtime.quantize import inference_session
-from ..runtime.session import open_session
-from ..utils.cli import ToolError, load_config
-from ..utils.verify import relative_errors
+from repvgg_mm.converters.config_model import build_model
+from repvgg_mm.converters.deploy_checkpoint import deploy_checkpoint_path
+from repvgg_mm.deploy import count_repvgg_blocks
+from repvgg_mm.io.atomic import atomic_write_json
+from repvgg_mm.io.weights import load_weights
+from repvgg_mm.runtime.calibration import calibration_batches
+from repvgg_mm.runtime.evaluate import evaluate_sessions
+from repvgg_mm.runtime.graph import InferenceGraph
+from repvgg_mm.runtime.quantize import inference_session
+from repvgg_mm.runtime.session import open_session
+from repvgg_mm.errors import ConfigError
+from repvgg_mm.utils.config import load_config
+from repvgg_mm.utils.verify import relative_errors
 from .digits_dataset import ensure_digits_dataset
 
 DEFAULT_CONFIG = 'configs/demo/repvgg-tiny_digits.py'
@@ -105,7 +106,7 @@ REPORT_TYPES = {
 }
 
 
-class PredictionMismatchError(ToolError):
+class PredictionMismatchError(ConfigError):
     """The converted model does not predict what the trained one does."""
 
 
@@ -115,8 +116,8 @@ def set_max_epochs(cfg, epochs: int) -> None:
     """Train for ``epochs`` epochs; epoch-based schedulers that ended with
     the old last epoch end with the new one."""
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ToolError(f'--epochs must be a positive whole number, got '
-                        f'{epochs!r}.')
+        raise ConfigError(f'--epochs must be a positive whole number, got '
+                          f'{epochs!r}.')
     old = cfg.train_cfg.max_epochs
     cfg.train_cfg.max_epochs = epochs
     schedulers = cfg.get('param_scheduler') or []
@@ -126,7 +127,7 @@ def set_max_epochs(cfg, epochs: int) -> None:
         if scheduler.get('by_epoch', True) and scheduler.get('end') == old:
             scheduler['end'] = epochs
             if scheduler.get('begin', 0) >= epochs:
-                raise ToolError(
+                raise ConfigError(
                     f'--epochs {epochs} is shorter than the '
                     f'{scheduler["type"]} phase that starts at epoch '
                     f'{scheduler["begin"]}; use more epochs.')
@@ -141,7 +142,7 @@ def data_root_options(data_root: str) -> Dict[str, str]:
 
 def _check_hook(cfg, config: str) -> None:
     if not any(h.get('type') == HOOK for h in cfg.get('custom_hooks') or []):
-        raise ToolError(
+        raise ConfigError(
             f'the demo needs custom_hooks=[dict(type="{HOOK}")] in '
             f'"{config}": the hook writes the deploy checkpoint and config '
             f'that the demo tests.')
@@ -239,8 +240,8 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
     checkpoint = train(cfg)
     seconds['train'] = time.perf_counter() - clock
     if checkpoint is None:
-        raise ToolError(f'training wrote no checkpoint to {work_dir}; the '
-                        f'demo needs default_hooks.checkpoint enabled.')
+        raise ConfigError(f'training wrote no checkpoint to {work_dir}; the '
+                          f'demo needs default_hooks.checkpoint enabled.')
     name = osp.splitext(osp.basename(cfg.filename))[0]
     deploy_ckpt = deploy_checkpoint_path(checkpoint)
     deploy_cfg_path = osp.join(work_dir, f'{name}_deploy.py')
@@ -270,8 +271,8 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
     trained = load_predictions(train_out)
     deployed = load_predictions(deploy_out)
     if not torch.equal(trained['labels'], deployed['labels']):
-        raise ToolError('the two test runs saw the images in different '
-                        'orders; is the test sampler shuffling?')
+        raise ConfigError('the two test runs saw the images in different '
+                          'orders; is the test sampler shuffling?')
     agreement = compare_predictions(trained['scores'], deployed['scores'])
 
     threads = torch.get_num_threads()

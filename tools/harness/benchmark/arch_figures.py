@@ -9,8 +9,8 @@ from typing import Dict, Optional
 
 import torch.nn as nn
 
-from ..deploy import switch_to_deploy
-from ..models.arch import parse_arch, stage_widths
+from repvgg_mm.deploy import switch_to_deploy
+from repvgg_mm.models.arch import parse_arch, stage_widths
 from .complexity import complexity, count_params
 
 
@@ -53,14 +53,14 @@ def arch_report(archs, with_macs: bool = True):
     input 2x3x64x48)."""
     import torch
 
-    from ..models import ARCH_SETTINGS, RepVGGMM
-    from ..utils.cli import ToolError
-    from ..utils.verify import conversion_errors
+    from repvgg_mm.models import ARCH_SETTINGS, RepVGGMM
+    from repvgg_mm.errors import ConfigError
+    from repvgg_mm.utils.verify import conversion_errors
     from .paper import paper_arch_figures
     unknown = [a for a in archs if a.lower() not in ARCH_SETTINGS]
     if unknown:
-        raise ToolError(f'unknown arch(s) {unknown}; valid: '
-                        f'{", ".join(ARCH_SETTINGS)}')
+        raise ConfigError(f'unknown arch(s) {unknown}; valid: '
+                          f'{", ".join(ARCH_SETTINGS)}')
     paper = paper_arch_figures()
     torch.manual_seed(0)
     for arch in (a.lower() for a in archs):

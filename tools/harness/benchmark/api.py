@@ -11,23 +11,23 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..benchmark.report import write_json
-from ..benchmark.run import Options, run_benchmark
-from ..benchmark.serving import Serving, parse_serving
-from ..io.atomic import check_output_path
-from ..utils.cli import ToolError
+from .report import write_json
+from .run import Options, run_benchmark
+from .serving import Serving, parse_serving
+from repvgg_mm.io.atomic import check_output_path
+from repvgg_mm.errors import ConfigError
 
 
 def _device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ToolError(f'--device {name}: {exc}') from None
+        raise ConfigError(f'--device {name}: {exc}') from None
     if device.type == 'cuda' and not torch.cuda.is_available():
-        raise ToolError(f'--device {name}: CUDA is not available on this '
-                        f'machine; use --device cpu.')
+        raise ConfigError(f'--device {name}: CUDA is not available on this '
+                          f'machine; use --device cpu.')
     if device.type not in ('cpu', 'cuda'):
-        raise ToolError(f'--device {name}: only cpu and cuda are supported.')
+        raise ConfigError(f'--device {name}: only cpu and cuda are supported.')
     return device
 
 
@@ -59,26 +59,26 @@ def benchmark(config: str,
     :func:`repvgg_mm.benchmark.report.format_report` prints.
     """
     if checkpoint and checkpoint.endswith('.py'):
-        raise ToolError(
+        raise ConfigError(
             f'"{checkpoint}" looks like a config, not a checkpoint. Pass '
             f'more models with --baseline {checkpoint}.')
     dev = _device(device)
     serving = Serving(channels_last=channels_last, jit=jit, compile=compile,
                       amp=amp)
     if serving.jit and dev.type != 'cpu':
-        raise ToolError('--jit (oneDNN freezing) is for --device cpu; use '
-                        '--compile on GPUs.')
+        raise ConfigError('--jit (oneDNN freezing) is for --device cpu; use '
+                          '--compile on GPUs.')
     tried = None
     if candidates:
         if not best:
-            raise ToolError('--candidates only makes sense with --best.')
+            raise ConfigError('--candidates only makes sense with --best.')
         try:
             tried = [parse_serving(name) for name in candidates]
         except ValueError as exc:
-            raise ToolError(f'--candidates: {exc}') from None
+            raise ConfigError(f'--candidates: {exc}') from None
     if shape is not None:
         if len(shape) not in (1, 2):
-            raise ToolError(f'--shape takes H W or one size, got {shape}')
+            raise ConfigError(f'--shape takes H W or one size, got {shape}')
         shape = tuple(shape) * (3 - len(shape))
     if json_out:
         check_output_path(json_out, '--json')

@@ -12,7 +12,7 @@ import torch
 from mmengine.logging import print_log
 from torch.utils._pytree import tree_map
 
-from ..utils.verify import relative_errors
+from repvgg_mm.utils.verify import relative_errors
 from . import protocol as protocols
 from .complexity import complexity
 from .forms import deployed_form, inplace_block_activations_
@@ -80,7 +80,7 @@ def host_record(device: torch.device) -> dict:
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
     else:
-        from ..runtime.cpu import cpu_features
+        from repvgg_mm.runtime.cpu import cpu_features
         info['cpu'] = _cpu_name()
         info['cpu_features'] = cpu_features()
     if hasattr(os, 'getloadavg'):

@@ -216,11 +216,11 @@ def analyse_checkpoint(config: str, checkpoint: str, calib: int = 300,
                        unsafe_load: bool = False) -> dict:
     """:func:`analyse` of a config + checkpoint on its own data:
     calibration on ``calib`` train images, statistics on the val split."""
-    from ..apis.quantize import load_deploy_model
-    from ..runtime.calibration import (calibration_batches, evaluation_batches,
+    from repvgg_mm.apis.quantize import load_deploy_model
+    from repvgg_mm.runtime.calibration import (calibration_batches, evaluation_batches,
                                        graph_inputs)
-    from ..runtime.graph import InferenceGraph
-    from ..utils.cli import load_config
+    from repvgg_mm.runtime.graph import InferenceGraph
+    from repvgg_mm.utils.config import load_config
     cfg = load_config(config, cfg_options)
     graph = InferenceGraph.of(
         load_deploy_model(cfg, checkpoint, unsafe_load))
@@ -285,7 +285,7 @@ def plot(results: Dict[str, dict], path: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    from ..io.atomic import atomic_output
+    from repvgg_mm.io.atomic import atomic_output
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
     for name, result in results.items():
         rows = result['layers']

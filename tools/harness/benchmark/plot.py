@@ -134,24 +134,24 @@ def plot_records(records: Sequence[str], out: str,
     ``out``; returns the plotted points."""
     import os
 
-    from ..utils.cli import ToolError
+    from repvgg_mm.errors import ConfigError
     from .paper import accuracy_table
     for path in list(records) + ([accuracy_file] if accuracy_file else []):
         if not os.path.isfile(path):
-            raise ToolError(f'"{path}" does not exist.')
+            raise ConfigError(f'"{path}" does not exist.')
     if not out.lower().endswith('.png'):
-        raise ToolError(f'--out {out}: the plot is written as PNG; give a '
-                        f'path ending in .png.')
+        raise ConfigError(f'--out {out}: the plot is written as PNG; give a '
+                          f'path ending in .png.')
     try:
         accuracy = accuracy_table(task, accuracy_file)
         points = load_points(records, accuracy, task, form, warn=warn)
         title = title or _default_title(records[0], form)
     except (ValueError, KeyError) as exc:
-        raise ToolError(f'cannot read the inputs: {exc}') from None
+        raise ConfigError(f'cannot read the inputs: {exc}') from None
     except UnicodeDecodeError:
-        raise ToolError('an input is not a JSON text file.') from None
+        raise ConfigError('an input is not a JSON text file.') from None
     if not points:
-        raise ToolError(
+        raise ConfigError(
             f'no model in {list(records)} has both a "{form}" timing and an '
             f'accuracy for task {task}; add accuracies with --accuracy or '
             f'check --task/--form.')

@@ -19,8 +19,9 @@ from typing import Callable, NamedTuple, Optional
 import torch
 import torch.nn as nn
 
-from ..io.weights import load_weights as load_weights_file
-from ..utils.cli import ToolError, load_config
+from repvgg_mm.io.weights import load_weights as load_weights_file
+from repvgg_mm.errors import ConfigError
+from repvgg_mm.utils.config import load_config
 from .protocol import task_of
 
 TIMM_PREFIX = 'timm:'
@@ -46,11 +47,11 @@ def resolve_config_path(source: str) -> str:
     package, _, rel_path = source.partition('::')
     from mmengine.utils import get_installed_path, is_installed
     if not is_installed(package):
-        raise ToolError(f'"{source}" names a config of the package '
-                        f'"{package}", which is not installed.')
+        raise ConfigError(f'"{source}" names a config of the package '
+                          f'"{package}", which is not installed.')
     path = osp.join(get_installed_path(package), '.mim', 'configs', rel_path)
     if not osp.isfile(path):
-        raise ToolError(
+        raise ConfigError(
             f'"{source}": {package} has no config "{rel_path}" (looked for '
             f'{path}). List its configs with `ls {osp.dirname(path)}`.')
     return path
@@ -58,8 +59,8 @@ def resolve_config_path(source: str) -> str:
 
 def build_from_config(source: str, cfg_options: dict = None) -> BenchModel:
     """Build the model of an mm config under the config's default scope."""
-    from ..converters.config_model import build_model, input_channels
-    from ..engine.config_checks import check_neck_channels
+    from repvgg_mm.converters.config_model import build_model, input_channels
+    from repvgg_mm.engine.config_checks import check_neck_channels
     cfg = load_config(resolve_config_path(source), cfg_options)
     check_neck_channels(cfg)
     # built without init_weights(): random weights, nothing downloaded
@@ -76,23 +77,23 @@ def build_timm(source: str) -> BenchModel:
         import timm
         from timm.utils import reparameterize_model
     except ImportError:
-        raise ToolError(f'"{source}" needs timm: pip install timm') from None
+        raise ConfigError(f'"{source}" needs timm: pip install timm') from None
     arch = source[len(TIMM_PREFIX):]
     if arch not in timm.list_models():
-        raise ToolError(f'timm has no model "{arch}"; see '
-                        f'timm.list_models("*{arch[:4]}*").')
+        raise ConfigError(f'timm has no model "{arch}"; see '
+                          f'timm.list_models("*{arch[:4]}*").')
     model = timm.create_model(arch, pretrained=False)
     return BenchModel(source, source, model.eval(), 'classification',
                       own_deploy=reparameterize_model)
 
 
 def check_source(source: str) -> None:
-    """Raise :class:`ToolError` now if ``source`` names no config file."""
+    """Raise :class:`ConfigError` now if ``source`` names no config file."""
     if source.startswith(TIMM_PREFIX):
         return
     path = resolve_config_path(source)
     if not osp.isfile(path):
-        raise ToolError(f'config file "{source}" does not exist.')
+        raise ConfigError(f'config file "{source}" does not exist.')
 
 
 def build_source(source: str, cfg_options: dict = None) -> BenchModel:

@@ -33,8 +33,8 @@ import numpy as np
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
-from ..io.atomic import atomic_directory
-from ..utils.cli import ToolError
+from repvgg_mm.io.atomic import atomic_directory
+from repvgg_mm.errors import ConfigError
 
 NUM_CLASSES = 19
 IGNORE_INDEX = 255
@@ -54,7 +54,7 @@ BRIGHTNESS_JITTER = 20.0
 EGO_BAND = (0.0, 0.12)  # fraction of the height labelled 255 at the bottom
 
 
-class CityscapesDemoError(ToolError):
+class CityscapesDemoError(ConfigError):
     """Bad settings or an output folder that must not be used."""
 
 

@@ -1,14 +1,20 @@
-"""Shared plumbing of the command-line tools: clear errors, config loading,
-the flags every Runner tool takes.
+"""The command-line layer: how a tool reports errors, and the flags every
+Runner tool takes.
 
-A tool's ``main`` raises :class:`ToolError` (or :class:`CheckpointError`) with
-one paragraph that names the problem and the fix; :func:`run_tool` prints it
-as ``error: ...`` and exits with status 2 instead of a deep traceback.
+The package raises :class:`repvgg_mm.errors.RepVGGMMError` (and its
+subclasses) in terms of its API's arguments; a tool's ``main`` raises
+:class:`ToolError` for problems with its own flags. :func:`run_tool` prints
+either as one ``error: ...`` paragraph and exits with status 2 instead of a
+deep traceback.
 """
 import argparse
 import os
 import sys
 from typing import Callable, Optional, Sequence
+
+from mmengine.config import DictAction
+
+from repvgg_mm.errors import RepVGGMMError
 
 
 class ToolError(Exception):
@@ -17,10 +23,9 @@ class ToolError(Exception):
 
 def run_tool(main: Callable[[Optional[Sequence[str]]], Optional[int]],
              argv: Optional[Sequence[str]] = None) -> None:
-    from ..io.checkpoint import CheckpointError
     try:
         code = main(argv)
-    except (ToolError, CheckpointError) as exc:
+    except (ToolError, RepVGGMMError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
@@ -29,36 +34,8 @@ def run_tool(main: Callable[[Optional[Sequence[str]]], Optional[int]],
     sys.exit(code or 0)
 
 
-def load_config(path: str, cfg_options: Optional[dict] = None):
-    """``mmengine.Config.fromfile`` with clear errors for common mistakes.
-
-    A missing file, a syntax error and a missing ``_base_`` file get one
-    paragraph; any other error inside the config's own code surfaces as it
-    is, with its traceback.
-    """
-    from mmengine.config import Config
-    if not os.path.isfile(path):
-        raise ToolError(
-            f'config file "{path}" does not exist. Configs live in configs/, '
-            f'e.g. configs/repvgg-a0_8xb32_in1k.py.')
-    try:
-        cfg = Config.fromfile(path)
-    except SyntaxError as exc:
-        raise ToolError(
-            f'config "{path}" is not valid Python: {exc}') from None
-    except FileNotFoundError as exc:  # a _base_ file that does not exist
-        raise ToolError(f'cannot read config "{path}": {exc}') from None
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    if 'model' not in cfg:
-        raise ToolError(f'config "{path}" defines no "model"; is it a model '
-                        f'config (not a _base_ fragment)?')
-    return cfg
-
-
 def add_runner_args(parser: argparse.ArgumentParser) -> None:
     """The flags of ``tools/train.py`` and ``tools/test.py`` (OpenMMLab's)."""
-    from mmengine.config import DictAction
     parser.add_argument('--work-dir',
                         help='where logs and checkpoints go (default: '
                         './work_dirs/<config name>)')

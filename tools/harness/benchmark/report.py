@@ -1,5 +1,5 @@
 """Human-readable table and JSON file of a benchmark record."""
-from ..io.atomic import atomic_write_json
+from repvgg_mm.io.atomic import atomic_write_json
 from .stats import format_summary
 
 
