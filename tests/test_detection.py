@@ -18,16 +18,16 @@ from conftest import REL_TOL, ROOT, assert_succeeded
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from harness.demos.digits_detection_dataset import (CLASSES,
+                                                    DigitsDetectionError,
+                                                    ann_file, ink_box,
+                                                    write_digits_detection)
 from repvgg_mm import ARCH_SETTINGS, count_repvgg_blocks, switch_to_deploy
 from repvgg_mm.converters.compare import forward_tensor
 from repvgg_mm.converters.config_model import build_model, input_size
-from harness.demos.digits_detection_dataset import (CLASSES,
-                                                      DigitsDetectionError,
-                                                      ann_file, ink_box,
-                                                      write_digits_detection)
 from repvgg_mm.engine.config_checks import check_neck_channels
-from repvgg_mm.models.arch import stage_widths
 from repvgg_mm.errors import ConfigError
+from repvgg_mm.models.arch import stage_widths
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 
 CONFIGS = osp.join(ROOT, 'configs')

@@ -12,9 +12,9 @@ import pytest
 import torch
 from conftest import ROOT
 
+from harness.benchmark.sources import resolve_config_path
 from repvgg_mm.apis import convert_checkpoint, export_model
 from repvgg_mm.apis.export import image_like, reference_outputs
-from harness.benchmark.sources import resolve_config_path
 from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.deploy import switch_to_deploy
 from repvgg_mm.io.checkpoint import atomic_save

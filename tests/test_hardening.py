@@ -183,8 +183,8 @@ def test_training_checkpoint_killed_mid_save_is_not_left_truncated(
 # ------------------------------------------------------- output paths
 @pytest.mark.parametrize('where', ['under_file', 'proc', 'folder'])
 def test_output_path_checked_before_work(tmp_path, where):
-    from repvgg_mm.io.atomic import check_output_path
     from repvgg_mm.errors import ConfigError
+    from repvgg_mm.io.atomic import check_output_path
     (tmp_path / 'file').write_text('')
     out = {'under_file': str(tmp_path / 'file' / 'sub' / 'x.pth'),
            'proc': '/proc/repvgg_mm_test/x.pth',

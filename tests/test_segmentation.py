@@ -16,10 +16,10 @@ from mmengine.registry import init_default_scope
 from PIL import Image
 from torch.nn import SyncBatchNorm
 
+from harness.demos.cityscapes_dataset import (CityscapesDemoError,
+                                              write_cityscapes_demo)
 from repvgg_mm import count_repvgg_blocks, switch_to_deploy
 from repvgg_mm.converters.config_model import build_model
-from harness.demos.cityscapes_dataset import (CityscapesDemoError,
-                                                write_cityscapes_demo)
 from repvgg_mm.io.checkpoint import atomic_save
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 

@@ -114,8 +114,8 @@ def load_probe(probe, rank):
 def test_train_flags_are_applied(monkeypatch, tmp_path):
     from repvgg_mm.apis import train as train_api
     from repvgg_mm.apis.train import training_config
-    from repvgg_mm.models import RepVGGMM
     from repvgg_mm.errors import ConfigError
+    from repvgg_mm.models import RepVGGMM
     monkeypatch.setattr(train_api, '_has_amp_device', lambda: False)
     monkeypatch.setattr(train_api, 'cpu_supports_bf16', lambda: False)
     with pytest.raises(ConfigError, match='--amp found no GPU .* no native'):

@@ -10,10 +10,10 @@ input 2x3x64x48).
 """
 import argparse
 
-from repvgg_mm import ARCH_SETTINGS
 from harness.benchmark.arch_figures import arch_report
-from repvgg_mm.io.atomic import atomic_write_json
 from harness.cli import run_tool
+from repvgg_mm import ARCH_SETTINGS
+from repvgg_mm.io.atomic import atomic_write_json
 
 
 def parse_args(argv):

@@ -16,8 +16,8 @@ import os
 
 from mmengine.config import DictAction
 
-from repvgg_mm.apis.convert import DEFAULT_REL_TOL, convert_checkpoint
 from harness.cli import run_tool
+from repvgg_mm.apis.convert import DEFAULT_REL_TOL, convert_checkpoint
 
 
 def parse_args(argv=None):

@@ -15,9 +15,9 @@ SRC is read with ``torch.load(weights_only=True)`` (or as ``.safetensors``);
 """
 import argparse
 
+from harness.cli import run_tool
 from repvgg_mm.apis.import_weights import import_weights
 from repvgg_mm.converters.weight_import import FORMATS
-from harness.cli import run_tool
 
 
 def parse_args(argv=None):

@@ -10,8 +10,8 @@ import glob
 import os.path as osp
 
 from harness.benchmark.headline import headline_table, replace_block
-from repvgg_mm.io.atomic import atomic_output
 from harness.cli import ToolError, run_tool
+from repvgg_mm.io.atomic import atomic_output
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

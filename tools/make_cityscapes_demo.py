@@ -10,9 +10,9 @@ loads; ``configs/demo/pspnet_repvgg-tiny_cityscapes-demo.py`` trains on it.
 """
 import argparse
 
-from harness.demos.cityscapes_dataset import (DEFAULT_SIZE,
-                                                write_cityscapes_demo)
 from harness.cli import run_tool
+from harness.demos.cityscapes_dataset import (DEFAULT_SIZE,
+                                              write_cityscapes_demo)
 
 
 def parse_args(argv=None):

@@ -9,10 +9,10 @@ split) plus ``OUT_DIR/digits_meta.json``, readable by mmpretrain's
 """
 import argparse
 
-from harness.demos.digits_dataset import (DEFAULT_SEED, DEFAULT_SIZE,
-                                            DEFAULT_VAL_FRACTION,
-                                            write_digits_dataset)
 from harness.cli import run_tool
+from harness.demos.digits_dataset import (DEFAULT_SEED, DEFAULT_SIZE,
+                                          DEFAULT_VAL_FRACTION,
+                                          write_digits_dataset)
 
 
 def parse_args(argv=None):

@@ -12,11 +12,11 @@ upscaled and placed on noisy canvases) and
 """
 import argparse
 
-from harness.demos.digits_detection_dataset import (DEFAULT_CANVAS,
-                                                      DEFAULT_DIGIT_SIZES,
-                                                      DEFAULT_DIGITS_PER_IMAGE,
-                                                      write_digits_detection)
 from harness.cli import run_tool
+from harness.demos.digits_detection_dataset import (DEFAULT_CANVAS,
+                                                    DEFAULT_DIGIT_SIZES,
+                                                    DEFAULT_DIGITS_PER_IMAGE,
+                                                    write_digits_detection)
 
 
 def parse_args(argv=None):

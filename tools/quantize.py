@@ -16,9 +16,9 @@ import json
 
 from mmengine.config import DictAction
 
+from harness.cli import run_tool
 from repvgg_mm.apis.quantize import quantize_model
 from repvgg_mm.runtime.quantize import BACKENDS, METHODS
-from harness.cli import run_tool
 
 
 def parse_args(argv=None):

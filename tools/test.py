@@ -11,8 +11,8 @@ Multi-process: tools/dist_test.sh CONFIG CHECKPOINT GPUS, tools/slurm_test.sh.
 """
 import argparse
 
-from repvgg_mm.apis.test import test, test_config
 from harness.cli import add_runner_args, run_tool, runner_options
+from repvgg_mm.apis.test import test, test_config
 
 
 def parse_args(argv=None):

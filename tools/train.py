@@ -12,8 +12,8 @@ Multi-process: tools/dist_train.sh CONFIG GPUS, tools/slurm_train.sh.
 """
 import argparse
 
-from repvgg_mm.apis.train import train, training_config
 from harness.cli import add_runner_args, run_tool, runner_options
+from repvgg_mm.apis.train import train, training_config
 
 
 def parse_args(argv=None):

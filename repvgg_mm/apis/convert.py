@@ -23,11 +23,11 @@ from ..converters.deploy_checkpoint import deploy_checkpoint
 from ..converters.deploy_config import deploy_config, write_deploy_config
 from ..deploy import count_repvgg_blocks, switch_to_deploy
 from ..engine.config_checks import check_neck_channels
+from ..errors import ConfigError
 from ..io.atomic import check_output_path
 from ..io.checkpoint import atomic_save, load_checkpoint_file, state_dict_of
 from ..io.weights import (load_state_dict_strict, repvgg_form,
                           strip_wrapper_prefix)
-from ..errors import ConfigError
 from ..utils.config import load_config
 
 DEFAULT_REL_TOL = 1e-4
@@ -55,8 +55,8 @@ def _check_paths(config: str, checkpoint: str, out: str,
         raise ConfigError(f'OUT "{out}" is the input checkpoint; the tool '
                           f'never overwrites its input. Choose another OUT.')
     if _same_file(out_config, config):
-        raise ConfigError(f'the deploy config would overwrite the input config '
-                          f'"{config}". Choose another --out-config.')
+        raise ConfigError(f'the deploy config would overwrite the input '
+                          f'config "{config}". Choose another --out-config.')
     if _same_file(out_config, out):
         raise ConfigError('--out-config and OUT are the same file.')
     check_output_path(out, 'OUT')

@@ -19,6 +19,7 @@ from ..converters.compare import forward_tensor
 from ..converters.config_model import build_model, input_channels, input_size
 from ..converters.deploy_config import deploy_config
 from ..deploy import count_repvgg_blocks, switch_to_deploy
+from ..errors import ConfigError
 from ..io.atomic import atomic_files, atomic_output
 from ..io.checkpoint import load_checkpoint_file, state_dict_of
 from ..io.weights import (load_state_dict_strict, repvgg_form,
@@ -28,7 +29,6 @@ from ..runtime.metadata import class_names, graph_metadata
 from ..runtime.onnx_export import export_onnx
 from ..runtime.openvino_export import save_openvino
 from ..runtime.session import open_session
-from ..errors import ConfigError
 from ..utils.config import load_config
 from ..utils.verify import flatten_outputs, relative_errors
 

@@ -8,9 +8,9 @@ from typing import NamedTuple, Optional
 
 from ..converters.weight_import import (arch_name, import_state_dict,
                                         load_source)
+from ..errors import ConfigError
 from ..io.atomic import check_output_path
 from ..io.checkpoint import atomic_save
-from ..errors import ConfigError
 from ..version import __version__
 
 

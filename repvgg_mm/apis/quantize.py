@@ -11,11 +11,11 @@ import tempfile
 import time
 from typing import Optional
 
+from ..errors import ConfigError
 from ..runtime.calibration import (calibration_batches, evaluation_key,
                                    loader_key)
 from ..runtime.quantize import (check_backend, check_quantized_path,
                                 inference_session, quantize_graph)
-from ..errors import ConfigError
 from ..utils.config import load_config
 
 

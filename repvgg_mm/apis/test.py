@@ -15,10 +15,10 @@ from typing import Dict, Optional
 
 from ..engine.config_checks import check_dataset_paths
 from ..engine.distributed import build_runner, runner_teardown, unwrap_model
+from ..errors import ConfigError
 from ..io.checkpoint import (CheckpointError, load_checkpoint_file,
                              state_dict_of)
 from ..io.weights import load_state_dict_strict, load_weights
-from ..errors import ConfigError
 from .train import runner_config
 
 

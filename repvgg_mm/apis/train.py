@@ -13,10 +13,10 @@ from ..engine.config_checks import (check_dataset_paths, check_neck_channels,
                                     check_repvgg_archs)
 from ..engine.distributed import build_runner, runner_teardown
 from ..engine.optim.cpu_amp import cpu_supports_bf16
+from ..errors import ConfigError
 from ..io.checkpoint import (CheckpointError, full_unpickling_by_default,
                              load_checkpoint_file, state_dict_of)
 from ..io.weights import layout_problems, strip_wrapper_prefix
-from ..errors import ConfigError
 from ..utils.config import load_config
 
 

@@ -10,8 +10,8 @@ wherever it is copied.
 import copy
 from typing import Any, List, Tuple
 
-from ..io.atomic import atomic_output
 from ..errors import ConfigError
+from ..io.atomic import atomic_output
 
 #: config types whose ``deploy`` flag selects the fused form
 REPVGG_TYPES = ('RepVGGMM', 'RepVGGBlock', 'QARepVGGBlock')

@@ -31,12 +31,12 @@ from typing import Callable, Dict, List, Sequence, Tuple, Union
 
 import torch
 
+from ..errors import ConfigError
 from ..io.checkpoint import (CheckpointError, load_checkpoint_file,
                              state_dict_of)
 from ..io.weights import layout_problems, repvgg_form, strip_wrapper_prefix
 from ..models.arch import ARCH_SETTINGS, parse_arch
 from ..models.repvgg import RepVGGMM
-from ..errors import ConfigError
 
 Rule = Tuple[str, Union[str, Callable]]
 

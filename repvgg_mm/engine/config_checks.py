@@ -11,9 +11,9 @@ import os.path as osp
 from typing import Iterable, List, Sequence, Tuple
 
 from ..converters.deploy_config import find_backbone_dicts, type_name
+from ..errors import ConfigError
 from ..models.arch import parse_arch
 from ..models.repvgg import out_channels_of
-from ..errors import ConfigError
 
 #: where the docs explain how to prepare a dataset type
 DATASET_DOCS = {

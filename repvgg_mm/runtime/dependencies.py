@@ -31,9 +31,10 @@ def require_deploy_extra() -> None:
     """Raise :class:`MissingDependency` unless the deploy extra is there."""
     missing = missing_deploy_packages()
     if missing:
+        verb = 'is' if len(missing) == 1 else 'are'
         raise MissingDependency(
             f'deployment (ONNX / OpenVINO export, runtime sessions, INT8) '
-            f'needs {", ".join(missing)}, which {"is" if len(missing) == 1 else "are"} '
+            f'needs {", ".join(missing)}, which {verb} '
             f'not installed. Install the deploy extra: '
             f'pip install "repvgg_mm[deploy]" (or, in a checkout, '
             f'pip install -e ".[deploy]").')

@@ -38,9 +38,9 @@ from ...converters.deploy_checkpoint import (deploy_checkpoint,
                                              deploy_checkpoint_path)
 from ...converters.deploy_config import write_deploy_config
 from ...deploy import count_repvgg_blocks, switch_to_deploy
+from ...errors import ConfigError
 from ...io.checkpoint import atomic_save
 from ...io.weights import load_weights
-from ...errors import ConfigError
 from ..distributed import unwrap_model
 
 

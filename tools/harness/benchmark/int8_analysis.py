@@ -217,8 +217,9 @@ def analyse_checkpoint(config: str, checkpoint: str, calib: int = 300,
     """:func:`analyse` of a config + checkpoint on its own data:
     calibration on ``calib`` train images, statistics on the val split."""
     from repvgg_mm.apis.quantize import load_deploy_model
-    from repvgg_mm.runtime.calibration import (calibration_batches, evaluation_batches,
-                                       graph_inputs)
+    from repvgg_mm.runtime.calibration import (calibration_batches,
+                                               evaluation_batches,
+                                               graph_inputs)
     from repvgg_mm.runtime.graph import InferenceGraph
     from repvgg_mm.utils.config import load_config
     cfg = load_config(config, cfg_options)

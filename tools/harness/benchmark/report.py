@@ -1,5 +1,6 @@
 """Human-readable table and JSON file of a benchmark record."""
 from repvgg_mm.io.atomic import atomic_write_json
+
 from .stats import format_summary
 
 

@@ -13,6 +13,7 @@ from mmengine.logging import print_log
 from torch.utils._pytree import tree_map
 
 from repvgg_mm.utils.verify import relative_errors
+
 from . import protocol as protocols
 from .complexity import complexity
 from .forms import deployed_form, inplace_block_activations_

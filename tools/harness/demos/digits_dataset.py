@@ -25,8 +25,8 @@ import numpy as np
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
-from repvgg_mm.io.atomic import atomic_directory
 from repvgg_mm.errors import ConfigError
+from repvgg_mm.io.atomic import atomic_directory
 
 SPLITS = ('train', 'val')
 META_FILE = 'digits_meta.json'

@@ -37,13 +37,10 @@ from repvgg_mm.apis.export import export_model
 from repvgg_mm.apis.quantize import quantize_model
 from repvgg_mm.apis.test import test, test_config
 from repvgg_mm.apis.train import train, training_config
-from ..benchmark.complexity import count_params
-from ..benchmark.rounds import Entry, run_rounds
-from ..benchmark.run import host_record
-from ..benchmark.stats import summary
 from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.converters.deploy_checkpoint import deploy_checkpoint_path
 from repvgg_mm.deploy import count_repvgg_blocks
+from repvgg_mm.errors import ConfigError
 from repvgg_mm.io.atomic import atomic_write_json
 from repvgg_mm.io.weights import load_weights
 from repvgg_mm.runtime.calibration import calibration_batches
@@ -51,9 +48,13 @@ from repvgg_mm.runtime.evaluate import evaluate_sessions
 from repvgg_mm.runtime.graph import InferenceGraph
 from repvgg_mm.runtime.quantize import inference_session
 from repvgg_mm.runtime.session import open_session
-from repvgg_mm.errors import ConfigError
 from repvgg_mm.utils.config import load_config
 from repvgg_mm.utils.verify import relative_errors
+
+from ..benchmark.complexity import count_params
+from ..benchmark.rounds import Entry, run_rounds
+from ..benchmark.run import host_record
+from ..benchmark.stats import summary
 from .digits_dataset import ensure_digits_dataset
 
 DEFAULT_CONFIG = 'configs/demo/repvgg-tiny_digits.py'

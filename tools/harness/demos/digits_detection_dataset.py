@@ -30,8 +30,9 @@ import numpy as np
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
-from repvgg_mm.io.atomic import atomic_directory, atomic_write_json
 from repvgg_mm.errors import ConfigError
+from repvgg_mm.io.atomic import atomic_directory, atomic_write_json
+
 from .digits_dataset import (SOURCE, SOURCE_SIZE, digit_to_image,
                              load_digits_arrays, stratified_split)
 
