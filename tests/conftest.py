@@ -9,12 +9,18 @@ import sys
 # (measured: 80 ms instead of 0.3 ms for a 64-channel 8x8 conv).
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 
+import runpy  # noqa: E402
+from typing import Optional, Sequence, Tuple  # noqa: E402
+
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
 #: the harness (``tools/harness``) is importable as ``harness``, as it is for
 #: the tools, which run from ``tools/``
 TOOLS = os.path.join(ROOT, 'tools')
@@ -89,3 +95,122 @@ def logged():
     logger.addHandler(handler)
     yield handler.lines
     logger.removeHandler(handler)
+
+
+# ----------------------------------------------------------------------------
+# running a tool (the one helper every test file uses)
+#: run as ``python -c`` with ``block,list tool args...``: make the listed
+#: modules unimportable (``sys.modules[name] = None``), then run the tool as
+#: ``python tools/<tool>`` would
+_BLOCKED_RUN = (
+    'import os, runpy, sys\n'
+    'blocked, tool = sys.argv[1], sys.argv[2]\n'
+    'for name in filter(None, blocked.split(",")):\n'
+    '    sys.modules[name] = None\n'
+    'sys.path.insert(0, os.path.dirname(os.path.abspath(tool)))\n'
+    'sys.argv = sys.argv[2:]\n'
+    'runpy.run_path(tool, run_name="__main__")\n')
+
+
+def tool_path(tool: str) -> str:
+    """``tools/<tool>`` unless ``tool`` is a path already."""
+    return tool if os.sep in str(tool) else os.path.join(TOOLS, tool)
+
+
+def run_tool(tool: str, *args, cwd: str = ROOT, timeout: float = 600,
+             block: Sequence[str] = (), env: Optional[dict] = None,
+             check: bool = False) -> subprocess.CompletedProcess:
+    """``python tools/<tool> ARGS`` (``bash`` for a ``.sh``) as a user runs
+    it, in a separate process with one intra-op thread and this checkout
+    (and ``tests/``, for probe modules) first on ``PYTHONPATH``.
+
+    ``block``: modules that cannot be imported in that process (as if not
+    installed). ``check``: fail the test with :func:`failure_report` unless
+    the tool exits with 0.
+    """
+    path = tool_path(tool)
+    if path.endswith('.sh'):
+        cmd = ['bash', path]
+    elif block:
+        cmd = [sys.executable, '-c', _BLOCKED_RUN, ','.join(block), path]
+    else:
+        cmd = [sys.executable, path]
+    full_env = dict(os.environ, OMP_NUM_THREADS='1',
+                    PYTHONPATH=os.pathsep.join([ROOT, TESTS]), **(env or {}))
+    proc = subprocess.run(cmd + [str(a) for a in args], cwd=str(cwd),
+                          env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check:
+        assert_succeeded(proc)
+    return proc
+
+
+def call_tool(tool: str, *args, capsys) -> Tuple[int, str, str]:
+    """``tools/<tool> ARGS`` in this process (no interpreter start-up on the
+    shared CPUs): ``(exit status, stdout, stderr)``."""
+    from harness.cli import run_tool as run_main
+    main = runpy.run_path(tool_path(tool))['main']
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        run_main(main, [str(a) for a in args])
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+# ----------------------------------------------------------------------------
+# a tiny classifier on a tiny image folder
+#: a RepVGG of widths 8..64, one block per stage (``arch=`` of RepVGGMM)
+TINY_ARCH = dict(num_blocks=[1, 1, 1, 1],
+                 width_factor=[0.125, 0.125, 0.125, 0.125])
+A0_CONFIG = os.path.join(ROOT, 'configs', 'repvgg-a0_8xb32_in1k.py')
+
+#: ``configs/repvgg-a0_8xb32_in1k.py`` with :data:`TINY_ARCH`, two classes
+#: and mmpretrain's CustomDataset on :func:`write_image_folder`'s folder
+TINY_CLS_CONFIG = """
+_base_ = {base!r}
+model = dict(
+    backbone=dict(arch=dict(_delete_=True, num_blocks=[1, 1, 1, 1],
+                            width_factor=[0.125, 0.125, 0.125, 0.125])),
+    head=dict(num_classes=2, in_channels=64, topk=(1, )))
+data_preprocessor = dict(num_classes=2)
+_test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+train_dataloader = dict(
+    batch_size={batch_size}, num_workers=0,
+    dataset=dict(_delete_=True, type='CustomDataset', data_root={data!r},
+                 data_prefix='train', pipeline=_test_pipeline))
+val_dataloader = dict(
+    batch_size=4, num_workers=0,
+    dataset=dict(_delete_=True, type='CustomDataset', data_root={data!r},
+                 data_prefix='train', pipeline=_test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+test_evaluator = val_evaluator
+param_scheduler = dict(T_max={epochs}, end={epochs})
+train_cfg = dict(max_epochs={epochs})
+default_hooks = dict(logger=dict(interval=1))
+randomness = dict(seed=0)
+"""
+
+
+def write_image_folder(root: str, images_per_class: int = 8) -> str:
+    """``root/train/class_{0,1}/*.png``: two classes of 32x32 noisy colour
+    images (red, blue), as mmpretrain's CustomDataset reads them."""
+    rng = np.random.default_rng(0)
+    for label, colour in enumerate(((200, 40, 40), (40, 40, 200))):
+        folder = os.path.join(root, 'train', f'class_{label}')
+        os.makedirs(folder)
+        for i in range(images_per_class):
+            noise = rng.integers(-30, 30, size=(32, 32, 3))
+            pixels = np.clip(np.array(colour) + noise, 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(
+                os.path.join(folder, f'{i}.png'))
+    return root
+
+
+def write_tiny_cls_config(path: str, data: str, epochs: int = 1,
+                          batch_size: int = 2) -> str:
+    """Write :data:`TINY_CLS_CONFIG` reading ``data`` to ``path``."""
+    with open(path, 'w') as f:
+        f.write(TINY_CLS_CONFIG.format(base=A0_CONFIG, data=data,
+                                       epochs=epochs, batch_size=batch_size))
+    return str(path)

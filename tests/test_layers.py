@@ -1,0 +1,115 @@
+"""The three layers (docs/design.md): the plugin core needs torch and the mm
+stack alone, the deployment layer (``repvgg_mm.runtime``) the ``[deploy]``
+extra, and nothing in the package imports the harness (``tools/harness``).
+
+Each check runs in a fresh interpreter: this one has imported everything.
+"""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+from conftest import (ROOT, assert_succeeded, run_tool, write_image_folder,
+                      write_tiny_cls_config)
+
+#: the ``[deploy]`` extra
+DEPLOY = ('onnx', 'onnxruntime', 'openvino', 'nncf')
+#: what the plugin core must not import: the extra, the harness's
+#: dependencies, the harness
+NOT_CORE = DEPLOY + ('sklearn', 'matplotlib', 'harness')
+
+IMPORT_CORE = """
+import sys
+import repvgg_mm
+from repvgg_mm.apis import (convert_checkpoint, import_weights, test_model,
+                            train_model)
+import repvgg_mm.converters.config_model, repvgg_mm.engine.config_checks
+import repvgg_mm.io.weights, repvgg_mm.utils.verify
+print(sorted({name.split('.')[0] for name in sys.modules}
+             & set(sys.argv[1:])))
+"""
+
+#: made unimportable before anything else, then the core API's jobs
+BLOCKED_API = """
+import json, sys
+blocked = sys.argv[1].split(',')
+for name in blocked:
+    sys.modules[name] = None
+config, work = sys.argv[2], sys.argv[3]
+from repvgg_mm.apis import convert_checkpoint, test_model, train_model
+from repvgg_mm.errors import MissingDependency
+checkpoint = train_model(config, work_dir=work + '/train')
+conversion = convert_checkpoint(config, checkpoint, work + '/deploy.pth',
+                                verify=True)
+metrics = test_model(conversion.config, conversion.checkpoint,
+                     work_dir=work + '/test')
+try:
+    from repvgg_mm.apis import export_model  # noqa: F401
+    missing = None
+except MissingDependency as exc:
+    missing = str(exc)
+print(json.dumps(dict(
+    checkpoint=checkpoint, deploy=conversion.checkpoint, metrics=metrics,
+    missing=missing, still_blocked=[sys.modules[n] is None for n in blocked]
+)))
+"""
+
+
+def _python(code, *args, cwd=ROOT):
+    proc = subprocess.run([sys.executable, '-c', code, *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd,
+                          env=dict(os.environ, PYTHONPATH=ROOT,
+                                   OMP_NUM_THREADS='1'), timeout=600)
+    assert_succeeded(proc)
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_core_imports_no_extra_and_no_harness():
+    assert _python(IMPORT_CORE, *NOT_CORE) == '[]'
+
+
+def _tiny_run(tmp_path):
+    """A one-step (4 images, batch 4, one epoch) tiny classifier config."""
+    data = write_image_folder(str(tmp_path / 'data'), images_per_class=2)
+    return write_tiny_cls_config(str(tmp_path / 'tiny.py'), data, epochs=1,
+                                 batch_size=4)
+
+
+def test_core_api_works_without_the_deploy_extra(tmp_path):
+    config = _tiny_run(tmp_path)
+    work = tmp_path / 'work'
+    result = json.loads(_python(BLOCKED_API, ','.join(DEPLOY), config, work))
+    assert result['still_blocked'] == [True] * len(DEPLOY)
+    assert result['checkpoint'] == str(work / 'train' / 'epoch_1.pth')
+    assert osp.isfile(result['deploy'])
+    assert 0 <= result['metrics']['accuracy/top1'] <= 100
+    # the deployment layer: one error naming the extra
+    assert result['missing'].startswith('deployment (ONNX / OpenVINO export')
+    assert 'pip install "repvgg_mm[deploy]"' in result['missing']
+
+
+@pytest.mark.slow
+def test_core_tools_work_without_the_deploy_extra(tmp_path):
+    config = _tiny_run(tmp_path)
+    work = tmp_path / 'work'
+    run_tool('train.py', config, '--work-dir', work, block=DEPLOY,
+             check=True)
+    checkpoint = work / 'epoch_1.pth'
+    assert checkpoint.is_file()
+    deploy = tmp_path / 'deploy.pth'
+    log = run_tool('convert_deploy.py', config, checkpoint, deploy,
+                   '--verify', block=DEPLOY, check=True).stdout
+    assert 'verify: OK' in log and deploy.is_file()
+    proc = run_tool('test.py', tmp_path / 'deploy.py', deploy, '--work-dir',
+                    tmp_path / 'test', block=DEPLOY, check=True)
+    assert 'accuracy/top1' in proc.stdout + proc.stderr
+    # the deployment tools: one error naming the extra, no traceback
+    proc = run_tool('export.py', tmp_path / 'deploy.py', deploy,
+                    tmp_path / 'm.onnx', block=DEPLOY)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith('error: deployment (ONNX / OpenVINO')
+    assert 'pip install "repvgg_mm[deploy]"' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert not (tmp_path / 'm.onnx').exists()
