@@ -1,12 +1,11 @@
-"""The README stays short and true, the code passes the project's linters,
-and nothing cites a document users do not have."""
+"""The README stays short and its generated table true, and nothing cites a
+document users do not have. (The linters run from .pre-commit-config.yaml,
+not here.)"""
 import os.path as osp
 import subprocess
 import sys
 
 from conftest import ROOT
-
-CODE = ['repvgg_mm', 'tools', 'tests', 'configs']
 
 
 def _run(*args):
@@ -39,13 +38,6 @@ def test_headline_rows_name_the_cpu_and_the_fastest_runtime():
     value, cpu, _ = by_figure['RepVGG-A0 deploy/openvino-bf16 / RepVGG-A0 '
                               'deploy/eager, batch 1, 224x224']
     assert value.startswith('4.08x') and cpu == 'AMD EPYC, AVX-512 BF16'
-
-
-def test_flake8_and_isort_agree_and_pass():
-    flake8 = _run('-m', 'flake8', *CODE)
-    assert flake8.returncode == 0, flake8.stdout[-3000:]
-    isort = _run('-m', 'isort', '--check-only', '--diff', *CODE)
-    assert isort.returncode == 0, isort.stdout[-3000:] + isort.stderr[-3000:]
 
 
 def test_no_citation_of_a_document_outside_the_repository():
