@@ -17,6 +17,7 @@ generators of the main process with a seed derived from (run seed, epoch)
 and restarts the training dataloader's workers with such a seed, so epoch
 ``e`` sees the same random stream whether the run was interrupted or not.
 """
+import logging
 import random
 from functools import partial
 
@@ -24,7 +25,30 @@ import numpy as np
 import torch
 from mmengine.dataset import worker_init_fn as mmengine_worker_init_fn
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.registry import HOOKS
+
+
+def _can_restart_workers(loader) -> bool:
+    """Whether :func:`_restart_workers` knows this DataLoader's layout.
+
+    torch has no public way to restart persistent workers (they run
+    ``worker_init_fn`` once; pytorch/pytorch#35795 left re-seeding open), so
+    the hook stops them through the private ``_iterator`` /
+    ``_shutdown_workers`` that every torch from 1.7 (``persistent_workers``)
+    to 2.14 (checked) has; another layout gets a warning instead.
+    """
+    iterator = getattr(loader, '_iterator', None)
+    return iterator is None or callable(
+        getattr(iterator, '_shutdown_workers', None))
+
+
+def _restart_workers(loader) -> None:
+    """Stop the persistent workers; the next epoch starts them afresh."""
+    iterator = getattr(loader, '_iterator', None)
+    if iterator is not None:
+        iterator._shutdown_workers()
+        loader._iterator = None
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -42,6 +66,7 @@ class EpochSeedHook(Hook):
 
     def __init__(self) -> None:
         self._worker_seed = None  # the run's seed of the workers
+        self._warned = False
 
     def before_train_epoch(self, runner) -> None:
         seed = epoch_seed(runner.seed, runner.epoch)
@@ -63,7 +88,13 @@ class EpochSeedHook(Hook):
             **dict(init_fn.keywords,
                    seed=epoch_seed(self._worker_seed, epoch)))
         # persistent workers keep their first seed: start them again
-        iterator = getattr(loader, '_iterator', None)
-        if iterator is not None:
-            iterator._shutdown_workers()
-            loader._iterator = None
+        if _can_restart_workers(loader):
+            _restart_workers(loader)
+        elif not self._warned:
+            self._warned = True
+            print_log(
+                f'EpochSeedHook: this torch {torch.__version__} DataLoader '
+                f'cannot restart its persistent workers, so they keep the '
+                f'seed of their first epoch and a resumed run may differ '
+                f'from an uninterrupted one.', logger='current',
+                level=logging.WARNING)
