@@ -37,12 +37,12 @@ def test_config(config: str,
     if not osp.isfile(checkpoint):
         raise ConfigError(
             f'checkpoint "{checkpoint}" does not exist. Give the .pth '
-            f'written by tools/train.py (work_dirs/<config>/epoch_N.pth) or '
+            f'written by training (work_dirs/<config>/epoch_N.pth) or '
             f'a converted one.')
     cfg.load_from = None  # loaded strictly by _evaluate
     if out is not None:
         if not out.endswith(('.pkl', '.pickle')):
-            raise ConfigError(f'--out "{out}" must end with .pkl or .pickle '
+            raise ConfigError(f'out="{out}" must end with .pkl or .pickle '
                               f'(the predictions are pickled).')
         evaluators = cfg.test_evaluator
         if not isinstance(evaluators, (list, tuple)):

@@ -8,6 +8,8 @@ import os
 import os.path as osp
 from typing import Optional
 
+from mmengine.logging import print_log
+
 from ..engine.atomic_checkpoint import use_atomic_checkpoints
 from ..engine.config_checks import (check_dataset_paths, check_neck_channels,
                                     check_repvgg_archs)
@@ -49,21 +51,43 @@ def _use_amp(cfg) -> None:
     if wrapper not in ('OptimWrapper', 'AmpOptimWrapper',
                        'CPUAmpOptimWrapper'):
         raise ConfigError(
-            f'--amp replaces optim_wrapper.type by a mixed-precision '
-            f'wrapper, but the config uses "{wrapper}". Drop --amp and '
-            f'configure mixed precision in the config.')
+            f'amp=True replaces optim_wrapper.type by a mixed-precision '
+            f'wrapper, but the config uses "{wrapper}". Train with '
+            f'amp=False and configure mixed precision in the config.')
     if _has_amp_device():
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
         return
     if not cpu_supports_bf16():
         raise ConfigError(
-            '--amp found no GPU (NPU/MLU/MUSA), and this CPU has no native '
+            'amp=True found no GPU (NPU/MLU/MUSA), and this CPU has no '
+            'native '
             'bf16 (AVX-512 BF16 or AMX), so mixed precision would only be '
-            'slower. Drop --amp to train in fp32 on this machine.')
+            'slower. Train with amp=False (fp32) on this machine.')
     cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
     cfg.optim_wrapper.pop('loss_scale', None)
     cfg.optim_wrapper.pop('dtype', None)
+
+
+def _make_resumable(cfg) -> None:
+    """What training adds to every config, each logged once with why:
+    checkpoints written atomically (:mod:`..engine.atomic_checkpoint`) and
+    random state seeded per epoch (:class:`EpochSeedHook`), so that a killed
+    run leaves no truncated checkpoint and a resumed run repeats the
+    interrupted one exactly."""
+    if use_atomic_checkpoints(cfg):
+        print_log('training: default_hooks.checkpoint saves through the '
+                  '"atomic_local" backend (a temporary file renamed into '
+                  'place), so a killed run leaves no truncated checkpoint. '
+                  'Set the hook\'s backend_args to choose another storage.',
+                  logger='current')
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') == 'EpochSeedHook' for h in hooks):
+        hooks.append(dict(type='EpochSeedHook'))
+        print_log('training: custom_hooks += EpochSeedHook (random state '
+                  'seeded per epoch), so a resumed run repeats the '
+                  'interrupted one exactly.', logger='current')
+    cfg.custom_hooks = hooks
 
 
 def training_config(config: str,
@@ -83,22 +107,16 @@ def training_config(config: str,
     cfg = runner_config(config, cfg_options, work_dir, launcher)
     if amp:
         _use_amp(cfg)
-    # checkpoints written atomically; random state seeded per epoch so a
-    # resumed run repeats the interrupted one exactly
-    use_atomic_checkpoints(cfg)
-    hooks = list(cfg.get('custom_hooks') or [])
-    if not any(h.get('type') == 'EpochSeedHook' for h in hooks):
-        hooks.append(dict(type='EpochSeedHook'))
-    cfg.custom_hooks = hooks
+    _make_resumable(cfg)
     if resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
     elif resume is not None:
         if not osp.isfile(resume):
             raise ConfigError(
-                f'--resume checkpoint "{resume}" does not exist. Give '
-                f'an epoch_N.pth/iter_N.pth of the work dir, or --resume '
-                f'without a value to pick the latest one automatically.')
+                f'resume="{resume}" does not exist. Give an '
+                f'epoch_N.pth/iter_N.pth of the work dir, or resume="auto" '
+                f'to pick the latest one automatically.')
         cfg.resume = True
         cfg.load_from = resume
     resume_from = (last_checkpoint(cfg.work_dir) if resume == 'auto' else
@@ -108,7 +126,7 @@ def training_config(config: str,
     if auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
             raise ConfigError(
-                f'--auto-scale-lr needs "auto_scale_lr = dict('
+                f'auto_scale_lr=True needs "auto_scale_lr = dict('
                 f'base_batch_size=...)" in the config "{config}".')
         cfg.auto_scale_lr.enable = True
     if not validate:

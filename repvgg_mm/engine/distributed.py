@@ -56,16 +56,16 @@ def _env_from_launcher(launcher: str) -> None:
         env['WORLD_SIZE'] = env['OMPI_COMM_WORLD_SIZE']
         env['LOCAL_RANK'] = env['OMPI_COMM_WORLD_LOCAL_RANK']
         if 'MASTER_ADDR' not in env:
-            raise ConfigError('--launcher mpi needs MASTER_ADDR (the address '
-                              'of rank 0) in the environment.')
+            raise ConfigError('launcher="mpi" needs MASTER_ADDR (the '
+                              'address of rank 0) in the environment.')
     env.setdefault('MASTER_PORT', '29500')
     missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR')
                if k not in env]
     if missing:
         raise ConfigError(
-            f'--launcher {launcher} needs {", ".join(missing)} in the '
-            f'environment; start the job with tools/dist_train.sh (torchrun) '
-            f'or tools/slurm_train.sh instead of calling the tool directly.')
+            f'launcher="{launcher}" needs {", ".join(missing)} in the '
+            f'environment; start the processes with torchrun or srun (as '
+            f'tools/dist_train.sh and tools/slurm_train.sh do).')
 
 
 def setup_distributed(cfg) -> None:
@@ -79,8 +79,7 @@ def setup_distributed(cfg) -> None:
         if local_rank >= count:
             raise ConfigError(
                 f'local rank {local_rank} has no GPU: this machine has '
-                f'{count}. Start at most {count} processes per node (the '
-                f'GPUS argument of tools/dist_train.sh).')
+                f'{count}. Start at most {count} processes per node.')
         return  # mmengine initialises nccl (env_cfg.dist_cfg) itself
     if not torch_dist.is_initialized():
         _env_from_launcher(launcher)

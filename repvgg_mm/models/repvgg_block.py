@@ -76,7 +76,7 @@ def check_cpu_training_layout(x: Tensor, weight: Tensor) -> None:
             'the heap in torch 2.14.1 (glibc "corrupted double-linked list", '
             'e.g. the 1x1 stride-2 conv of a 3-channel 224x224 input). '
             'Train in the default NCHW layout, or with bf16 autocast '
-            '(tools/train.py --amp on a CPU with bf16).')
+            '(train_model(amp=True) on a CPU with bf16).')
 
 
 class ConvNorm(nn.Sequential):
