@@ -20,7 +20,7 @@ nothing is left at the output on failure.
 """
 import os
 import tempfile
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
@@ -227,11 +227,6 @@ def inference_session(path: str, backend: str,
     return lambda x: session(x)[0]
 
 
-def run_batches(session: Callable[[np.ndarray], np.ndarray],
-                batches: Sequence[np.ndarray]) -> List[np.ndarray]:
-    return [session(b) for b in batches]
-
-
 def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
     """Signal-to-quantization-noise ratio in dB: 10 log10(|x|^2 / |x-y|^2)
     (inf when equal)."""
@@ -239,10 +234,3 @@ def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
     noise = float(((reference - np.asarray(approx, np.float64))**2).sum())
     signal = float((reference**2).sum())
     return float('inf') if noise == 0 else 10 * np.log10(signal / noise)
-
-
-def agreement(first: np.ndarray, second: np.ndarray) -> Dict[str, float]:
-    """Share of identical top-1 predictions and output SQNR of two score
-    arrays (N, classes, ...)."""
-    same = (first.argmax(1) == second.argmax(1)).mean()
-    return dict(agreement=float(same), output_sqnr_db=sqnr_db(first, second))
