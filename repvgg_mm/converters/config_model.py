@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
-from .deploy_config import find_backbone_dicts
+from ..utils.config import dataset_pipeline, find_module_dicts
+from .deploy_config import BACKBONE_TYPES
 
 #: input size used when the config tells none
 DEFAULT_SIZE = (224, 224)
@@ -63,15 +64,6 @@ def _hw(size: Any, wh_order: bool) -> Optional[Tuple[int, int]]:
     return None
 
 
-def _find_pipeline(node: Any):
-    if isinstance(node, dict):
-        if isinstance(node.get('pipeline'), (list, tuple)):
-            return node['pipeline']
-        if 'dataset' in node:
-            return _find_pipeline(node['dataset'])
-    return None
-
-
 def _size_from_pipeline(pipeline) -> Optional[Tuple[int, int]]:
     # the last transform that fixes the size wins (Resize -> CenterCrop)
     for transform in reversed(pipeline):
@@ -118,7 +110,7 @@ def input_size(cfg) -> Tuple[Tuple[int, int], str]:
         if hw:
             return hw, where
     for loader in ('test_dataloader', 'val_dataloader'):
-        pipeline = _find_pipeline(cfg.get(loader))
+        pipeline = dataset_pipeline(cfg.get(loader))
         hw = _size_from_pipeline(pipeline) if pipeline else None
         if hw:
             return _padded(hw, model), f'{loader} pipeline'
@@ -127,7 +119,7 @@ def input_size(cfg) -> Tuple[Tuple[int, int], str]:
 
 def input_channels(cfg) -> int:
     """``in_channels`` of the first RepVGG backbone of ``cfg.model`` (3)."""
-    for _, node in find_backbone_dicts(cfg.model):
+    for _, node in find_module_dicts(cfg.model, BACKBONE_TYPES):
         if 'in_channels' in node:
             return int(node['in_channels'])
     return 3

@@ -2,7 +2,8 @@
 import json
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..converters.deploy_config import find_backbone_dicts
+from ..converters.deploy_config import BACKBONE_TYPES
+from ..utils.config import find_module_dicts
 from ..version import __version__
 
 OUTPUT_KIND = {
@@ -53,7 +54,7 @@ def class_names(cfg, checkpoint: Any,
 
 
 def arch_of(cfg) -> str:
-    found = find_backbone_dicts(cfg.model)
+    found = find_module_dicts(cfg.model, BACKBONE_TYPES)
     if found:
         arch = found[0][1].get('arch')
         return arch if isinstance(arch, str) else json.dumps(arch)

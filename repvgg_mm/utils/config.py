@@ -1,6 +1,7 @@
-"""Reading an mm config with clear errors for the common mistakes."""
+"""Reading an mm config with clear errors for the common mistakes, and
+walking its nested dicts (the one walker the package has)."""
 import os
-from typing import Optional
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
@@ -32,3 +33,40 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
         raise ConfigError(f'config "{path}" defines no "model"; is it a model '
                           f'config (not a _base_ fragment)?')
     return cfg
+
+
+def type_name(type_: Any) -> str:
+    """``'RepVGGMM'`` for ``'RepVGGMM'``, ``'mmseg.RepVGGMM'`` or the class."""
+    name = type_ if isinstance(type_, str) else getattr(type_, '__name__', '')
+    return name.split('.')[-1]
+
+
+def config_dicts(node: Any, path: str = 'model'
+                 ) -> Iterator[Tuple[str, dict]]:
+    """``(path, dict)`` of every dict under ``node`` (itself included),
+    through nested dicts, lists and tuples, depth first."""
+    if isinstance(node, dict):
+        yield path, node
+        for key, value in node.items():
+            yield from config_dicts(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from config_dicts(value, f'{path}[{i}]')
+
+
+def find_module_dicts(node: Any, types: Sequence[str], path: str = 'model'
+                      ) -> List[Tuple[str, dict]]:
+    """``(path, dict)`` of every dict under ``node`` whose ``type`` is one
+    of ``types`` (a scope prefix such as ``mmseg.`` is ignored)."""
+    return [(where, d) for where, d in config_dicts(node, path)
+            if type_name(d.get('type')) in types]
+
+
+def dataset_pipeline(node: Any) -> Optional[list]:
+    """The ``pipeline`` of a dataloader or dataset dict: that of the
+    innermost dataset through wrappers such as RepeatDataset."""
+    while isinstance(node, dict):
+        if isinstance(node.get('pipeline'), (list, tuple)):
+            return node['pipeline']
+        node = node.get('dataset')
+    return None
