@@ -62,11 +62,18 @@ def find_module_dicts(node: Any, types: Sequence[str], path: str = 'model'
             if type_name(d.get('type')) in types]
 
 
+def innermost_dataset(node: Any) -> Any:
+    """The dataset dict of a dataloader or dataset dict that has the
+    ``pipeline`` (through wrappers such as RepeatDataset), else the
+    innermost one."""
+    while isinstance(node, dict) and 'pipeline' not in node and isinstance(
+            node.get('dataset'), dict):
+        node = node['dataset']
+    return node
+
+
 def dataset_pipeline(node: Any) -> Optional[list]:
-    """The ``pipeline`` of a dataloader or dataset dict: that of the
-    innermost dataset through wrappers such as RepeatDataset."""
-    while isinstance(node, dict):
-        if isinstance(node.get('pipeline'), (list, tuple)):
-            return node['pipeline']
-        node = node.get('dataset')
-    return None
+    """The ``pipeline`` of :func:`innermost_dataset` (``None`` if none)."""
+    node = innermost_dataset(node)
+    pipeline = node.get('pipeline') if isinstance(node, dict) else None
+    return pipeline if isinstance(pipeline, (list, tuple)) else None
