@@ -10,10 +10,11 @@ import os
 import os.path as osp
 from typing import Iterable, List, Sequence, Tuple
 
-from ..converters.deploy_config import find_backbone_dicts, type_name
+from ..converters.deploy_config import BACKBONE_TYPES
 from ..errors import ConfigError
 from ..models.arch import parse_arch
 from ..models.repvgg import out_channels_of
+from ..utils.config import config_dicts, find_module_dicts, type_name
 
 #: where the docs explain how to prepare a dataset type
 DATASET_DOCS = {
@@ -30,7 +31,7 @@ def _how_to_prepare(dataset_type) -> str:
 
 def check_repvgg_archs(cfg) -> None:
     """Every ``RepVGGMM`` of the model has a valid ``arch``."""
-    for _, backbone in find_backbone_dicts(cfg.get('model')):
+    for _, backbone in find_module_dicts(cfg.get('model'), BACKBONE_TYPES):
         try:
             parse_arch(backbone.get('arch', 'a0'))
         except (ValueError, TypeError) as exc:
@@ -39,23 +40,18 @@ def check_repvgg_archs(cfg) -> None:
                 f'--cfg-options model.backbone.arch=NAME).') from None
 
 
-def _backbones_with_necks(node, path='model'):
+def _backbones_with_necks(node):
     """``(neck path, backbone dict, neck dict)`` of every model dict under
     ``node`` whose backbone is a ``RepVGGMM`` and that has a neck."""
     found = []
-    if isinstance(node, dict):
-        backbone, neck = node.get('backbone'), node.get('neck')
+    for path, model in config_dicts(node):
+        backbone, neck = model.get('backbone'), model.get('neck')
         neck_path = f'{path}.neck'
         if isinstance(neck, (list, tuple)) and neck:
             neck, neck_path = neck[0], f'{path}.neck[0]'  # the first reads it
         if (isinstance(backbone, dict) and isinstance(neck, dict)
-                and type_name(backbone.get('type')) == 'RepVGGMM'):
+                and type_name(backbone.get('type')) in BACKBONE_TYPES):
             found.append((neck_path, backbone, neck))
-        for key, value in node.items():
-            found += _backbones_with_necks(value, f'{path}.{key}')
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            found += _backbones_with_necks(value, f'{path}[{i}]')
     return found
 
 

@@ -18,6 +18,7 @@ import torch
 
 from ..engine.config_checks import check_dataset_paths
 from ..errors import ConfigError
+from ..utils.config import dataset_pipeline, innermost_dataset
 
 SPLITS = ('train', 'val', 'test')
 
@@ -42,22 +43,12 @@ def loader_key(cfg, split: str) -> str:
     return key
 
 
-def _leaf_with_pipeline(dataset: dict) -> dict:
-    """The innermost dataset dict of ``dataset`` (through wrappers such as
-    RepeatDataset) that has a pipeline."""
-    node = dataset
-    while isinstance(node, dict) and 'pipeline' not in node and isinstance(
-            node.get('dataset'), dict):
-        node = node['dataset']
-    return node
-
-
 def evaluation_pipeline(cfg) -> Optional[list]:
     """The pipeline of the test (else val) dataloader's dataset."""
     for key in ('test_dataloader', 'val_dataloader'):
         dataset = (cfg.get(key) or {}).get('dataset')
         if isinstance(dataset, dict):
-            pipeline = _leaf_with_pipeline(dataset).get('pipeline')
+            pipeline = dataset_pipeline(dataset)
             if pipeline:
                 return copy.deepcopy(pipeline)
     return None
@@ -72,7 +63,7 @@ def build_split_dataset(cfg, split: str):
     dataset_cfg = copy.deepcopy(cfg[key]['dataset'])
     pipeline = evaluation_pipeline(cfg)
     if pipeline is not None:
-        _leaf_with_pipeline(dataset_cfg)['pipeline'] = pipeline
+        innermost_dataset(dataset_cfg)['pipeline'] = pipeline
     try:
         return DATASETS.build(dataset_cfg)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
