@@ -123,3 +123,20 @@ def input_channels(cfg) -> int:
         if 'in_channels' in node:
             return int(node['in_channels'])
     return 3
+
+
+#: the package's one vocabulary of tasks: mm base class module -> task
+TASKS = (('mmpretrain.', 'classifier'), ('mmseg.', 'segmentor'),
+         ('mmdet.', 'detector'))
+
+
+def task_of(model: nn.Module) -> str:
+    """``'classifier'`` (mmpretrain), ``'segmentor'`` (mmseg),
+    ``'detector'`` (mmdet) or ``'module'`` (anything else), from the mm
+    base class (``Base*``) the model derives from."""
+    for module_prefix, kind in TASKS:
+        for cls in type(model).__mro__:
+            if cls.__module__.startswith(module_prefix) and (
+                    cls.__name__.startswith('Base')):
+                return kind
+    return 'module'

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..converters.config_model import task_of
 from ..utils.verify import flatten_outputs
 
 
@@ -41,18 +42,6 @@ def preprocessing_of(model: nn.Module) -> Preprocessing:
         return Preprocessing(flip, tuple(dp.mean.flatten().tolist()),
                              tuple(dp.std.flatten().tolist()))
     return Preprocessing(flip, None, None)
-
-
-def task_of(model: nn.Module) -> str:
-    """``'classifier'``, ``'segmentor'``, ``'detector'`` or ``'module'``."""
-    for module_prefix, kind in (('mmpretrain.', 'classifier'),
-                                ('mmseg.', 'segmentor'),
-                                ('mmdet.', 'detector')):
-        for cls in type(model).__mro__:
-            if cls.__module__.startswith(module_prefix) and (
-                    cls.__name__.startswith('Base')):
-                return kind
-    return 'module'
 
 
 class InferenceGraph(nn.Module):
