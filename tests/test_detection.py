@@ -401,7 +401,7 @@ def test_demo_dist_train_two_cpu_ranks(tmp_path):
 
 def test_benchmark_detection_protocol_both_forms(tmp_path):
     from harness.benchmark.api import benchmark
-    from harness.benchmark.protocol import resolve, task_of
+    from harness.benchmark.protocol import protocol_of, resolve
     assert resolve('detection') == (1, (800, 1333))
     out_json = str(tmp_path / 'bench.json')
     record = benchmark(DEMO, shape=[64, 96], warmup=0, iters=1, rounds=1,
@@ -418,4 +418,4 @@ def test_benchmark_detection_protocol_both_forms(tmp_path):
         assert row['output_rel_err'] <= REL_TOL
     assert det['params']['deploy'] < det['params']['train']
     model = build_detector(Config.fromfile(DEMO), device='meta')
-    assert task_of(model) == 'detection'
+    assert protocol_of(model) == 'detection'

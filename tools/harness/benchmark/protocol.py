@@ -2,6 +2,8 @@
 and segmentation (Sec. 4.3); mmdet's usual test size for detection."""
 from typing import NamedTuple, Tuple
 
+from repvgg_mm.converters.config_model import task_of
+
 
 class Protocol(NamedTuple):
     batch_size: int
@@ -20,19 +22,19 @@ TASKS = {'classification': CLASSIFICATION, 'segmentation': SEGMENTATION,
          'detection': DETECTION}
 
 
-def task_of(model, scope: str = None) -> str:
+#: the package's task (:func:`repvgg_mm.converters.config_model.task_of`)
+#: -> the protocol (the records' ``task``)
+PROTOCOL_OF_TASK = {'segmentor': 'segmentation', 'detector': 'detection'}
+
+
+def protocol_of(model) -> str:
     """``'segmentation'`` for mmseg segmentors, ``'detection'`` for mmdet
     detectors, else ``'classification'``.
 
-    Other mm models fall back to the classification protocol; pass
+    Other models fall back to the classification protocol; pass
     ``--batch-size`` and ``--shape`` for them.
     """
-    module_path = type(model).__module__
-    if module_path.startswith('mmseg.') or scope == 'mmseg':
-        return 'segmentation'
-    if module_path.startswith('mmdet.') or scope == 'mmdet':
-        return 'detection'
-    return 'classification'
+    return PROTOCOL_OF_TASK.get(task_of(model), 'classification')
 
 
 def resolve(task: str, batch_size: int = None,

@@ -23,7 +23,7 @@ from repvgg_mm.errors import ConfigError
 from repvgg_mm.io.weights import load_weights as load_weights_file
 from repvgg_mm.utils.config import load_config
 
-from .protocol import task_of
+from .protocol import protocol_of
 
 TIMM_PREFIX = 'timm:'
 
@@ -68,7 +68,7 @@ def build_from_config(source: str, cfg_options: dict = None) -> BenchModel:
     model = build_model(cfg)
     name = osp.splitext(osp.basename(source.partition('::')[2] or source))[0]
     return BenchModel(name, source, model.eval(),
-                      task_of(model, cfg.get('default_scope')),
+                      protocol_of(model),
                       channels=input_channels(cfg))
 
 
