@@ -10,7 +10,7 @@ import sys
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 
 import runpy  # noqa: E402
-from typing import Optional, Sequence, Tuple  # noqa: E402
+from typing import Optional, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -145,16 +145,24 @@ def run_tool(tool: str, *args, cwd: str = ROOT, timeout: float = 600,
     return proc
 
 
-def call_tool(tool: str, *args, capsys) -> Tuple[int, str, str]:
+def call_tool(tool: str, *args, capsys) -> subprocess.CompletedProcess:
     """``tools/<tool> ARGS`` in this process (no interpreter start-up on the
-    shared CPUs): ``(exit status, stdout, stderr)``."""
+    shared CPUs), reported as :func:`run_tool` reports a process."""
     from harness.cli import run_tool as run_main
     main = runpy.run_path(tool_path(tool))['main']
+    argv = [str(a) for a in args]
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
-        run_main(main, [str(a) for a in args])
+        run_main(main, argv)
     out, err = capsys.readouterr()
-    return exc.value.code, out, err
+    return subprocess.CompletedProcess([tool, *argv], exc.value.code, out,
+                                       err)
+
+
+def tool_log(tool: str, *args, **options) -> str:
+    """stdout + stderr of a successful :func:`run_tool`."""
+    proc = run_tool(tool, *args, check=True, **options)
+    return proc.stdout + proc.stderr
 
 
 # ----------------------------------------------------------------------------

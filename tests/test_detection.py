@@ -8,13 +8,11 @@ import json
 import os
 import os.path as osp
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import REL_TOL, ROOT, assert_succeeded
+from conftest import REL_TOL, ROOT, call_tool, tool_log
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -31,7 +29,6 @@ from repvgg_mm.models.arch import stage_widths
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 
 CONFIGS = osp.join(ROOT, 'configs')
-TOOLS = osp.join(ROOT, 'tools')
 NAME = 'retinanet_{}_fpn_1x_coco.py'
 REPVGG = ('a0', 'b1g2')
 DEMO = osp.join(CONFIGS, 'demo', 'retinanet_repvgg-tiny_digits-det.py')
@@ -177,7 +174,9 @@ def _detection_doc():
         return f.read()
 
 
-def test_fpn_widths_that_do_not_match_the_arch_name_the_fix(tmp_path):
+def test_fpn_widths_that_do_not_match_the_arch_name_the_fix(tmp_path,
+                                                            monkeypatch,
+                                                            capsys):
     cfg = Config.fromfile(config_path('a0'))
     cfg.merge_from_dict({'model.backbone.arch': 'b1g2'})
     with pytest.raises(ConfigError) as exc:
@@ -193,10 +192,9 @@ def test_fpn_widths_that_do_not_match_the_arch_name_the_fix(tmp_path):
     for tool, args in (('train.py', ['--check-only']),
                        ('convert_deploy.py', ['x.pth', str(tmp_path / 'o'
                                                            '.pth')])):
-        proc = subprocess.run(
-            [sys.executable, osp.join(TOOLS, tool), config_path('a0'), *args,
-             '--cfg-options', 'model.backbone.arch=b1g2'],
-            capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
+        monkeypatch.chdir(tmp_path)
+        proc = call_tool(tool, config_path('a0'), *args, '--cfg-options',
+                         'model.backbone.arch=b1g2', capsys=capsys)
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert proc.stderr.startswith('error: model.neck.in_channels=')
         assert 'Set model.neck.in_channels=[128, 256, 512, 2048]' in \
@@ -272,7 +270,7 @@ def test_demo_data_is_coco_format_with_known_boxes(tmp_path):
                           torch.tensor([x, y, x + w, y + h]))
 
 
-def test_demo_data_refuses_bad_settings_and_overwriting(tmp_path):
+def test_demo_data_refuses_bad_settings_and_overwriting(tmp_path, capsys):
     root = tmp_path / 'taken'
     root.mkdir()
     (root / 'precious.txt').write_text('keep me')
@@ -285,9 +283,7 @@ def test_demo_data_refuses_bad_settings_and_overwriting(tmp_path):
     with pytest.raises(DigitsDetectionError, match='num_val must be'):
         write_digits_detection(str(tmp_path / 'x'), num_val=0)
     assert sorted(os.listdir(tmp_path)) == ['taken']
-    proc = subprocess.run(
-        [sys.executable, osp.join(TOOLS, 'make_digits_detection.py'),
-         str(root)], capture_output=True, text=True, timeout=120)
+    proc = call_tool('make_digits_detection.py', root, capsys=capsys)
     assert proc.returncode == 2
     assert proc.stderr.startswith('error: "') and 'is not empty' in \
         proc.stderr
@@ -321,14 +317,6 @@ custom_hooks = [dict(type='SwitchToDeployHook')]
 METRICS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75')
 
 
-def tool(*args, cwd, **env):
-    proc = subprocess.run([str(a) for a in args], cwd=str(cwd),
-                          env=dict(os.environ, OMP_NUM_THREADS='1', **env),
-                          capture_output=True, text=True, timeout=600)
-    assert_succeeded(proc)
-    return proc.stdout + proc.stderr
-
-
 def coco_metrics(log: str):
     found = {k: re.findall(rf'coco/{k}: ([\d.]+)', log) for k in METRICS}
     assert all(found.values()), log[-3000:]
@@ -337,10 +325,9 @@ def coco_metrics(log: str):
 
 @pytest.mark.slow
 def test_demo_train_test_convert_test_through_the_tools(tmp_path):
-    py = sys.executable
     data = tmp_path / 'data'
-    tool(py, osp.join(TOOLS, 'make_digits_detection.py'), data,
-         '--num-train', 160, '--num-val', 40, cwd=tmp_path)
+    tool_log('make_digits_detection.py', data, '--num-train', 160,
+             '--num-val', 40, cwd=tmp_path)
     base = tmp_path / 'demo_cfg.py'
     base.write_text(BASE_CFG.format(demo=DEMO, data=f'{data}/',
                                     epochs=EPOCHS))
@@ -348,25 +335,24 @@ def test_demo_train_test_convert_test_through_the_tools(tmp_path):
     hooked.write_text(HOOK_CFG.format(base=str(base)))
 
     work = tmp_path / 'work'
-    tool(py, osp.join(TOOLS, 'train.py'), base, '--work-dir', work,
-         cwd=tmp_path)
+    tool_log('train.py', base, '--work-dir', work, cwd=tmp_path)
     ckpt = work / f'epoch_{EPOCHS}.pth'
     assert ckpt.is_file()
 
-    test_tool = osp.join(TOOLS, 'test.py')
-    trained = coco_metrics(tool(py, test_tool, base, ckpt, '--work-dir',
-                                tmp_path / 't1', cwd=tmp_path))
+    test_tool = 'test.py'
+    trained = coco_metrics(tool_log(test_tool, base, ckpt, '--work-dir',
+                                    tmp_path / 't1', cwd=tmp_path))
     # chance is ~0 (10 classes, tight boxes); 80 iterations already learn
     assert trained['bbox_mAP_50'] > 0.01, trained
-    hook_log = tool(py, test_tool, hooked, ckpt, '--work-dir',
-                    tmp_path / 't2', cwd=tmp_path)
+    hook_log = tool_log(test_tool, hooked, ckpt, '--work-dir',
+                        tmp_path / 't2', cwd=tmp_path)
     assert ('SwitchToDeployHook: test runs on a converted copy of the model '
             '(7 RepVGG blocks fused)') in hook_log
     assert coco_metrics(hook_log) == trained
 
     out = tmp_path / 'deploy' / 'det_deploy.pth'
-    log = tool(py, osp.join(TOOLS, 'convert_deploy.py'), base, ckpt, out,
-               '--verify', cwd=tmp_path)
+    log = tool_log('convert_deploy.py', base, ckpt, out, '--verify',
+                   cwd=tmp_path)
     assert 'verify: OK' in log and 'random input of shape (1, 3, 64, 64)' \
         in log
     rel = float(re.search(r'relative to the largest output: ([\d.e+-]+)',
@@ -374,9 +360,9 @@ def test_demo_train_test_convert_test_through_the_tools(tmp_path):
     assert rel <= REL_TOL
     deploy_cfg = Config.fromfile(str(out.with_suffix('.py')))
     assert deploy_cfg.model.backbone.deploy is True
-    deployed = coco_metrics(tool(py, test_tool, out.with_suffix('.py'), out,
-                                 '--work-dir', tmp_path / 't3',
-                                 cwd=tmp_path))
+    deployed = coco_metrics(tool_log(test_tool, out.with_suffix('.py'),
+                                     out, '--work-dir', tmp_path / 't3',
+                                     cwd=tmp_path))
     assert deployed == trained
 
 
@@ -387,8 +373,8 @@ def test_demo_dist_train_two_cpu_ranks(tmp_path):
     base = tmp_path / 'demo_cfg.py'
     base.write_text(BASE_CFG.format(demo=DEMO, data=f'{data}/', epochs=1))
     work = tmp_path / 'work'
-    log = tool('bash', osp.join(TOOLS, 'dist_train.sh'), base, 2,
-               '--work-dir', work, cwd=tmp_path, PORT='29653')
+    log = tool_log('dist_train.sh', base, 2, '--work-dir', work,
+                   cwd=tmp_path, env=dict(PORT='29653'))
     # 32 images / (2 ranks x 8) = 2 iterations per epoch
     assert re.search(r'Epoch\(train\) \[1\]\[2/2\]', log), log[-3000:]
     # validation ran on both ranks' shares (8 images: 1 batch each) and the

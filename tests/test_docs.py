@@ -3,14 +3,8 @@ document users do not have. (The linters run from .pre-commit-config.yaml,
 not here.)"""
 import os.path as osp
 import subprocess
-import sys
 
-from conftest import ROOT
-
-
-def _run(*args):
-    return subprocess.run([sys.executable, *args], cwd=ROOT,
-                          capture_output=True, text=True)
+from conftest import ROOT, call_tool
 
 
 def test_readme_is_short():
@@ -18,8 +12,8 @@ def test_readme_is_short():
         assert len(f.read().splitlines()) <= 300
 
 
-def test_readme_headline_figures_match_the_records():
-    proc = _run('tools/headline_figures.py', '--check')
+def test_readme_headline_figures_match_the_records(capsys):
+    proc = call_tool('headline_figures.py', '--check', capsys=capsys)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'headline figures up to date' in proc.stdout
 

@@ -6,11 +6,9 @@ written deploy config. The mIoU must be the same in every form.
 """
 import os.path as osp
 import re
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, assert_succeeded
+from conftest import ROOT, tool_log
 
 DEMO = osp.join(ROOT, 'configs', 'demo',
                 'pspnet_repvgg-tiny_cityscapes-demo.py')
@@ -32,13 +30,6 @@ custom_hooks = [dict(type='SwitchToDeployHook')]
 """
 
 
-def tool(*args, cwd):
-    proc = subprocess.run([sys.executable, *map(str, args)], cwd=str(cwd),
-                          capture_output=True, text=True, timeout=600)
-    assert_succeeded(proc)
-    return proc.stdout + proc.stderr
-
-
 def metrics(log: str):
     found = re.findall(r'aAcc: ([\d.]+)\s+mIoU: ([\d.]+)', log)
     assert found, log[-3000:]
@@ -48,36 +39,35 @@ def metrics(log: str):
 @pytest.mark.slow
 def test_train_test_convert_test_through_the_tools(tmp_path):
     data = tmp_path / 'data'
-    tool(osp.join(ROOT, 'tools', 'make_cityscapes_demo.py'), data,
-         '--num-train', 4, '--num-val', 2, cwd=tmp_path)
+    tool_log('make_cityscapes_demo.py', data, '--num-train', 4, '--num-val',
+             2, cwd=tmp_path)
     base = tmp_path / 'demo_cfg.py'
     base.write_text(BASE_CFG.format(demo=DEMO, data=str(data), iters=ITERS))
     hooked = tmp_path / 'demo_hook_cfg.py'
     hooked.write_text(HOOK_CFG.format(base=str(base)))
 
     work = tmp_path / 'work'
-    tool(osp.join(ROOT, 'tools', 'train.py'), base, '--work-dir', work,
-         cwd=tmp_path)
+    tool_log('train.py', base, '--work-dir', work, cwd=tmp_path)
     ckpt = work / f'iter_{ITERS}.pth'
     assert ckpt.is_file()
 
-    test_tool = osp.join(ROOT, 'tools', 'test.py')
-    trained = metrics(tool(test_tool, base, ckpt, '--work-dir',
-                           tmp_path / 't1', cwd=tmp_path))
-    hook_log = tool(test_tool, hooked, ckpt, '--work-dir', tmp_path / 't2',
-                    cwd=tmp_path)
+    test_tool = 'test.py'
+    trained = metrics(tool_log(test_tool, base, ckpt, '--work-dir',
+                               tmp_path / 't1', cwd=tmp_path))
+    hook_log = tool_log(test_tool, hooked, ckpt, '--work-dir',
+                        tmp_path / 't2', cwd=tmp_path)
     assert ('SwitchToDeployHook: test runs on a converted copy of the model '
             '(11 RepVGG blocks fused)') in hook_log
     via_hook = metrics(hook_log)
 
     out = tmp_path / 'deploy' / 'seg_deploy.pth'
-    log = tool(osp.join(ROOT, 'tools', 'convert_deploy.py'), base, ckpt, out,
-               '--verify', cwd=tmp_path)
+    log = tool_log('convert_deploy.py', base, ckpt, out, '--verify',
+                   cwd=tmp_path)
     assert 'verify: OK' in log
     deploy_cfg = out.with_suffix('.py')
     assert out.is_file() and deploy_cfg.is_file()
-    deployed = metrics(tool(test_tool, deploy_cfg, out, '--work-dir',
-                            tmp_path / 't3', cwd=tmp_path))
+    deployed = metrics(tool_log(test_tool, deploy_cfg, out, '--work-dir',
+                                tmp_path / 't3', cwd=tmp_path))
 
     assert trained[1] > 0
     assert via_hook == trained

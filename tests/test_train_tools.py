@@ -9,15 +9,12 @@ import os
 import os.path as osp
 import pickle
 import re
-import subprocess
-import sys
 import weakref
 
-import numpy as np
 import pytest
 import torch
-from conftest import REL_TOL, ROOT, assert_succeeded, ddp_held_by_a_cycle
-from PIL import Image
+from conftest import (REL_TOL, ROOT, call_tool, ddp_held_by_a_cycle, run_tool,
+                      write_image_folder)
 
 TESTS = osp.dirname(osp.abspath(__file__))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
@@ -61,38 +58,17 @@ randomness = dict(seed=0)
 """
 
 
-def _write_images(root: str) -> None:
-    rng = np.random.default_rng(0)
-    for label, colour in enumerate(((200, 40, 40), (40, 40, 200))):
-        folder = osp.join(root, 'train', f'class_{label}')
-        os.makedirs(folder)
-        for i in range(IMAGES_PER_CLASS):
-            noise = rng.integers(-30, 30, size=(32, 32, 3))
-            pixels = np.clip(np.array(colour) + noise, 0, 255)
-            Image.fromarray(pixels.astype(np.uint8)).save(
-                osp.join(folder, f'{i}.png'))
-
-
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     """(config path, probe dir) of a tiny classification run."""
     root = tmp_path_factory.mktemp('tiny')
     data, probe = str(root / 'data'), str(root / 'probe')
-    _write_images(data)
+    write_image_folder(data, IMAGES_PER_CLASS)
     os.makedirs(probe)
     config = str(root / 'tiny_cls.py')
     with open(config, 'w') as f:
         f.write(TINY_CONFIG.format(base=A0, data=data, probe=probe))
     return config, probe
-
-
-def run(cmd, cwd=ROOT, timeout=240, **env):
-    # ROOT too: the tools must import this checkout's repvgg_mm, not the
-    # one an editable install points at
-    full_env = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS, ROOT]),
-                    OMP_NUM_THREADS='1', **env)
-    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def assert_clean_error(proc, *fragments):
@@ -170,19 +146,19 @@ def test_train_flags_are_applied(monkeypatch, tmp_path):
 
 # ----------------------------------------------------------------------
 # bad input: one clear paragraph, exit status 2, no traceback
-def test_wrong_config_path(tmp_path):
+def test_wrong_config_path(tmp_path, capsys):
     missing = str(tmp_path / 'repvgg-a9.py')
-    assert_clean_error(run([sys.executable, TRAIN, missing]),
+    assert_clean_error(call_tool(TRAIN, missing, capsys=capsys),
                        f'config file "{missing}" does not exist',
                        'configs/repvgg-a0_8xb32_in1k.py')
-    assert_clean_error(run(['bash', DIST_TRAIN, missing, '1']),
+    assert_clean_error(run_tool(DIST_TRAIN, missing, '1'),
                        f'config file "{missing}" does not exist')
 
 
-def test_missing_dataset_directory(tmp_path):
+def test_missing_dataset_directory(tmp_path, monkeypatch, capsys):
     # relative data_root "data/imagenet" resolved in an empty folder
-    proc = run([sys.executable, TRAIN, A0, '--work-dir', str(tmp_path)],
-               cwd=str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    proc = call_tool(TRAIN, A0, '--work-dir', tmp_path, capsys=capsys)
     assert_clean_error(proc, 'dataset path "data/imagenet" '
                        '(train_dataloader.dataset.data_root, ImageNet) does '
                        'not exist', 'Preparing ImageNet',
@@ -191,24 +167,24 @@ def test_missing_dataset_directory(tmp_path):
 
     ckpt = tmp_path / 'fake.pth'
     ckpt.write_bytes(b'x')
-    proc = run([sys.executable, TEST, A0, str(ckpt)], cwd=str(tmp_path))
+    proc = call_tool(TEST, A0, ckpt, capsys=capsys)
     assert_clean_error(proc, 'dataset path "data/imagenet" '
                        '(test_dataloader.dataset.data_root, ImageNet)')
 
 
-def test_unknown_arch():
-    proc = run([sys.executable, TRAIN, A0, '--cfg-options',
-                'model.backbone.arch=a9'])
+def test_unknown_arch(capsys):
+    proc = call_tool(TRAIN, A0, '--cfg-options', 'model.backbone.arch=a9',
+                     capsys=capsys)
     assert_clean_error(proc, 'unknown RepVGG arch "a9"', 'a0, a1, a2',
                        'Fix model.backbone.arch')
 
 
-def test_missing_checkpoint(tiny, tmp_path):
+def test_missing_checkpoint(tiny, tmp_path, capsys):
     config, _ = tiny
     missing = str(tmp_path / 'epoch_9.pth')
-    assert_clean_error(run([sys.executable, TEST, config, missing]),
+    assert_clean_error(call_tool(TEST, config, missing, capsys=capsys),
                        f'checkpoint "{missing}" does not exist')
-    assert_clean_error(run(['bash', DIST_TEST, config, missing, '1']),
+    assert_clean_error(run_tool(DIST_TEST, config, missing, '1'),
                        f'checkpoint "{missing}" does not exist')
 
 
@@ -219,13 +195,13 @@ def test_more_processes_than_the_machine_has(tiny):
     else:  # what `nproc` counts
         avail, kind = len(os.sched_getaffinity(0)), 'CPU cores'
     too_many = str(avail + 1)
-    proc = run(['bash', DIST_TRAIN, config, too_many])
+    proc = run_tool(DIST_TRAIN, config, too_many)
     assert_clean_error(proc, f'GPUS={too_many} processes were asked for',
                        f'it has only {avail} {kind}', f'Use GPUS <= {avail}',
                        'NNODES')
-    proc = run(['bash', DIST_TEST, config, config, too_many])
+    proc = run_tool(DIST_TEST, config, config, too_many)
     assert_clean_error(proc, f'GPUS={too_many} processes were asked for')
-    assert_clean_error(run(['bash', DIST_TRAIN, config, 'two']),
+    assert_clean_error(run_tool(DIST_TRAIN, config, 'two'),
                        'GPUS must be a positive number')
 
 
@@ -265,8 +241,8 @@ def test_slurm_scripts_pass_the_job_to_srun(tmp_path):
     env = dict(PATH=f'{tmp_path}:{os.environ["PATH"]}', SRUN_LOG=str(log),
                PYTHON='python3',
                GPUS='16', PORT='29123', SRUN_ARGS='--quotatype=auto')
-    proc = run(['bash', osp.join(ROOT, 'tools', 'slurm_train.sh'), 'part',
-                'job', A0, 'work', '--amp'], **env)
+    proc = run_tool('slurm_train.sh', 'part', 'job', A0, 'work', '--amp',
+                    env=env)
     assert proc.returncode == 0, proc.stderr
     line = log.read_text().split()
     assert line[0] == 'MASTER_PORT=29123'
@@ -276,8 +252,7 @@ def test_slurm_scripts_pass_the_job_to_srun(tmp_path):
     assert line[9] == '--quotatype=auto'
     assert line[10:] == ['python3', '-u', TRAIN, A0, '--work-dir=work',
                          '--amp', '--launcher=slurm']
-    proc = run(['bash', osp.join(ROOT, 'tools', 'slurm_test.sh'), 'part',
-                'job', A0, A0], **env)
+    proc = run_tool('slurm_test.sh', 'part', 'job', A0, A0, env=env)
     assert proc.returncode == 0, proc.stderr
     assert log.read_text().split()[12:] == [TEST, A0, A0, '--launcher=slurm']
 
@@ -349,12 +324,12 @@ def test_runner_teardown_frees_the_model_before_the_process_group(
 def dist_run(tiny, tmp_path_factory):
     config, probe = tiny
     work = str(tmp_path_factory.mktemp('dist_work'))
-    proc = run(['bash', DIST_TRAIN, config, '2', '--work-dir', work],
-               PORT='29617')
-    assert_succeeded(proc)
+    proc = run_tool(DIST_TRAIN, config, '2', '--work-dir', work,
+                    env=dict(PORT='29617'), check=True)
     return work, [load_probe(probe, r) for r in (0, 1)], proc
 
 
+@pytest.mark.slow
 def test_dist_ranks_hold_identical_weights(dist_run):
     _, (rank0, rank1), _ = dist_run
     # in each epoch, each rank trained on its own half of the data ...
@@ -378,6 +353,7 @@ def test_dist_ranks_hold_identical_weights(dist_run):
     assert len(moved) > 20
 
 
+@pytest.mark.slow
 def test_dist_rank0_alone_writes_checkpoints_and_logs(dist_run):
     work, (rank0, rank1), _ = dist_run
     writes = rank0['checkpoint_writes']
@@ -404,14 +380,14 @@ def test_dist_rank0_alone_writes_checkpoints_and_logs(dist_run):
     assert 'Epoch(train) [2][4/4]' in log
 
 
+@pytest.mark.slow
 def test_dist_resume_continues_iteration_and_optimizer_state(dist_run, tiny):
     work, _, _ = dist_run
     config, probe = tiny
     ckpt = torch.load(osp.join(work, 'epoch_2.pth'), weights_only=True)
-    proc = run(['bash', DIST_TRAIN, config, '2', '--work-dir', work,
-                '--resume', '--cfg-options', 'train_cfg.max_epochs=3'],
-               PORT='29618')
-    assert_succeeded(proc)
+    proc = run_tool(DIST_TRAIN, config, '2', '--work-dir', work, '--resume',
+                    '--cfg-options', 'train_cfg.max_epochs=3',
+                    env=dict(PORT='29618'), check=True)
     assert 'resumed epoch: 2, iter: 8' in proc.stdout + proc.stderr
     for rank in (0, 1):
         resumed = load_probe(probe, rank)['resumed']
@@ -433,6 +409,7 @@ def _top1(output):
     return float(found[0])
 
 
+@pytest.mark.slow
 def test_test_tool_and_dist_test_in_deploy_form(dist_run, tiny, tmp_path):
     """test.py (training form) and dist_test.sh (2 CPU ranks, deploy form,
     the training checkpoint fused while loading) give the same predictions."""
@@ -441,13 +418,12 @@ def test_test_tool_and_dist_test_in_deploy_form(dist_run, tiny, tmp_path):
     ckpt = osp.join(work, 'epoch_2.pth')
     outs, top1 = {}, {}
     for name, cmd in (
-            ('train', [sys.executable, TEST, config, ckpt]),
-            ('deploy', ['bash', DIST_TEST, config, ckpt, '2', '--cfg-options',
+            ('train', [TEST, config, ckpt]),
+            ('deploy', [DIST_TEST, config, ckpt, '2', '--cfg-options',
                         'model.backbone.deploy=True'])):
         out = str(tmp_path / f'{name}.pkl')
-        proc = run(cmd + ['--work-dir', str(tmp_path / name), '--out', out],
-                   PORT='29619')
-        assert_succeeded(proc)
+        proc = run_tool(*cmd, '--work-dir', tmp_path / name, '--out', out,
+                        env=dict(PORT='29619'), check=True)
         top1[name] = _top1(proc.stdout + proc.stderr)
         with open(out, 'rb') as f:
             outs[name] = {r['img_path']: r for r in pickle.load(f)}
