@@ -9,6 +9,8 @@ import sys
 # (measured: 80 ms instead of 0.3 ms for a 64-channel 8x8 conv).
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 
+import contextlib  # noqa: E402
+import io  # noqa: E402
 import runpy  # noqa: E402
 from typing import Optional, Sequence  # noqa: E402
 
@@ -145,18 +147,25 @@ def run_tool(tool: str, *args, cwd: str = ROOT, timeout: float = 600,
     return proc
 
 
-def call_tool(tool: str, *args, capsys) -> subprocess.CompletedProcess:
+def call_tool(tool: str, *args, capsys=None) -> subprocess.CompletedProcess:
     """``tools/<tool> ARGS`` in this process (no interpreter start-up on the
-    shared CPUs), reported as :func:`run_tool` reports a process."""
+    shared CPUs), reported as :func:`run_tool` reports a process. Output is
+    read from ``capsys`` when given (pytest's fixture), else redirected."""
     from harness.cli import run_tool as run_main
     main = runpy.run_path(tool_path(tool))['main']
     argv = [str(a) for a in args]
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
+    out, err = io.StringIO(), io.StringIO()
+    if capsys is not None:
+        capsys.readouterr()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            pytest.raises(SystemExit) as exc:
         run_main(main, argv)
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess([tool, *argv], exc.value.code, out,
-                                       err)
+    if capsys is not None:
+        captured = capsys.readouterr()
+        out.write(captured.out)
+        err.write(captured.err)
+    return subprocess.CompletedProcess([tool, *argv], exc.value.code or 0,
+                                       out.getvalue(), err.getvalue())
 
 
 def tool_log(tool: str, *args, **options) -> str:

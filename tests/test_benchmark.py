@@ -12,7 +12,7 @@ import os.path as osp
 import pytest
 import torch
 import torch.nn as nn
-from conftest import REL_TOL, ROOT
+from conftest import REL_TOL, ROOT, call_tool
 
 from harness.benchmark.complexity import complexity
 from harness.benchmark.forms import deployed_form, fold_conv_bn
@@ -86,11 +86,8 @@ def _restore_threads():
 
 def run(tool, argv, capsys):
     """``(exit status, stdout, stderr)`` of a tool run in-process."""
-    from harness.cli import run_tool
-    with pytest.raises(SystemExit) as exc:
-        run_tool(tool.main, [str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
+    proc = call_tool(tool.__file__, *argv, capsys=capsys)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 @pytest.fixture(scope='module')

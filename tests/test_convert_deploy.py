@@ -5,19 +5,15 @@ Most cases run the tool as a subprocess; three run its ``main`` in-process
 shared CPUs). Every failure case checks: exit status 2, the exact cause in
 the message, and that nothing (not even a temporary file) was written.
 """
-import contextlib
-import io
 import os
 import os.path as osp
 import random
-import runpy
-import subprocess
-import sys
 from argparse import Namespace
 
 import pytest
 import torch
-from conftest import REL_TOL, ROOT
+from conftest import REL_TOL, ROOT, call_tool
+from conftest import run_tool as run_conftest_tool
 from mmengine.config import Config
 from mmengine.logging import HistoryBuffer
 
@@ -86,21 +82,15 @@ model = dict(
 
 
 def run_tool(*args):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, TOOL, *map(str, args)],
-                          capture_output=True, text=True, env=env, cwd=ROOT)
+    proc = run_conftest_tool(TOOL, *args)
     return proc.returncode, proc.stdout + proc.stderr
 
 
 def run_tool_in_process(*args):
     """The same ``main`` in this process (saves a Python start-up on the
     shared CPUs): exit status and stderr."""
-    tool = runpy.run_path(TOOL)
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), \
-            pytest.raises(SystemExit) as exit_:
-        tool['run_tool'](tool['main'], list(map(str, args)))
-    return exit_.value.code, stderr.getvalue()
+    proc = call_tool(TOOL, *args)
+    return proc.returncode, proc.stderr
 
 
 def write(path, text):

@@ -6,8 +6,6 @@ relative). Layouts of all architectures are compared on the meta device.
 """
 import os
 import os.path as osp
-import subprocess
-import sys
 from collections import OrderedDict
 
 import pytest
@@ -16,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from conftest import ROOT
+from conftest import run_tool as run_conftest_tool
 from mmengine.config import Config
 from timm.utils.model import reparameterize_model
 
@@ -332,9 +331,7 @@ def test_all_timm_archs_have_our_layout():
 # ----------------------------------------------------------------------
 # the tool
 def run_tool(*args):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, TOOL, *map(str, args)],
-                          capture_output=True, text=True, env=env, cwd=ROOT)
+    proc = run_conftest_tool(TOOL, *args)
     return proc.returncode, proc.stdout + proc.stderr
 
 

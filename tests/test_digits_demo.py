@@ -3,16 +3,15 @@
 The shortened run trains one epoch (not the accuracy target; that is
 measured by the full ``python tools/demo_digits.py`` run in the README).
 """
-import importlib.util
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from conftest import REL_TOL, assert_succeeded
+from conftest import call_tool as call_conftest_tool
+from conftest import run_tool
 
 from harness.demos import digits_dataset as digits_module
 from harness.demos.digits_dataset import (META_FILE, DigitsDatasetError,
@@ -28,24 +27,11 @@ DEPLOY_CONFIG = os.path.join(ROOT, 'configs/demo/repvgg-tiny_digits_deploy.py')
 NUM_DIGITS = 1797
 
 
-def run_tool(*args, timeout=240):
-    """A tool as a user runs it: a separate process from the repo root."""
-    return subprocess.run([sys.executable, *args], cwd=ROOT, timeout=timeout,
-                          capture_output=True, text=True)
-
-
 def call_tool(name, *args, capsys):
     """``tools/<name>.py ARGS`` in this process (no interpreter start-up):
     returns ``(exit status, stderr)``."""
-    from harness.cli import run_tool as run_main
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(module.main, list(args))
-    return exit_info.value.code, capsys.readouterr().err
+    proc = call_conftest_tool(f'{name}.py', *args, capsys=capsys)
+    return proc.returncode, proc.stderr
 
 
 @pytest.fixture(scope='module')

@@ -10,7 +10,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, call_tool
 
 from harness.benchmark.sources import resolve_config_path
 from repvgg_mm.apis import convert_checkpoint, export_model
@@ -65,11 +65,8 @@ def _checkpoint(config, path, cfg_options=None, shape=(64, 64)):
 
 
 def _run_tool(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        from harness.cli import run_tool
-        run_tool(EXPORT.main, argv)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
+    proc = call_tool(EXPORT.__file__, *argv, capsys=capsys)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 @pytest.mark.parametrize('config,arch,shape', [

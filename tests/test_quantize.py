@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import ROOT
+from conftest import ROOT, run_tool
 
 from harness.benchmark.int8_analysis import (W_QMAX, analyse,
                                              fake_quant_weight, kernel_stats)
@@ -134,18 +134,12 @@ def test_openvino_tool(digits_root, trained, tmp_path, method):
     # in the pytest process, a later subprocess start crashed that process
     # (SIGSEGV, NNCF 3.4 / OpenVINO 2026.4 with torch 2.14.1; not isolated).
     import json
-    import subprocess
-    import sys
     out = str(tmp_path / 'int8.xml')
     result_file = str(tmp_path / 'result.json')
     options = [f'{k}={v}' for k, v in _options(digits_root).items()]
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'tools', 'quantize.py'), CONFIG,
-         trained, out, '--backend', 'openvino', '--calib', '64', '--method',
-         method, '--eval', '--json', result_file, '--cfg-options',
-         *options], capture_output=True, text=True, cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1'))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_tool('quantize.py', CONFIG, trained, out, '--backend', 'openvino',
+             '--calib', '64', '--method', method, '--eval', '--json',
+             result_file, '--cfg-options', *options, check=True)
     with open(result_file) as f:
         result = json.load(f)
     assert result['int8_path'] == out
