@@ -1,6 +1,6 @@
 """The RepVGG block: three branches for training, one 3x3 conv for deploy."""
 import contextlib
-from typing import Iterator, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -9,45 +9,14 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..fusion import NormStats, equivalent_kernel_bias
+from .norm_statistics import spare_norm_statistics
 from .se_layer import SEGate
 
 #: key stems of the training-form branches, relative to the block's prefix
 TRAIN_BRANCHES = ('branch_3x3', 'branch_1x1', 'branch_norm')
 DEPLOY_BRANCH = 'branch_reparam'
-
-
-#: the buffers of a BatchNorm layer that a training-mode forward updates
-NORM_STATISTICS = ('running_mean', 'running_var', 'num_batches_tracked')
-
-
-@contextlib.contextmanager
-def spare_norm_statistics(module: nn.Module) -> Iterator[None]:
-    """Let the BatchNorm layers of ``module`` update copies of their running
-    statistics, and put the originals back afterwards.
-
-    Used for the recomputation of gradient checkpointing: it re-runs the
-    block in training mode, and BN would otherwise update ``running_mean``,
-    ``running_var`` and ``num_batches_tracked`` a second time per step. The
-    recomputation still normalises with the batch statistics (same output)
-    and saves the same number of tensors as the first forward, which
-    ``torch.utils.checkpoint`` checks.
-    """
-    saved = []
-    for norm in module.modules():
-        if isinstance(norm, _BatchNorm) and norm.track_running_stats:
-            originals = {name: getattr(norm, name) for name in NORM_STATISTICS}
-            for name, buffer in originals.items():
-                setattr(norm, name, buffer.clone())
-            saved.append((norm, originals))
-    try:
-        yield
-    finally:
-        for norm, originals in saved:
-            for name, buffer in originals.items():
-                setattr(norm, name, buffer)
 
 
 def _channels_last(t: Tensor) -> bool:
