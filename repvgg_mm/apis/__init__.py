@@ -11,6 +11,8 @@ export ONNX/OpenVINO  :func:`export_model`    ``tools/export.py`` [deploy]
 INT8 quantization     :func:`quantize_model`  ``tools/quantize.py`` [deploy]
 ====================  ======================  ==========================
 """
+import importlib
+
 from .convert import convert_checkpoint
 from .import_weights import import_weights
 from .test import test_model
@@ -24,7 +26,6 @@ _DEPLOY_API = {'export_model': '.export', 'quantize_model': '.quantize'}
 
 def __getattr__(name):
     if name in _DEPLOY_API:
-        import importlib
         return getattr(importlib.import_module(_DEPLOY_API[name], __name__),
                        name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

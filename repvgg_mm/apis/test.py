@@ -8,11 +8,14 @@ deploy config's model (fused while loading). The checkpoint is read and
 checked against the model (built on the meta device) before the Runner
 exists, so a bad checkpoint leaves no work dir behind.
 """
+import logging
 import os
 import os.path as osp
+import shutil
 import warnings
 from typing import Dict, Optional
 
+from ..converters.config_model import build_model
 from ..engine.config_checks import check_dataset_paths
 from ..engine.distributed import build_runner, runner_teardown, unwrap_model
 from ..errors import ConfigError
@@ -67,7 +70,6 @@ def check_checkpoint_fits(cfg, checkpoint: str,
     Raises:
         CheckpointError: unreadable, unsafe or not fitting the model.
     """
-    from ..converters.config_model import build_model
     state_dict = state_dict_of(load_checkpoint_file(checkpoint,
                                                     unsafe=unsafe_load))
     try:
@@ -84,8 +86,6 @@ def _remove_new_folders(log_dir: str, work_dir: str,
                         work_dir_existed: bool) -> None:
     """Remove what a Runner that never ran created: its log dir, and the
     work dir if it did not exist before and is empty now."""
-    import logging
-    import shutil
     for handler in list(logging.getLogger('mmengine').handlers):
         if isinstance(handler, logging.FileHandler) and \
                 handler.baseFilename.startswith(osp.abspath(log_dir)):

@@ -8,8 +8,11 @@ import os
 import os.path as osp
 from typing import Optional
 
+from mmengine.device import (is_cuda_available, is_mlu_available,
+                             is_musa_available, is_npu_available)
 from mmengine.logging import print_log
 
+from ..converters.config_model import build_model
 from ..engine.atomic_checkpoint import use_atomic_checkpoints
 from ..engine.config_checks import (check_dataset_paths, check_neck_channels,
                                     check_repvgg_archs)
@@ -38,8 +41,6 @@ def runner_config(config: str, cfg_options: Optional[dict] = None,
 
 
 def _has_amp_device() -> bool:
-    from mmengine.device import (is_cuda_available, is_mlu_available,
-                                 is_musa_available, is_npu_available)
     return (is_cuda_available() or is_npu_available() or is_mlu_available()
             or is_musa_available())
 
@@ -149,7 +150,6 @@ def check_resume_checkpoint(cfg, path: str,
     mismatching checkpoint is one :class:`CheckpointError` and no work dir
     is created.
     """
-    from ..converters.config_model import build_model
     checkpoint = load_checkpoint_file(path, unsafe=unsafe_load)
     state_dict = strip_wrapper_prefix(state_dict_of(checkpoint))
     layout = {k: v.shape for k, v in

@@ -5,6 +5,8 @@ from typing import Any, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.registry import MODELS, init_default_scope
+from mmengine.utils import import_modules_from_strings
 
 from ..errors import ConfigError
 from ..utils.config import dataset_pipeline, find_module_dicts
@@ -21,8 +23,6 @@ def build_model(cfg, device: str = 'cpu') -> nn.Module:
     A top-level ``data_preprocessor`` of the config goes into the model
     unless the model sets its own, as mmengine's ``Runner`` does.
     """
-    from mmengine.registry import MODELS, init_default_scope
-    from mmengine.utils import import_modules_from_strings
 
     if cfg.get('custom_imports'):
         try:

@@ -22,6 +22,8 @@ from typing import Iterator, Tuple
 import torch
 import torch.distributed as torch_dist
 import torch.nn as nn
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
 
 from ..errors import ConfigError
 
@@ -30,7 +32,6 @@ LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 def unwrap_model(model: nn.Module) -> nn.Module:
     """``model.module`` for (Distributed)DataParallel-style wrappers."""
-    from mmengine.model import is_model_wrapper
     return model.module if is_model_wrapper(model) else model
 
 
@@ -94,7 +95,6 @@ def setup_distributed(cfg) -> None:
 
 def build_runner(cfg):
     """``Runner.from_cfg`` after the distributed set-up."""
-    from mmengine.runner import Runner
     setup_distributed(cfg)
     return Runner.from_cfg(cfg)
 

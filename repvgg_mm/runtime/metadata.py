@@ -1,4 +1,5 @@
 """What the exported graph's metadata says about it."""
+import importlib
 import json
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -25,7 +26,6 @@ def _dataset_classes(cfg) -> Optional[List[str]]:
         if names and not isinstance(names, str):
             return list(names)
         if dataset.get('type') and cfg.get('default_scope'):
-            import importlib
             registry = importlib.import_module(
                 f'{cfg.default_scope}.registry').DATASETS
             cls = registry.get(dataset['type'])
