@@ -12,8 +12,8 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, assert_succeeded
-from test_train_tools import TEST, TRAIN, assert_clean_error, run
+from conftest import ROOT, assert_succeeded, run_tool
+from test_train_tools import TEST, TRAIN, assert_clean_error
 
 DIGITS = osp.join(ROOT, 'configs', 'demo', 'repvgg-tiny_digits.py')
 TOOLS = osp.join(ROOT, 'tools')
@@ -31,6 +31,11 @@ def data_options(data):
     return [f'{loader}.dataset.data_root={data}'
             for loader in ('train_dataloader', 'val_dataloader',
                            'test_dataloader')]
+
+
+def run(cmd, cwd=ROOT):
+    """``cmd`` (``[python, tool, args...]``) through conftest's run_tool."""
+    return run_tool(*cmd[1:], cwd=cwd)
 
 
 def train_cmd(data, work_dir, epochs, *extra):
