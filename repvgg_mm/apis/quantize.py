@@ -11,19 +11,23 @@ import tempfile
 import time
 from typing import Optional
 
+from ..converters.config_model import build_model
+from ..converters.deploy_config import deploy_config
 from ..errors import ConfigError
+from ..io.weights import load_weights
 from ..runtime.calibration import (calibration_batches, evaluation_key,
                                    loader_key)
+from ..runtime.evaluate import evaluate_sessions, top1
 from ..runtime.quantize import (check_backend, check_quantized_path,
                                 inference_session, quantize_graph)
 from ..utils.config import load_config
+from .export import export_model
 
 
 def _export_fp32(config: str, checkpoint: str, path: str,
                  cfg_options: Optional[dict], unsafe_load: bool) -> None:
     """The deploy form of ``checkpoint`` as an fp32 ONNX graph with a
     dynamic batch (the exporter of ``tools/export.py``)."""
-    from .export import export_model
     export_model(config, checkpoint, path, fmt='onnx', batch=1,
                  dynamic=True, cfg_options=cfg_options,
                  unsafe_load=unsafe_load)
@@ -32,9 +36,6 @@ def _export_fp32(config: str, checkpoint: str, path: str,
 def load_deploy_model(cfg, checkpoint: str, unsafe_load: bool = False):
     """The deploy form of ``cfg``'s model in eval mode with ``checkpoint``
     (training or deploy form) loaded strictly."""
-    from ..converters.config_model import build_model
-    from ..converters.deploy_config import deploy_config
-    from ..io.weights import load_weights
     model = build_model(deploy_config(cfg)).eval()
     load_weights(model, checkpoint, unsafe=unsafe_load)
     return model
@@ -109,7 +110,6 @@ def quantize_model(config: str,
                        progress)
         seconds['quantize'] = time.perf_counter() - clock
         if evaluate:
-            from ..runtime.evaluate import evaluate_sessions, top1
             clock = time.perf_counter()
             sessions = dict(fp32=inference_session(fp32, backend),
                             int8=inference_session(out, backend))

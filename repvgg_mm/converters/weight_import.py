@@ -176,6 +176,7 @@ def load_source(path: str, unsafe: bool = False) -> Dict[str, torch.Tensor]:
     """The state dict in ``path``: ``.safetensors`` (timm's hub files) or a
     torch checkpoint (read with ``weights_only=True`` unless ``unsafe``)."""
     if path.endswith('.safetensors'):
+        # lazy: safetensors (not a dependency) only for .safetensors files
         from safetensors import SafetensorError
         from safetensors.torch import load_file
         try:

@@ -25,6 +25,8 @@ import tempfile
 from contextlib import contextmanager
 from typing import Any, Iterator, List, Sequence
 
+from ..errors import ConfigError
+
 TMP_PREFIX = '.tmp-repvgg_mm-'
 
 
@@ -131,7 +133,6 @@ def check_output_path(path: str, what: str = 'OUT') -> None:
     when ``path`` is a folder, a parent is a regular file, or the folder
     cannot be created or written (read-only, ``/proc``, permissions).
     """
-    from ..errors import ConfigError
     if os.path.isdir(path):
         raise ConfigError(f'{what} "{path}" is a folder; give a file name '
                           f'(e.g. {os.path.join(path, "model.pth")}).')

@@ -26,6 +26,8 @@ from typing import Any, Iterator, List, Optional
 
 import numpy as np
 import torch
+from mmengine.config import ConfigDict
+from mmengine.logging import HistoryBuffer
 
 from ..errors import CheckpointError
 from .atomic import atomic_output
@@ -54,7 +56,6 @@ def _history_buffer_method(owner: Any, name: str) -> Any:
     attributes, so this stand-in resolves only the statistics methods
     (``min``, ``max``, ``current``, ``mean``) defined on ``HistoryBuffer``.
     """
-    from mmengine.logging import HistoryBuffer
     allowed = {'min', 'max', 'current', 'mean'}
     allowed.update(HistoryBuffer._statistics_methods)  # custom statistics
     if (owner is HistoryBuffer and name in allowed
@@ -66,8 +67,6 @@ def _history_buffer_method(owner: Any, name: str) -> Any:
 
 def mmengine_safe_globals() -> List[Any]:
     """Non-tensor types found in mmengine training checkpoints."""
-    from mmengine.config import ConfigDict
-    from mmengine.logging import HistoryBuffer
     getattr_names = ('__builtin__.getattr', 'builtins.getattr')
     return [HistoryBuffer, ConfigDict] + _numpy_types() + [
         (_history_buffer_method, name) for name in getattr_names]

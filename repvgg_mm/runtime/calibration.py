@@ -15,6 +15,10 @@ from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
+from mmengine.logging import print_log
+from mmengine.registry import DATASETS, init_default_scope
+from mmengine.runner import Runner
+from mmengine.utils import ProgressBar
 
 from ..engine.config_checks import check_dataset_paths
 from ..errors import ConfigError
@@ -56,7 +60,6 @@ def evaluation_pipeline(cfg) -> Optional[list]:
 
 def build_split_dataset(cfg, split: str):
     """The dataset of ``split`` with the evaluation pipeline."""
-    from mmengine.registry import DATASETS, init_default_scope
     key = loader_key(cfg, split)
     if cfg.get('default_scope'):
         init_default_scope(cfg.default_scope)
@@ -95,8 +98,6 @@ def calibration_batches(cfg, split: str = 'train', num_images: int = 300,
     """``num_images`` images of ``split`` (a seeded random subset, so all
     classes appear), read through the config's dataset and evaluation
     pipeline, as graph inputs in batches of ``batch_size``."""
-    from mmengine.logging import print_log
-    from mmengine.utils import ProgressBar
     if isinstance(num_images, bool) or not isinstance(
             num_images, int) or num_images < 1:
         raise ConfigError(f'the number of calibration images must be a '
@@ -144,7 +145,6 @@ def evaluation_key(cfg) -> str:
 def evaluation_batches(cfg) -> Tuple[str, Iterator]:
     """``(key, dataloader)`` of the val split (else test) of ``cfg``: what
     the evaluator is fed; each batch is ``dict(inputs, data_samples)``."""
-    from mmengine.runner import Runner
     key = evaluation_key(cfg)
     loader_cfg = copy.deepcopy(cfg[key])
     loader_cfg['persistent_workers'] = False

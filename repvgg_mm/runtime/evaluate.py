@@ -12,6 +12,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from mmengine.evaluator import Evaluator
+from mmengine.logging import print_log
+from mmengine.utils import ProgressBar
 
 from ..errors import ConfigError
 from .calibration import evaluation_batches, graph_inputs
@@ -44,7 +47,6 @@ def packer(model) -> Callable:
 
 
 def build_evaluator(cfg):
-    from mmengine.evaluator import Evaluator
     metrics = cfg.get('val_evaluator') or cfg.get('test_evaluator')
     if not metrics:
         raise ConfigError('the config defines no val_evaluator or '
@@ -59,8 +61,6 @@ def evaluate_sessions(cfg, model, sessions: Dict[str, Callable],
     val split, and for the pairs (first session vs each other) the share of
     identical per-image (classifiers) or per-pixel (segmentors) predictions
     and the output SQNR in dB."""
-    from mmengine.logging import print_log
-    from mmengine.utils import ProgressBar
     key, loader = evaluation_batches(cfg)
     evaluators = {name: build_evaluator(cfg) for name in sessions}
     for evaluator in evaluators.values():

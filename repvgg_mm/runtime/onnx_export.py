@@ -62,6 +62,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str,
     except Exception as exc:
         raise _exporter_error(exc, opset) from None
     if metadata:
+        # lazy: onnx takes ~1 s to import; only this step reads ONNX files
         import onnx
         model = onnx.load(path)
         for key, value in metadata.items():

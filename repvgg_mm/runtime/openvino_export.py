@@ -9,6 +9,7 @@ def save_openvino(onnx_path: str, xml_path: str,
     """``openvino.convert_model`` + ``openvino.save_model`` with fp32
     weights (no fp16 compression); ``metadata`` goes to the IR's
     ``rt_info`` under ``model_info``."""
+    # lazy: openvino takes seconds to import; only OpenVINO steps need it
     import openvino as ov
     try:
         model = ov.convert_model(onnx_path)

@@ -23,9 +23,13 @@ import tempfile
 from typing import Callable, List, Optional, Sequence
 
 import numpy as np
+import torch
+from mmengine.logging import print_log
+from mmengine.utils import ProgressBar
 
 from ..errors import ConfigError
 from ..io.atomic import atomic_files, atomic_output, check_output_path
+from .session import open_session
 
 BACKENDS = ('openvino', 'onnxruntime')
 #: calibration settings of each backend; the first is the default
@@ -62,8 +66,6 @@ def check_quantized_path(out: str, backend: str) -> str:
 
 
 def _calibration_bar(num_batches: int, what: str):
-    from mmengine.logging import print_log
-    from mmengine.utils import ProgressBar
     print_log(f'{what}: {num_batches} calibration batches',
               logger='current')
     return ProgressBar(num_batches)
@@ -84,6 +86,7 @@ def equal_batches(batches: Sequence[np.ndarray],
 
 
 def _input_name(model_path: str) -> str:
+    # lazy: onnx takes ~1 s to import; only this step reads ONNX files
     import onnx
     model = onnx.load(model_path, load_external_data=False)
     initializers = {init.name for init in model.graph.initializer}
@@ -144,6 +147,7 @@ def quantize_onnxruntime(model_path: str, batches: Sequence[np.ndarray],
 # ----------------------------------------------------------------------
 # OpenVINO + NNCF
 def _nncf_settings(method: str, per_channel: bool = True) -> dict:
+    # lazy: nncf takes seconds to import; only OpenVINO INT8 needs it
     import nncf
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters, QuantizationParameters)
@@ -173,7 +177,9 @@ def quantize_openvino(model_path: str, batches: Sequence[np.ndarray],
     """INT8 of the graph ``model_path`` (``.onnx`` or ``.xml``) with NNCF,
     calibrated on ``batches``; writes ``out`` (``.xml`` + ``.bin``)
     atomically."""
+    # lazy: nncf takes seconds to import; only OpenVINO INT8 needs it
     import nncf
+    # lazy: openvino takes seconds to import; only OpenVINO steps need it
     import openvino as ov
     method = check_backend('openvino', method)
     check_quantized_path(out, 'openvino')
@@ -182,7 +188,6 @@ def quantize_openvino(model_path: str, batches: Sequence[np.ndarray],
     model = ov.Core().read_model(model_path)
     subset = sum(len(b) for b in batches)
     if progress:
-        from mmengine.logging import print_log
         print_log(f'OpenVINO NNCF {method}: {len(batches)} calibration '
                   f'batches ({subset} images)', logger='current')
     quantized = nncf.quantize(model, nncf.Dataset(list(batches)),
@@ -217,9 +222,6 @@ def inference_session(path: str, backend: str,
     """A callable: float32 NCHW batch -> first output of the graph at
     ``path``, run by :func:`repvgg_mm.runtime.open_session` with
     ``backend`` (this module's names) in fp32 and torch's thread count."""
-    import torch
-
-    from .session import open_session
     check_backend(backend)
     session = open_session(path, 'ort' if backend == 'onnxruntime' else
                            'openvino', 'fp32',

@@ -46,6 +46,7 @@ class RuntimeSession:
 
 
 def _ort(path: str, threads: Optional[int]) -> RuntimeSession:
+    # lazy: only an ONNX Runtime session needs onnxruntime
     import onnxruntime as ort
     options = ort.SessionOptions()
     if threads:
@@ -70,6 +71,7 @@ def _ov_metadata(model) -> Dict[str, str]:
 
 def _openvino(path: str, precision: str,
               threads: Optional[int]) -> RuntimeSession:
+    # lazy: openvino takes seconds to import; only OpenVINO steps need it
     import openvino as ov
     core = ov.Core()
     model = core.read_model(path)
@@ -92,6 +94,7 @@ def _openvino(path: str, precision: str,
 
 
 def _ort_metadata(path: str) -> Dict[str, str]:
+    # lazy: onnx takes ~1 s to import; only this step reads ONNX files
     import onnx
     model = onnx.load(path, load_external_data=False)
     return {p.key: p.value for p in model.metadata_props}

@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..deploy import switch_to_deploy
+
 Outputs = Union[torch.Tensor, Sequence[torch.Tensor], Dict[str, torch.Tensor]]
 
 
@@ -83,7 +85,6 @@ def conversion_errors(model: nn.Module, inputs: torch.Tensor,
     ``calibrate=False`` skips the train-mode calibration pass (needed for
     SyncBN models without a process group).
     """
-    from ..deploy import switch_to_deploy
     randomize_norm_stats_(model, inputs if calibrate else None, seed)
     reference = model(inputs)
     deployed = switch_to_deploy(model).eval()
