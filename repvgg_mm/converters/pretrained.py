@@ -116,6 +116,17 @@ def _at(prefix: str) -> str:
     return f' "{prefix[:-1]}"' if prefix else ''
 
 
+def check_arch(backbone, own: Mapping[str, Any], prefix: str,
+               note: Optional[LoadNote]) -> None:
+    """An error naming both archs if the backbone weights ``own`` (project
+    keys without prefix) are of another arch than ``backbone``."""
+    theirs = infer_arch(own) if own else None
+    ours = infer_arch(backbone.state_dict()) if own else None
+    if theirs is not None and ours is not None and \
+            not same_arch(theirs, ours):
+        raise _arch_error(note, prefix, theirs, ours)
+
+
 def before_backbone_load(backbone, state_dict: dict, prefix: str,
                          local_metadata: Mapping, unexpected_keys: list,
                          error_msgs: list) -> None:
@@ -133,12 +144,7 @@ def before_backbone_load(backbone, state_dict: dict, prefix: str,
         if note.layout == 'official':
             taken.update(HEAD_ALIASES)
         unexpected_keys[:] = [k for k in unexpected_keys if k not in taken]
-    if own:
-        theirs = infer_arch(own)
-        ours = infer_arch(backbone.state_dict())
-        if theirs is not None and ours is not None and \
-                not same_arch(theirs, ours):
-            raise _arch_error(note, prefix, theirs, ours)
+    check_arch(backbone, own, prefix, note)
     backbone._load_watch = (prefix, note, own, error_msgs, len(error_msgs))
 
 
@@ -147,7 +153,7 @@ def _not_loaded_error(backbone, prefix, note, own, problems):
     if note is not None:
         layout = LAYOUT_NAMES.get(note.layout, 'no known RepVGG layout')
         what = f'"{note.source}" ({layout})'
-    if not own:
+    if not own or detect_layout(own) == 'unknown':
         hint = (f' It holds no RepVGG backbone weights under "{prefix}"'
                 if prefix else ' It holds no RepVGG backbone weights')
         hint += (f'; layouts loaded directly: {ACCEPTED}. For a whole '

@@ -12,10 +12,10 @@ then
   code (nothing runs), and a clear error for a missing or corrupt file;
   ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (``--unsafe-load`` of the tools)
   unpickles fully, as it does for a plain ``torch.load``;
-* carries a :class:`~repvgg_mm.converters.pretrained.LoadNote` when it
-  holds RepVGG weights, so a ``RepVGGMM`` that loads it finds its weights
-  in any layout and says what it loaded (the state dict is not renamed:
-  other models load it as before). An official file's classifier
+* carries a :class:`~repvgg_mm.converters.pretrained.LoadNote` (its
+  source and RepVGG layout), so a ``RepVGGMM`` that loads it finds its
+  weights in any layout and says what it loaded (the state dict is not
+  renamed: other models load it as before). An official file's classifier
   ``linear.*`` is also offered as ``head.fc.*``.
 
 A URL is downloaded once into torch.hub's cache
@@ -47,7 +47,7 @@ def _head_note(note) -> str:
 
 def noted_checkpoint(checkpoint, source: str):
     """``checkpoint`` with its state dict under ``'state_dict'`` carrying
-    a load note, when it holds RepVGG weights; else as it is."""
+    a load note (a checkpoint without a state dict: as it is)."""
     if not isinstance(checkpoint, dict):
         return checkpoint
     try:
@@ -55,8 +55,6 @@ def noted_checkpoint(checkpoint, source: str):
     except CheckpointError:  # not a model checkpoint: left to mmengine
         return checkpoint
     note = make_note(state_dict, source)
-    if note.layout == 'unknown':
-        return checkpoint
     note.head = _head_note(note)
     noted = with_note(state_dict, note)
     if note.layout == 'official':

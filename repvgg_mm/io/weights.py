@@ -22,8 +22,9 @@ import torch
 import torch.nn as nn
 
 from ..converters.layout import (key_problems, layout_problems,  # noqa: F401
-                                 repvgg_form, strip_wrapper_prefix)
-from ..converters.pretrained import make_note, rename_for_model, with_note
+                                 repvgg_form, strip_wrapper_prefix, sub_dict)
+from ..converters.pretrained import (check_arch, make_note, rename_for_model,
+                                     with_note)
 from ..models.repvgg import RepVGGMM
 from .checkpoint import CheckpointError, load_checkpoint_file, state_dict_of
 
@@ -44,12 +45,15 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
         CheckpointError: naming the first missing / unexpected keys and shape
             mismatches, or why a RepVGG block cannot take its weights.
     """
-    prefixes = [name + '.' if name else ''
-                for name, m in model.named_modules()
-                if isinstance(m, RepVGGMM)]
+    backbones = {name + '.' if name else '': m
+                 for name, m in model.named_modules()
+                 if isinstance(m, RepVGGMM)}
     # any RepVGG layout in this project's keys; the backbones log the load
-    state_dict = with_note(rename_for_model(state_dict, prefixes),
-                           make_note(state_dict, source))
+    note = make_note(state_dict, source)
+    state_dict = with_note(rename_for_model(state_dict, list(backbones)),
+                           note)
+    for prefix, backbone in backbones.items():
+        check_arch(backbone, sub_dict(state_dict, prefix), prefix, note)
     layout = {k: v.shape for k, v in model.state_dict().items()}
     if repvgg_form(state_dict) == repvgg_form(layout):
         # same form: every key and shape is known before anything is copied
