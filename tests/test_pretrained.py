@@ -19,8 +19,8 @@ import timm
 import torch
 from mmengine.logging import MMLogger
 from mmengine.runner.checkpoint import load_checkpoint
-from test_convert_weights import (MMPRETRAIN_TINY, NUM_CLASSES, TINY, X,
-                                  OfficialRepVGG, mmpretrain_model,
+from test_convert_weights import (MMPRETRAIN_TINY, NUM_CLASSES, TINY,
+                                  OfficialRepVGG, X, mmpretrain_model,
                                   official_deploy, our_classifier, randomize_,
                                   run_tool, timm_tiny_se)
 
