@@ -13,9 +13,8 @@ from ..engine.config_checks import (check_dataset_paths, check_neck_channels,
                                     check_repvgg_archs)
 from ..engine.distributed import build_runner, runner_teardown
 from ..engine.optim.cpu_amp import cpu_supports_bf16
-from ..io.checkpoint import (CheckpointError, full_unpickling_by_default,
-                             load_checkpoint_file, state_dict_of)
-from ..io.weights import layout_problems, strip_wrapper_prefix
+from ..io.checkpoint import CheckpointError, full_unpickling_by_default
+from ..io.weights import layout_problems, read_weights
 from ..errors import ConfigError
 from ..utils.config import load_config
 
@@ -132,8 +131,7 @@ def check_resume_checkpoint(cfg, path: str,
     is created.
     """
     from ..converters.config_model import build_model
-    checkpoint = load_checkpoint_file(path, unsafe=unsafe_load)
-    state_dict = strip_wrapper_prefix(state_dict_of(checkpoint))
+    _, state_dict = read_weights(path, unsafe_load)
     layout = {k: v.shape for k, v in
               build_model(cfg, device='meta').state_dict().items()}
     problems = layout_problems(state_dict, layout)

@@ -116,15 +116,24 @@ def _at(prefix: str) -> str:
     return f' "{prefix[:-1]}"' if prefix else ''
 
 
-def check_arch(backbone, own: Mapping[str, Any], prefix: str,
-               note: Optional[LoadNote]) -> None:
-    """An error naming both archs if the backbone weights ``own`` (project
-    keys without prefix) are of another arch than ``backbone``."""
+def arch_mismatch(backbone, own: Mapping[str, Any],
+                  prefix: str) -> Optional[str]:
+    """Both archs, if the backbone weights ``own`` (project keys without
+    prefix) are of another arch than ``backbone``; else ``None``."""
     theirs = infer_arch(own) if own else None
     ours = infer_arch(backbone.state_dict()) if own else None
-    if theirs is not None and ours is not None and \
-            not same_arch(theirs, ours):
-        raise _arch_error(note, prefix, theirs, ours)
+    if theirs is None or ours is None or same_arch(theirs, ours):
+        return None
+    return (f'the weights are {arch_label(theirs)}, the RepVGGMM backbone'
+            f'{_at(prefix)} is {arch_label(ours)}')
+
+
+def check_arch(backbone, own: Mapping[str, Any], prefix: str,
+               note: Optional[LoadNote]) -> None:
+    """An error naming both archs if ``own`` is of another arch."""
+    if arch_mismatch(backbone, own, prefix) is not None:
+        raise _arch_error(note, prefix, infer_arch(own),
+                          infer_arch(backbone.state_dict()))
 
 
 def before_backbone_load(backbone, state_dict: dict, prefix: str,

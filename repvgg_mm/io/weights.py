@@ -16,15 +16,16 @@ benchmark and ``tools/test.py``:
 mmengine's own loaders default to ``strict=False`` and only warn, which can
 leave a model with random weights; this never does.
 """
-from typing import Any, List, Mapping
+from typing import Any, List, Mapping, Tuple
 
 import torch
 import torch.nn as nn
 
 from ..converters.layout import (key_problems, layout_problems,  # noqa: F401
-                                 repvgg_form, strip_wrapper_prefix, sub_dict)
-from ..converters.pretrained import (check_arch, make_note, rename_for_model,
-                                     with_note)
+                                 project_keys, repvgg_form,
+                                 strip_wrapper_prefix, sub_dict)
+from ..converters.pretrained import (NOTE_KEY, arch_mismatch, make_note,
+                                     rename_for_model, with_note)
 from ..models.repvgg import RepVGGMM
 from .checkpoint import CheckpointError, load_checkpoint_file, state_dict_of
 
@@ -49,17 +50,19 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
                  for name, m in model.named_modules()
                  if isinstance(m, RepVGGMM)}
     # any RepVGG layout in this project's keys; the backbones log the load
-    note = make_note(state_dict, source)
+    note = getattr(state_dict, '_metadata', {}).get('', {}).get(
+        NOTE_KEY) or make_note(state_dict, source)
     state_dict = with_note(rename_for_model(state_dict, list(backbones)),
                            note)
-    for prefix, backbone in backbones.items():
-        check_arch(backbone, sub_dict(state_dict, prefix), prefix, note)
+    archs = [arch_mismatch(backbone, sub_dict(state_dict, prefix), prefix)
+             for prefix, backbone in backbones.items()]
+    archs = [text for text in archs if text]
     layout = {k: v.shape for k, v in model.state_dict().items()}
     if repvgg_form(state_dict) == repvgg_form(layout):
         # same form: every key and shape is known before anything is copied
         problems = layout_problems(state_dict, layout)
         if problems:
-            raise _mismatch_error(source, problems)
+            raise _mismatch_error(source, problems + archs)
         model.load_state_dict(state_dict, strict=True)
         return
     # training-form weights into fused blocks: the blocks rename the keys
@@ -69,8 +72,8 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
         for k, v in state_dict.items()
         if k in layout and torch.is_tensor(v) and v.shape != layout[k]
     ]
-    if shapes:
-        raise _mismatch_error(source, key_problems([], [], shapes))
+    if shapes or archs:
+        raise _mismatch_error(source, key_problems([], [], shapes) + archs)
     try:
         result = model.load_state_dict(state_dict, strict=False)
     except CheckpointError:
@@ -86,9 +89,21 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
         raise _mismatch_error(source, problems)
 
 
+def read_weights(path: str, unsafe: bool = False) -> Tuple[Any, dict]:
+    """``(checkpoint, state dict)`` of the file ``path``, read safely
+    (:func:`~repvgg_mm.io.checkpoint.load_checkpoint_file`); the state dict
+    in this project's keys (``module.`` dropped; official, timm and
+    mmpretrain RepVGG layouts mapped), noted with its source for the
+    backbone's log line. The one read of every tool."""
+    checkpoint = load_checkpoint_file(path, unsafe=unsafe)
+    state_dict = state_dict_of(checkpoint)
+    note = make_note(state_dict, path)
+    return checkpoint, with_note(project_keys(state_dict)[0], note)
+
+
 def load_weights(model: nn.Module, path: str, unsafe: bool = False) -> dict:
     """Read the checkpoint file ``path`` safely and load it strictly into
     ``model``; returns the whole checkpoint (``meta`` etc.)."""
-    checkpoint = load_checkpoint_file(path, unsafe=unsafe)
-    load_state_dict_strict(model, state_dict_of(checkpoint), path)
+    checkpoint, state_dict = read_weights(path, unsafe)
+    load_state_dict_strict(model, state_dict, path)
     return checkpoint
