@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 import torch
 from mmengine.dist import get_dist_info
+from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from ..converters.pretrained import HEAD_ALIASES, head_of, make_note, with_note
@@ -45,9 +46,23 @@ def _head_note(note) -> str:
             f'init (fine-tuning), with mmengine\'s size-mismatch warning')
 
 
+_announced = []  # the global change is said once per process
+
+
+def _announce() -> None:
+    if not _announced:
+        _announced.append(True)
+        print_log(
+            'repvgg_mm reads mmengine checkpoints (local files, http(s)) '
+            'with its own CheckpointLoader schemes, registered by "import '
+            'repvgg_mm": weights-only, and any RepVGG layout for RepVGGMM '
+            '(repvgg_mm/engine/checkpoint_loader.py)', logger='current')
+
+
 def noted_checkpoint(checkpoint, source: str):
     """``checkpoint`` with its state dict under ``'state_dict'`` carrying
     a load note (a checkpoint without a state dict: as it is)."""
+    _announce()
     if not isinstance(checkpoint, dict):
         return checkpoint
     try:
