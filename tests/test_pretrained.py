@@ -10,6 +10,8 @@ Runner, and the tools' loader; outputs must equal the writer's.
 import logging
 import os
 import os.path as osp
+import subprocess
+import sys
 import threading
 from functools import partial
 from http.server import HTTPServer, SimpleHTTPRequestHandler
@@ -17,6 +19,7 @@ from http.server import HTTPServer, SimpleHTTPRequestHandler
 import pytest
 import timm
 import torch
+from conftest import ROOT
 from mmengine.logging import MMLogger
 from mmengine.runner.checkpoint import load_checkpoint
 from test_convert_weights import (MMPRETRAIN_TINY, NUM_CLASSES, TINY,
@@ -344,3 +347,33 @@ def test_code_running_pickle_is_refused_everywhere(tmp_path):
     assert not marker.exists()
     assert sorted(os.listdir(tmp_path)) == ['evil.pth']
     assert not osp.exists(tmp_path / 'out.pth')
+
+
+# ----------------------------------------------------------------------
+# a tool with an official file, as published: no conversion first
+def test_convert_deploy_takes_an_official_file(tmp_path):
+    model, _ = _official()
+    official = str(tmp_path / 'RepVGG-tiny-train.pth')
+    torch.save(model.state_dict(), official)
+    config = tmp_path / 'tiny.py'
+    config.write_text(
+        "default_scope = 'mmpretrain'\n"
+        "custom_imports = dict(imports=['repvgg_mm'])\n"
+        f"model = dict(type='ImageClassifier', backbone=dict("
+        f"type='RepVGGMM', arch={TINY!r}), "
+        "neck=dict(type='GlobalAveragePooling'), "
+        f"head=dict(type='LinearClsHead', num_classes={NUM_CLASSES}, "
+        "in_channels=256))\n")
+    out = tmp_path / 'deploy.pth'
+    proc = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools', 'convert_deploy.py'),
+         str(config), official, str(out), '--verify', '--shape', '32', '32'],
+        capture_output=True, text=True, cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1'))
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log
+    assert 'the official RepVGG layout, training form' in log
+    deployed = our_classifier(TINY, deploy=True)
+    load_weights(deployed, str(out))
+    with torch.no_grad():
+        assert max_rel(model(X), deployed(X, mode='tensor')) <= 1e-5
