@@ -227,9 +227,8 @@ class RepVGGMM(BaseModule):
     # ------------------------------------------------------------------
     # loading (repvgg_mm.converters.pretrained)
     def init_weights(self):
-        """mmengine's init, but a ``Pretrained`` init_cfg is loaded here:
-        any layout, with or without ``prefix``, every tensor or an error
-        (mmengine's ``PretrainedInit`` loads non-strictly)."""
+        """mmengine's init; a ``Pretrained`` init_cfg is loaded here (any
+        layout, all tensors or an error; mmengine's is non-strict)."""
         cfgs = self.init_cfg if isinstance(self.init_cfg, list) else (
             [self.init_cfg] if self.init_cfg else [])
         pretrained = [c for c in cfgs if c.get('type') == 'Pretrained']
@@ -246,8 +245,7 @@ class RepVGGMM(BaseModule):
     def _load_from_state_dict(self, state_dict, prefix, local_metadata,
                               strict, missing_keys, unexpected_keys,
                               error_msgs):
-        # weights of another layout are mapped in place (children load from
-        # ``state_dict``); checked after the children, by the post-hook
+        # other layouts mapped in place (children load from ``state_dict``)
         before_backbone_load(self, state_dict, prefix, local_metadata,
                              unexpected_keys, error_msgs)
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
