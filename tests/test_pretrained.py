@@ -20,6 +20,7 @@ import pytest
 import timm
 import torch
 from conftest import ROOT
+from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.runner.checkpoint import load_checkpoint
 from test_convert_weights import (MMPRETRAIN_TINY, NUM_CLASSES, TINY,
@@ -28,6 +29,8 @@ from test_convert_weights import (MMPRETRAIN_TINY, NUM_CLASSES, TINY,
                                   run_tool, timm_tiny_se)
 
 from repvgg_mm import RepVGGMM, switch_to_deploy
+from repvgg_mm.apis.train import training_config
+from repvgg_mm.engine.checkpoint_loader import check_load_from
 from repvgg_mm.errors import CheckpointError
 from repvgg_mm.io.weights import load_weights
 from repvgg_mm.utils.verify import relative_errors
@@ -377,3 +380,30 @@ def test_convert_deploy_takes_an_official_file(tmp_path):
     load_weights(deployed, str(out))
     with torch.no_grad():
         assert max_rel(model(X), deployed(X, mode='tensor')) <= 1e-5
+
+
+def test_train_tool_checks_load_from_before_any_work_dir(tmp_path):
+    """tools/train.py's load_from: strict for the backbone, checked on a
+    meta-device model before the Runner; a fitting file passes quietly."""
+    config = tmp_path / 'a0.py'
+    config.write_text(
+        "default_scope = 'mmpretrain'\n"
+        "custom_imports = dict(imports=['repvgg_mm'])\n"
+        "model = dict(type='ImageClassifier', backbone=dict("
+        "type='RepVGGMM', arch='a0'), "
+        "neck=dict(type='GlobalAveragePooling'), "
+        "head=dict(type='LinearClsHead', num_classes=3, in_channels=1280))\n"
+        "train_dataloader = dict(dataset=dict(data_root='nowhere'))\n"
+        "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1))\n"
+        "train_cfg = dict(by_epoch=True, max_epochs=1)\n")
+    checkpoint, _, _, _ = source('official')  # TINY, not A0
+    other = str(tmp_path / 'RepVGG-tiny-train.pth')
+    torch.save(checkpoint, other)
+    work = tmp_path / 'work'
+    with pytest.raises(CheckpointError, match='RepVGG-A0'):
+        training_config(str(config), cfg_options=dict(load_from=other),
+                        work_dir=str(work))
+    assert not work.exists()
+    a0 = str(tmp_path / 'repvgg_a0.pth')
+    torch.save(timm.create_model('repvgg_a0').state_dict(), a0)
+    check_load_from(Config.fromfile(str(config)), a0)  # head differs: fine

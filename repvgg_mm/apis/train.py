@@ -11,6 +11,7 @@ from typing import Optional
 from ..engine.atomic_checkpoint import use_atomic_checkpoints
 from ..engine.config_checks import (check_dataset_paths, check_neck_channels,
                                     check_repvgg_archs)
+from ..engine.checkpoint_loader import check_load_from
 from ..engine.distributed import build_runner, runner_teardown
 from ..engine.optim.cpu_amp import cpu_supports_bf16
 from ..io.checkpoint import CheckpointError, full_unpickling_by_default
@@ -104,6 +105,8 @@ def training_config(config: str,
                    resume)
     if resume_from is not None:
         check_resume_checkpoint(cfg, resume_from, unsafe_load)
+    elif cfg.get('load_from') and osp.isfile(cfg.load_from):
+        check_load_from(cfg, cfg.load_from, unsafe_load)
     if auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
             raise ConfigError(

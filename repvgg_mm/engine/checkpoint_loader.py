@@ -22,19 +22,23 @@ A URL is downloaded once into torch.hub's cache
 (``$TORCH_HOME/hub/checkpoints``, as mmengine's ``load_from_http`` does)
 and read from there the same way.
 """
+import contextlib
+import logging
 import os
 import os.path as osp
+import warnings
 from urllib.parse import urlparse
 
 import torch
 from mmengine.dist import get_dist_info
-from mmengine.logging import print_log
-from mmengine.runner.checkpoint import CheckpointLoader
+from mmengine.logging import MMLogger, print_log
+from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint
 
+from ..converters.config_model import build_model
 from ..converters.pretrained import HEAD_ALIASES, head_of, make_note, with_note
 from ..errors import CheckpointError
-from ..io.checkpoint import (load_checkpoint_file, state_dict_of,
-                             unpickling_fully_requested)
+from ..io.checkpoint import (full_unpickling_by_default, load_checkpoint_file,
+                             state_dict_of, unpickling_fully_requested)
 
 
 def _head_note(note) -> str:
@@ -123,3 +127,26 @@ def register_checkpoint_loaders() -> None:
     CheckpointLoader.register_scheme('', load_from_local, force=True)
     CheckpointLoader.register_scheme(('http://', 'https://'), load_from_http,
                                      force=True)
+
+
+def check_load_from(cfg, path: str, unsafe_load: bool = False) -> None:
+    """Do what ``load_from=path`` will do, on the config's model built on
+    the meta device (no weights allocated), before any Runner or work dir
+    exists: an unreadable, unsafe or unfitting file is the same
+    :class:`~repvgg_mm.errors.CheckpointError` now, and the run's load says
+    what it loaded (this check is quiet). ``unsafe_load``: read it fully
+    unpickled, as the run will."""
+    model = build_model(cfg, device='meta')
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    unpickling = (full_unpickling_by_default() if unsafe_load else
+                  contextlib.nullcontext())
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), unpickling:
+            # copying into meta tensors is a no-op, which torch warns about
+            warnings.simplefilter('ignore', UserWarning)
+            load_checkpoint(model, path, map_location='cpu', strict=False,
+                            logger='silent')
+    finally:
+        logger.setLevel(level)
