@@ -3,19 +3,23 @@
 ``import repvgg_mm`` (or ``custom_imports=dict(imports=['repvgg_mm'])`` in a
 config) registers ``RepVGGMM``, ``RepVGGBlock`` and ``QARepVGGBlock`` in
 mmengine's root model registry, so they build under any scope (mmpretrain,
-mmseg, ...), and the hooks in mmengine's root hook registry.
+mmseg, ...), and the hooks in mmengine's root hook registry. It also makes
+mmengine's checkpoint reads safe and layout-aware
+(:mod:`repvgg_mm.engine.checkpoint_loader`).
 """
 from . import engine  # noqa: F401  (registers hooks and optimizer parts)
 from .deploy import count_repvgg_blocks, switch_to_deploy
+from .engine.checkpoint_loader import register_checkpoint_loaders
 from .fusion import equivalent_kernel_bias
-from .io.checkpoint import allow_mmengine_checkpoint_types
 from .models import ARCH_SETTINGS, QARepVGGBlock, RepVGGBlock, RepVGGMM, SEGate
 from .version import __version__
 
-# mmengine 0.10.7 + torch >= 2.6: let weights_only loading (the default) read
-# mmengine's own checkpoint types, so --resume works (torch 2.6 made
-# weights_only=True the default).
-allow_mmengine_checkpoint_types()
+# The one global change: mmengine's local and http(s) checkpoint reads
+# (load_from, resume, init_cfg) become this package's safe reader, which
+# also reads mmengine 0.10.7's own checkpoint types under torch >= 2.6 and
+# lets a RepVGGMM find its weights in any layout. torch's safe-globals list
+# is not touched.
+register_checkpoint_loaders()
 
 __all__ = [
     'ARCH_SETTINGS', 'QARepVGGBlock', 'RepVGGBlock', 'RepVGGMM', 'SEGate',

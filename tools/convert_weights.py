@@ -10,6 +10,10 @@ sources), or as a backbone initialisation::
 
     init_cfg=dict(type='Pretrained', checkpoint=OUT, prefix='backbone.')
 
+Converting is optional: SRC also loads as it is through ``init_cfg``,
+``load_from`` and every tool (docs/conversion.md). Convert to keep one file
+in this project's keys, or to get ``.safetensors`` weights into a ``.pth``.
+
 SRC is read with ``torch.load(weights_only=True)`` (or as ``.safetensors``);
 ``--unsafe-load`` allows full unpickling of old checkpoints you trust.
 """

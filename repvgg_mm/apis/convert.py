@@ -25,9 +25,8 @@ from ..deploy import count_repvgg_blocks, switch_to_deploy
 from ..engine.config_checks import check_neck_channels
 from ..errors import ConfigError
 from ..io.atomic import check_output_path
-from ..io.checkpoint import atomic_save, load_checkpoint_file, state_dict_of
-from ..io.weights import (load_state_dict_strict, repvgg_form,
-                          strip_wrapper_prefix)
+from ..io.checkpoint import atomic_save
+from ..io.weights import load_state_dict_strict, read_weights, repvgg_form
 from ..utils.config import load_config
 
 DEFAULT_REL_TOL = 1e-4
@@ -123,8 +122,7 @@ def convert_checkpoint(config: str,
     start = time.perf_counter()
 
     print_log(f'loading {checkpoint} ...', logger='current')
-    loaded = load_checkpoint_file(checkpoint, unsafe=unsafe_load)
-    state_dict = strip_wrapper_prefix(state_dict_of(loaded))
+    loaded, state_dict = read_weights(checkpoint, unsafe_load)
     print_log(f'building the model of {config} ...', logger='current')
     model = build_model(cfg)
     if count_repvgg_blocks(model) == 0:

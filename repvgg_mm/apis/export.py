@@ -21,9 +21,7 @@ from ..converters.deploy_config import deploy_config
 from ..deploy import count_repvgg_blocks, switch_to_deploy
 from ..errors import ConfigError
 from ..io.atomic import atomic_files, atomic_output
-from ..io.checkpoint import load_checkpoint_file, state_dict_of
-from ..io.weights import (load_state_dict_strict, repvgg_form,
-                          strip_wrapper_prefix)
+from ..io.weights import load_state_dict_strict, read_weights, repvgg_form
 from ..runtime.graph import InferenceGraph, preprocessing_of
 from ..runtime.metadata import class_names, graph_metadata
 from ..runtime.onnx_export import export_onnx
@@ -177,8 +175,7 @@ def export_model(config: str,
     (height, width), where = ((tuple(shape), '--shape') if shape
                               else input_size(cfg))
     print_log(f'loading {checkpoint} ...', logger='current')
-    loaded = load_checkpoint_file(checkpoint, unsafe=unsafe_load)
-    state_dict = strip_wrapper_prefix(state_dict_of(loaded))
+    loaded, state_dict = read_weights(checkpoint, unsafe_load)
     model, fused = _deploy_model(cfg, state_dict, checkpoint)
     prep = preprocessing_of(model)
     channels = len(prep.mean) if prep.mean else input_channels(cfg)

@@ -19,9 +19,8 @@ from ..converters.config_model import build_model
 from ..engine.config_checks import check_dataset_paths
 from ..engine.distributed import build_runner, runner_teardown, unwrap_model
 from ..errors import ConfigError
-from ..io.checkpoint import (CheckpointError, load_checkpoint_file,
-                             state_dict_of)
-from ..io.weights import load_state_dict_strict, load_weights
+from ..io.checkpoint import CheckpointError
+from ..io.weights import load_state_dict_strict, load_weights, read_weights
 from .train import runner_config
 
 
@@ -70,8 +69,7 @@ def check_checkpoint_fits(cfg, checkpoint: str,
     Raises:
         CheckpointError: unreadable, unsafe or not fitting the model.
     """
-    state_dict = state_dict_of(load_checkpoint_file(checkpoint,
-                                                    unsafe=unsafe_load))
+    _, state_dict = read_weights(checkpoint, unsafe_load)
     try:
         model = build_model(cfg, device='meta')
     except (NotImplementedError, RuntimeError):

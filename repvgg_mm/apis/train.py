@@ -14,14 +14,14 @@ from mmengine.logging import print_log
 
 from ..converters.config_model import build_model
 from ..engine.atomic_checkpoint import use_atomic_checkpoints
+from ..engine.checkpoint_loader import check_load_from
 from ..engine.config_checks import (check_dataset_paths, check_neck_channels,
                                     check_repvgg_archs)
 from ..engine.distributed import build_runner, runner_teardown
 from ..engine.optim.cpu_amp import cpu_supports_bf16
 from ..errors import ConfigError
-from ..io.checkpoint import (CheckpointError, full_unpickling_by_default,
-                             load_checkpoint_file, state_dict_of)
-from ..io.weights import layout_problems, strip_wrapper_prefix
+from ..io.checkpoint import CheckpointError, full_unpickling_by_default
+from ..io.weights import layout_problems, read_weights
 from ..utils.config import load_config
 
 
@@ -124,6 +124,8 @@ def training_config(config: str,
                    resume)
     if resume_from is not None:
         check_resume_checkpoint(cfg, resume_from, unsafe_load)
+    elif cfg.get('load_from') and osp.isfile(cfg.load_from):
+        check_load_from(cfg, cfg.load_from, unsafe_load)
     if auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
             raise ConfigError(
@@ -150,8 +152,7 @@ def check_resume_checkpoint(cfg, path: str,
     mismatching checkpoint is one :class:`CheckpointError` and no work dir
     is created.
     """
-    checkpoint = load_checkpoint_file(path, unsafe=unsafe_load)
-    state_dict = strip_wrapper_prefix(state_dict_of(checkpoint))
+    _, state_dict = read_weights(path, unsafe_load)
     layout = {k: v.shape for k, v in
               build_model(cfg, device='meta').state_dict().items()}
     problems = layout_problems(state_dict, layout)

@@ -4,20 +4,7 @@ The result uses this project's keys, i.e. those of an mmpretrain
 ``ImageClassifier`` with ``backbone=dict(type='RepVGGMM')`` and a
 ``LinearClsHead``: ``backbone.<module>.<branch>.*`` and ``head.fc.*``.
 
-Key layouts (``<b>`` is one block; ``i`` = 1..4, ``j`` = block in stage)::
-
-    this project        official            mmpretrain 1.2.0         timm
-    backbone.stem       stage0              backbone.stem            stem
-    backbone.stage_i.j  stage{i}.{j}        backbone.stage_i.j       stages.{i-1}.{j}
-    <b>.branch_3x3.conv <b>.rbr_dense.conv  <b>.branch_3x3.conv      <b>.conv_kxk.conv
-    <b>.branch_3x3.norm <b>.rbr_dense.bn    <b>.branch_3x3.norm      <b>.conv_kxk.bn
-    <b>.branch_1x1.conv <b>.rbr_1x1.conv    <b>.branch_1x1.conv      <b>.conv_1x1.conv
-    <b>.branch_1x1.norm <b>.rbr_1x1.bn      <b>.branch_1x1.norm      <b>.conv_1x1.bn
-    <b>.branch_norm     <b>.rbr_identity    <b>.branch_norm          <b>.identity
-    <b>.branch_reparam  <b>.rbr_reparam     <b>.branch_reparam       <b>.reparam_conv
-    <b>.se.reduce       <b>.se.down         <b>.se_layer.conv1.conv  <b>.attn.fc1
-    <b>.se.expand       <b>.se.up           <b>.se_layer.conv2.conv  <b>.attn.fc2
-    head.fc             linear              head.fc                  head.fc
+The key layouts are listed in :mod:`repvgg_mm.converters.layout`.
 
 Training-form sources give training-form checkpoints (usable with the
 training configs); deploy-form sources (``rbr_reparam``, ``branch_reparam``,
@@ -27,56 +14,17 @@ dropped; a missing BN ``num_batches_tracked`` is filled with 0 (it does not
 affect eval-mode outputs).
 """
 import re
-from typing import Callable, Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Tuple, Union
 
 import torch
 
-from ..errors import ConfigError
-from ..io.checkpoint import (CheckpointError, load_checkpoint_file,
-                             state_dict_of)
-from ..io.weights import layout_problems, repvgg_form, strip_wrapper_prefix
+from ..errors import CheckpointError, ConfigError
+from ..io.checkpoint import load_checkpoint_file, state_dict_of
 from ..models.arch import ARCH_SETTINGS, parse_arch
 from ..models.repvgg import RepVGGMM
-
-Rule = Tuple[str, Union[str, Callable]]
-
-_BACKBONE_RULES: Dict[str, Sequence[Rule]] = {
-    'official': (
-        (r'^stage0\.', 'backbone.stem.'),
-        (r'^stage([1-4])\.', r'backbone.stage_\1.'),
-        (r'\.rbr_dense\.bn\.', '.branch_3x3.norm.'),
-        (r'\.rbr_dense\.', '.branch_3x3.'),
-        (r'\.rbr_1x1\.bn\.', '.branch_1x1.norm.'),
-        (r'\.rbr_1x1\.', '.branch_1x1.'),
-        (r'\.rbr_identity\.', '.branch_norm.'),
-        (r'\.rbr_reparam\.', '.branch_reparam.'),
-        (r'\.se\.down\.', '.se.reduce.'),
-        (r'\.se\.up\.', '.se.expand.'),
-        (r'^linear\.', 'head.fc.'),
-    ),
-    'mmpretrain': (
-        (r'^(stem|stage_[1-4])\.', r'backbone.\1.'),  # a bare backbone
-        (r'\.se_layer\.conv1\.conv\.', '.se.reduce.'),
-        (r'\.se_layer\.conv2\.conv\.', '.se.expand.'),
-    ),
-    'timm': (
-        (r'^stem\.', 'backbone.stem.'),
-        (r'^stages\.([0-3])\.',
-         lambda m: f'backbone.stage_{int(m.group(1)) + 1}.'),
-        (r'\.conv_kxk\.bn\.', '.branch_3x3.norm.'),
-        (r'\.conv_kxk\.', '.branch_3x3.'),
-        (r'\.conv_1x1\.bn\.', '.branch_1x1.norm.'),
-        (r'\.conv_1x1\.', '.branch_1x1.'),
-        (r'\.identity\.', '.branch_norm.'),
-        (r'\.reparam_conv\.', '.branch_reparam.'),
-        (r'\.attn\.fc1\.', '.se.reduce.'),
-        (r'\.attn\.fc2\.', '.se.expand.'),
-    ),
-}
-
-FORMATS = tuple(_BACKBONE_RULES)
-HEAD_PREFIX = 'head.fc.'
-BACKBONE_PREFIX = 'backbone.'
+from .layout import (BACKBONE_PREFIX, FORMATS, HEAD_PREFIX,  # noqa: F401
+                     layout_problems, rename_key, repvgg_form,
+                     strip_wrapper_prefix)
 
 
 def arch_name(name: str) -> str:
@@ -85,12 +33,6 @@ def arch_name(name: str) -> str:
     if key not in ARCH_SETTINGS:
         raise ConfigError(f'unknown --arch "{name}"; valid: '
                           f'{", ".join(ARCH_SETTINGS)}.')
-    return key
-
-
-def rename_key(key: str, fmt: str) -> str:
-    for pattern, replacement in _BACKBONE_RULES[fmt]:
-        key = re.sub(pattern, replacement, key)
     return key
 
 

@@ -3,16 +3,14 @@
 * :func:`load_checkpoint_file` reads with ``weights_only=True`` so a
   checkpoint can never execute code; the few non-tensor types mmengine puts
   in its checkpoints (``HistoryBuffer`` and the numpy types inside it) are
-  allowed explicitly. ``unsafe=True`` is the explicit escape hatch for old
-  pickles from trusted sources.
-* :func:`allow_mmengine_checkpoint_types` registers that allowlist globally.
-  mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; since torch
-  2.6 that defaults to ``True`` and resuming from an mmengine checkpoint
-  fails on ``HistoryBuffer`` (see docs/design.md). Allowing exactly those types
-  fixes resume without turning arbitrary unpickling back on.
+  allowed for that read only (:func:`mmengine_types_allowed`, a
+  ``torch.serialization.safe_globals`` scope; torch's global list is never
+  edited). ``unsafe=True`` is the explicit escape hatch for old pickles
+  from trusted sources.
 * :func:`full_unpickling_by_default` is that escape hatch for the loads
-  mmengine does itself (``Runner.resume`` / ``load_from``), which call
-  ``torch.load`` without ``weights_only``.
+  mmengine does itself (``Runner.resume`` / ``load_from``, ``init_cfg``);
+  those go through :mod:`repvgg_mm.engine.checkpoint_loader`, which reads
+  with :func:`load_checkpoint_file` too.
 * :func:`atomic_save` writes to a temporary file and renames it, so an
   interrupted run never leaves a truncated checkpoint.
 """
@@ -31,6 +29,10 @@ from mmengine.logging import HistoryBuffer
 
 from ..errors import CheckpointError
 from .atomic import atomic_output
+
+#: torch's switch (torch >= 2.6, ``torch.serialization.load``): a
+#: ``torch.load`` that does not pass ``weights_only`` unpickles fully
+FORCE_NO_WEIGHTS_ONLY = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
 
 
 def _numpy_types() -> List[Any]:
@@ -72,9 +74,13 @@ def mmengine_safe_globals() -> List[Any]:
         (_history_buffer_method, name) for name in getattr_names]
 
 
-def allow_mmengine_checkpoint_types() -> None:
-    """Let ``torch.load(weights_only=True)`` read mmengine checkpoints."""
-    torch.serialization.add_safe_globals(mmengine_safe_globals())
+@contextlib.contextmanager
+def mmengine_types_allowed() -> Iterator[None]:
+    """Inside the block, ``torch.load(weights_only=True)`` also reads the
+    types of :func:`mmengine_safe_globals` (mmengine 0.10.7 training
+    checkpoints); torch's list is restored on exit."""
+    with torch.serialization.safe_globals(mmengine_safe_globals()):
+        yield
 
 
 def _unpickler_reason(exc: Exception) -> str:
@@ -130,24 +136,33 @@ def _globals_in(data: bytes) -> List[str]:
     return found
 
 
+#: modules whose globals torch's weights-only unpickler allows (a plain,
+#: non-zip pickle cannot be checked with torch's public scanner)
+_SAFE_MODULES = ('torch.', 'collections.', 'builtins.', '__builtin__.',
+                 '_codecs.', 'numpy.')
+
+
 def _refused_globals(path: str) -> Optional[List[str]]:
     """Globals of ``path``'s pickles that a weights-only load refuses
     (``None``: the file could not be read as a pickle at all)."""
     try:
+        if zipfile.is_zipfile(path):  # torch.save's format: torch's scanner
+            with mmengine_types_allowed():
+                return list(dict.fromkeys(
+                    torch.serialization.get_unsafe_globals_in_checkpoint(
+                        path)))
         streams = _pickle_streams(path)
-    except (OSError, zipfile.BadZipFile, KeyError):
+    except (OSError, zipfile.BadZipFile, KeyError, RuntimeError,
+            pickle.UnpicklingError, ValueError):
         return None
-    allowed = set(torch._weights_only_unpickler._get_allowed_globals())
-    for obj in mmengine_safe_globals() + list(
-            torch.serialization.get_safe_globals()):
-        obj = obj[0] if isinstance(obj, tuple) else obj
-        allowed.add(f'{getattr(obj, "__module__", "")}.'
-                    f'{getattr(obj, "__qualname__", "")}')
+    allowed = {f'{getattr(obj, "__module__", "")}.'
+               f'{getattr(obj, "__qualname__", "")}'
+               for obj in mmengine_safe_globals()
+               if not isinstance(obj, tuple)}
     refused = []
     for data in streams:
         for name in _globals_in(data):
-            if name not in allowed and not name.startswith(
-                    ('torch.', 'builtins.getattr', '__builtin__.getattr')) \
+            if name not in allowed and not name.startswith(_SAFE_MODULES) \
                     and name not in refused:
                 refused.append(name)
     return refused
@@ -159,7 +174,8 @@ def _unsafe_objects_error(path: str, what: str) -> CheckpointError:
         f'(torch.load with weights_only=True) refuses: {what}. Unpickling '
         f'them could run arbitrary code, so the file was not loaded and '
         f'nothing ran. If, and only if, you trust the source of this file, '
-        f'pass --unsafe-load.')
+        f'pass --unsafe-load (tools; unsafe_load=True in Python; for '
+        f'init_cfg / load_from set {FORCE_NO_WEIGHTS_ONLY}=1).')
 
 
 def load_checkpoint_file(path: str, unsafe: bool = False,
@@ -178,11 +194,9 @@ def load_checkpoint_file(path: str, unsafe: bool = False,
         if unsafe:
             return torch.load(path, map_location=map_location,
                               weights_only=False)
-        # Not the ``safe_globals`` context manager: its exit removes the
-        # globals again, including those ``import repvgg_mm`` registered for
-        # mmengine's own loads (resume), which then fail.
-        allow_mmengine_checkpoint_types()
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with mmengine_types_allowed():
+            return torch.load(path, map_location=map_location,
+                              weights_only=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError,
             IndexError, KeyError, TypeError, AttributeError, OSError,
             zipfile.BadZipFile, UnicodeDecodeError, MemoryError) as exc:
@@ -207,18 +221,21 @@ def load_checkpoint_file(path: str, unsafe: bool = False,
             f'source.') from None
 
 
-#: torch's switch (torch >= 2.6, ``torch.serialization.load``): a
-#: ``torch.load`` that does not pass ``weights_only`` unpickles fully
-FORCE_NO_WEIGHTS_ONLY = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
+def unpickling_fully_requested() -> bool:
+    """Whether torch's switch (:data:`FORCE_NO_WEIGHTS_ONLY`) is set: the
+    reads of mmengine's loader (``load_from``, ``init_cfg``, resume) then
+    unpickle fully, as a plain ``torch.load`` would."""
+    return os.environ.get(FORCE_NO_WEIGHTS_ONLY, '').lower() in ('1', 'true')
 
 
 @contextlib.contextmanager
 def full_unpickling_by_default() -> Iterator[None]:
-    """Inside the block, ``torch.load`` calls that do not pass
-    ``weights_only`` (mmengine 0.10.7's ``load_from_local``) unpickle
-    fully, as before torch 2.6; calls that pass it (this project's
-    :func:`load_checkpoint_file`) are unchanged. For ``--unsafe-load`` only:
-    a full unpickling runs whatever code the file holds."""
+    """Inside the block, mmengine's checkpoint reads (``load_from``,
+    resume, ``init_cfg``) and ``torch.load`` calls that do not pass
+    ``weights_only`` unpickle fully, as before torch 2.6; calls that pass
+    it (this project's :func:`load_checkpoint_file`) are unchanged. For
+    ``--unsafe-load`` only: a full unpickling runs whatever code the file
+    holds."""
     previous = os.environ.get(FORCE_NO_WEIGHTS_ONLY)
     os.environ[FORCE_NO_WEIGHTS_ONLY] = '1'
     try:

@@ -7,6 +7,8 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..converters.pretrained import (after_backbone_load, before_backbone_load,
+                                     load_init_cfg)
 from .arch import layer_groups, parse_arch, stage_widths
 from .repvgg_block import RepVGGBlock
 
@@ -144,6 +146,8 @@ class RepVGGMM(BaseModule):
             self.stage_names.append(name)
         self.out_channels = tuple(widths[i] for i in self.out_indices)
         self._freeze_stages()
+        # every load: all backbone tensors or an error, and one log line
+        self.register_load_state_dict_post_hook(after_backbone_load)
 
     # ------------------------------------------------------------------
     # argument checks
@@ -219,6 +223,34 @@ class RepVGGMM(BaseModule):
                         f'channels ({channels} -> {width}) of layer '
                         f'{layer_idx} (stage {i})')
                 channels, layer_idx = width, layer_idx + 1
+
+    # ------------------------------------------------------------------
+    # loading (repvgg_mm.converters.pretrained)
+    def init_weights(self):
+        """mmengine's init; a ``Pretrained`` init_cfg is loaded here (any
+        layout, all tensors or an error; mmengine's is non-strict)."""
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else (
+            [self.init_cfg] if self.init_cfg else [])
+        pretrained = [c for c in cfgs if c.get('type') == 'Pretrained']
+        if not pretrained or self.is_init:
+            return super().init_weights()
+        saved = self.init_cfg
+        self.init_cfg = [c for c in cfgs if c.get('type') != 'Pretrained']
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = saved
+        load_init_cfg(self, pretrained[-1])
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # other layouts mapped in place (children load from ``state_dict``)
+        before_backbone_load(self, state_dict, prefix, local_metadata,
+                             unexpected_keys, error_msgs)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     # ------------------------------------------------------------------
     def forward(self, x: torch.Tensor):

@@ -29,8 +29,12 @@ model = dict(
         dilations=(1, 1, 2, 4),
         norm_cfg=norm_cfg,
         norm_eval=False,
-        # ImageNet weights: a checkpoint of configs/repvgg-b1g2_8xb32_in1k.py
-        # (trained, or imported with tools/convert_weights.py).
+        # ImageNet weights: any of these files as published (layout detected,
+        # docs/conversion.md): the official RepVGG-B1g2-train.pth (-deploy.pth
+        # with deploy=True); mmpretrain's
+        # repvgg-B1g2_8xb32_in1k_20221213-ae6428fd.pth
+        # (download.openmmlab.com/mmclassification/v0/repvgg/); or a
+        # checkpoint of configs/repvgg-b1g2_8xb32_in1k.py (timm has no B1g2).
         init_cfg=dict(
             type='Pretrained',
             checkpoint='checkpoints/repvgg-b1g2_8xb32_in1k.pth',

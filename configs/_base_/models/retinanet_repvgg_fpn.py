@@ -31,8 +31,12 @@ model = dict(
         frozen_stages=1,  # stem + first stage frozen, as ResNet's stem+res2
         norm_cfg=norm_cfg,
         norm_eval=False,
-        # ImageNet weights: a checkpoint of configs/repvgg-a0_8xb32_in1k.py
-        # (trained, or imported with tools/convert_weights.py).
+        # ImageNet weights: any of these files as published (layout detected,
+        # docs/conversion.md): the official RepVGG-A0-train.pth (-deploy.pth
+        # with deploy=True); mmpretrain's
+        # repvgg-A0_8xb32_in1k_20221213-60ae8e23.pth
+        # (download.openmmlab.com/mmclassification/v0/repvgg/); timm's
+        # repvgg_a0; or a checkpoint of configs/repvgg-a0_8xb32_in1k.py.
         init_cfg=dict(
             type='Pretrained',
             checkpoint='checkpoints/repvgg-a0_8xb32_in1k.pth',
