@@ -200,7 +200,7 @@ def test_convert_checks_out_before_loading(tmp_path):
     from repvgg_mm.apis.convert import convert_checkpoint
     from repvgg_mm.errors import ConfigError
     (tmp_path / 'file').write_text('')
-    with pytest.raises(ConfigError, match='cannot create the folder'):
+    with pytest.raises(OutputError, match='is a file, not a folder'):
         # the checkpoint does not exist: the OUT check comes first
         convert_checkpoint('configs/repvgg-a0_8xb32_in1k.py',
                            str(tmp_path / 'missing.pth'),
