@@ -14,7 +14,7 @@ import torch
 from .report import write_json
 from .run import Options, run_benchmark
 from .serving import Serving, parse_serving
-from repvgg_mm.io.atomic import check_output_path
+from repvgg_mm.io.output_guard import guard_output
 from repvgg_mm.errors import ConfigError
 
 
@@ -81,7 +81,8 @@ def benchmark(config: str,
             raise ConfigError(f'--shape takes H W or one size, got {shape}')
         shape = tuple(shape) * (3 - len(shape))
     if json_out:
-        check_output_path(json_out, '--json')
+        guard_output(json_out, '--json', {'CHECKPOINT': checkpoint,
+                                          'CONFIG': config})
     if threads:
         torch.set_num_threads(threads)
     opts = Options(
