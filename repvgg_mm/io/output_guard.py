@@ -34,11 +34,15 @@ from ..errors import OutputError
 #: folders whose entries are links to open files, not places to write
 PROC_PREFIXES = ('/proc/', '/dev/fd/', '/dev/stdin', '/dev/stdout',
                  '/dev/stderr')
-#: texts of full-disk errors that lost their errno on the way (torch's
-#: ``PytorchStreamWriter`` says "unexpected pos" / "file write failed")
+#: texts of full-disk errors that lost their errno on the way; the writer
+#: failures count as a full disk when the folder has almost no space left:
+#: torch 2.14's ``PytorchStreamWriter`` says "unexpected pos" / "file write
+#: failed", OpenVINO 2026.4's ``save_model`` "basic_ios::clear: iostream
+#: error"
 DISK_FULL_TEXTS = ('no space left on device', 'enospc',
                    'disk quota exceeded')
-WRITER_FAILURE_TEXTS = ('unexpected pos', 'file write failed')
+WRITER_FAILURE_TEXTS = ('unexpected pos', 'file write failed',
+                        'iostream error')
 
 
 class Output(NamedTuple):
