@@ -198,7 +198,7 @@ def test_verify_failure_writes_nothing(classifier, tmp_path):
                          '--verify', '--tolerance', '0', '--shape', '24', '16')
     assert code == 2, log
     assert 'shape (1, 3, 24, 16) (size from --shape)' in log
-    assert 'beyond --tolerance 0. Nothing was written.' in log
+    assert 'beyond the tolerance 0. Nothing was written.' in log
     assert_nothing_written(tmp_path, [])
 
 
@@ -255,8 +255,8 @@ def test_refuses_to_overwrite_its_input(classifier):
     code, log = run_tool_in_process(classifier.cfg, classifier.ckpt,
                                     classifier.ckpt)
     assert code == 2, log
-    assert ('is the input checkpoint; the tool never overwrites its '
-            'input') in log
+    assert ('would overwrite the input CHECKPOINT') in log
+    assert 'a tool never overwrites its input' in log
     assert open(classifier.ckpt, 'rb').read() == before
 
 

@@ -253,7 +253,7 @@ def test_unwritable_out_is_checked_before_any_work(tmp_path, capsys):
     blocker.write_text('')
     code, _, err = _run_tool([A0, str(tmp_path / 'missing.pth'),
                               str(blocker / 'sub' / 'm.onnx')], capsys)
-    assert code == 2 and 'is not a writable folder' in err, err
+    assert code == 2 and 'is a file, not a folder' in err, err
 
 
 DET_CFG = """

@@ -19,10 +19,13 @@ Examples::
 import argparse
 
 from harness.cli import run_tool
+from repvgg_mm.utils.verify import REL_TOL
 
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
+
+    from repvgg_mm.runtime.onnx_export import opset_range
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -42,11 +45,13 @@ def parse_args(argv=None):
                       help='batch size of the graph (default 1)')
     size.add_argument('--dynamic', action='store_true',
                       help='leave batch, height and width free')
+    low, high = opset_range()
     parser.add_argument('--opset', type=int, default=17,
-                        help='ONNX opset (default 17)')
+                        help=f'ONNX opset, {low} to {high} (default 17)')
     parser.add_argument('--verify', action='store_true',
                         help='run the written model in its runtime and '
-                        'compare with PyTorch: max |d| <= 1e-4 max |y|')
+                        f'compare with PyTorch: max |d| <= {REL_TOL:g} '
+                        'max |y| (every output finite)')
     parser.add_argument('--unsafe-load', action='store_true',
                         help='allow pickled objects in the checkpoint '
                         '(only for files you trust)')
@@ -69,7 +74,7 @@ def main(argv=None):
           f', {result.seconds:.1f} s)')
     if result.max_rel_err is not None:
         print(f'verified: max |d| = {result.max_abs_err:.3e} = '
-              f'{result.max_rel_err:.3e} x max |y| (tolerance 1e-4)')
+              f'{result.max_rel_err:.3e} x max |y| (tolerance {REL_TOL:g})')
     return 0
 
 

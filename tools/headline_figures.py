@@ -12,6 +12,7 @@ import os.path as osp
 from harness.benchmark.headline import headline_table, replace_block
 from harness.cli import ToolError, run_tool
 from repvgg_mm.io.atomic import atomic_output
+from repvgg_mm.io.output_guard import guard_output
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -28,6 +29,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    guard_output(args.readme, '--readme')
     table = headline_table(glob.glob(osp.join(args.records, '*.json')))
     with open(args.readme) as f:
         text = f.read()

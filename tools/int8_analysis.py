@@ -16,6 +16,7 @@ from harness.benchmark.int8_analysis import (analyse_checkpoint, format_table,
                                              plot)
 from harness.cli import ToolError, run_tool
 from repvgg_mm.io.atomic import atomic_write_json
+from repvgg_mm.io.output_guard import Output, guard_outputs
 
 
 def parse_args(argv=None):
@@ -36,6 +37,10 @@ def main(argv=None):
     names = [name for name, _, _ in args.model]
     if len(set(names)) != len(names):
         raise ToolError(f'--model names must differ, got {names}.')
+    guard_outputs([Output(p, w) for p, w in ((args.json, '--json'),
+                                             (args.png, '--png')) if p],
+                  [(f'{n} {k}', p) for n, c, ck in args.model
+                   for k, p in (('CONFIG', c), ('CHECKPOINT', ck))])
     results = {name: analyse_checkpoint(config, checkpoint, args.calib)
                for name, config, checkpoint in args.model}
     print(format_table(results))

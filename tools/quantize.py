@@ -46,7 +46,8 @@ def parse_args(argv=None):
     parser.add_argument('--eval', action='store_true',
                         help='evaluate the fp32 and the INT8 graph on the '
                         'val split with the config\'s evaluator')
-    parser.add_argument('--json', help='also write the result to this file')
+    parser.add_argument('--json', help='also write the result to this '
+                        '.json file (checked before any work)')
     parser.add_argument('--unsafe-load', action='store_true',
                         help='full unpickling of the checkpoint (trusted '
                         'files only)')
@@ -64,7 +65,7 @@ def main(argv=None):
         calib=args.calib, split=args.split, method=args.method,
         per_channel=not args.per_tensor_weights,
         evaluate=args.eval, cfg_options=args.cfg_options,
-        unsafe_load=args.unsafe_load)
+        unsafe_load=args.unsafe_load, json_out=args.json)
     weights = 'per-channel' if result['per_channel_weights'] else \
         'per-tensor'
     print(f'wrote {result["int8_path"]} ({result["backend"]}, '
@@ -81,10 +82,7 @@ def main(argv=None):
         print(f'agreement: {100 * result["agreement"]:.2f} % of '
               f'{result["num_val_images"]} images '
               f'(output SQNR {result["output_sqnr_db"]:.1f} dB)')
-    if args.json:
-        from repvgg_mm.io.atomic import atomic_write_json
-        atomic_write_json(result, args.json)
-    else:
+    if not args.json:
         print(json.dumps(result['seconds']))
 
 

@@ -17,19 +17,21 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 from mmengine.logging import print_log
 
-from ..converters.compare import compare_forms
+from ..converters.compare import run_forms
 from ..converters.config_model import build_model, input_channels, input_size
 from ..converters.deploy_checkpoint import deploy_checkpoint
 from ..converters.deploy_config import deploy_config, write_deploy_config
 from ..deploy import count_repvgg_blocks, switch_to_deploy
-from ..engine.config_checks import check_neck_channels
+from ..engine.config_checks import check_neck_channels, check_repvgg_archs
 from ..errors import ConfigError
-from ..io.atomic import check_output_path
+from ..io.atomic import make_folders, remove_folders
 from ..io.checkpoint import atomic_save
+from ..io.output_guard import Output, guard_outputs
 from ..io.weights import load_state_dict_strict, read_weights, repvgg_form
 from ..utils.config import load_config
+from ..utils.verify import REL_TOL, check_finite_weights, verify_outputs
 
-DEFAULT_REL_TOL = 1e-4
+DEFAULT_REL_TOL = REL_TOL  # the one --verify tolerance (utils.verify)
 
 
 class Conversion(NamedTuple):
@@ -43,23 +45,21 @@ class Conversion(NamedTuple):
     seconds: float
 
 
-def _same_file(a: str, b: str) -> bool:
-    return osp.abspath(a) == osp.abspath(b) or (
-        osp.exists(a) and osp.exists(b) and osp.samefile(a, b))
-
-
 def _check_paths(config: str, checkpoint: str, out: str,
-                 out_config: str) -> None:
-    if _same_file(out, checkpoint):
-        raise ConfigError(f'OUT "{out}" is the input checkpoint; the tool '
-                          f'never overwrites its input. Choose another OUT.')
-    if _same_file(out_config, config):
-        raise ConfigError(f'the deploy config would overwrite the input '
-                          f'config "{config}". Choose another --out-config.')
-    if _same_file(out_config, out):
-        raise ConfigError('--out-config and OUT are the same file.')
-    check_output_path(out, 'OUT')
-    check_output_path(out_config, '--out-config')
+                 out_config: Optional[str]) -> str:
+    """The deploy config's path; both outputs guarded before any work (a
+    default ``OUT.py`` is OUT's sidecar: never someone else's file)."""
+    if out_config is not None and not out_config.endswith('.py'):
+        raise ConfigError(f'--out-config "{out_config}" must end with .py '
+                          f'(it is a Python config).')
+    inputs = {'CHECKPOINT': checkpoint, 'CONFIG': config}
+    if out_config is None:
+        out_config = osp.splitext(out)[0] + '.py'
+        guard_outputs([Output(out, 'OUT', (out_config, ))], inputs)
+    else:
+        guard_outputs([Output(out, 'OUT'),
+                       Output(out_config, '--out-config')], inputs)
+    return out_config
 
 
 def _check_form(state_dict, path: str, config: str) -> None:
@@ -85,18 +85,34 @@ def _verify(model, converted, cfg, shape, tolerance):
     print_log(f'verifying on a random input of shape {size} (size from '
               f'{where}) ...', logger='current')
     inputs = torch.randn(size, generator=torch.Generator().manual_seed(0))
-    errors = compare_forms(model, converted, inputs)
-    worst_abs = max(e[0] for e in errors)
-    worst_rel = max(e[1] for e in errors)
+    reference, deployed = run_forms(model, converted, inputs)
+    worst_abs, worst_rel = verify_outputs(reference, deployed, tolerance)
     print_log(f'max abs difference: {worst_abs:.3e}; relative to the largest '
               f'output: {worst_rel:.3e} (tolerance {tolerance:g})',
               logger='current')
-    if not worst_rel <= tolerance:
-        raise ConfigError(
-            f'the converted model differs from the training form by '
-            f'{worst_rel:.3e} (relative), beyond --tolerance {tolerance:g}. '
-            f'Nothing was written. Please report this with the config.')
     return worst_abs, worst_rel
+
+
+def _check_shape(shape: Optional[Sequence[int]]) -> None:
+    if shape is not None and (len(shape) != 2 or min(shape) < 1):
+        raise ConfigError(f'--shape takes H W (positive), got {list(shape)}')
+
+
+def _write(loaded, converted, checkpoint: str, cfg, out: str,
+           out_config: str) -> None:
+    """Both files or none (and no folder created for them)."""
+    created = make_folders(osp.dirname(osp.abspath(out))) + make_folders(
+        osp.dirname(osp.abspath(out_config)))
+    try:
+        atomic_save(deploy_checkpoint(loaded, converted, checkpoint), out)
+        try:
+            write_deploy_config(cfg, out_config)
+        except BaseException:  # never leave a checkpoint without its config
+            os.remove(out)
+            raise
+    except BaseException:
+        remove_folders(created)
+        raise
 
 
 def convert_checkpoint(config: str,
@@ -115,14 +131,18 @@ def convert_checkpoint(config: str,
     (H, W; default from the config) and fails above ``tolerance`` (max error
     relative to the largest output). Nothing is written on any failure.
     """
-    out_config = out_config or osp.splitext(out)[0] + '.py'
-    _check_paths(config, checkpoint, out, out_config)
+    out_config = _check_paths(config, checkpoint, out, out_config)
+    _check_shape(shape)
+    if not tolerance >= 0:  # NaN too
+        raise ConfigError(f'--tolerance must be >= 0, got {tolerance}')
     cfg = load_config(config, cfg_options)
+    check_repvgg_archs(cfg)
     check_neck_channels(cfg)
     start = time.perf_counter()
 
     print_log(f'loading {checkpoint} ...', logger='current')
     loaded, state_dict = read_weights(checkpoint, unsafe_load)
+    check_finite_weights(state_dict, checkpoint)
     print_log(f'building the model of {config} ...', logger='current')
     model = build_model(cfg)
     if count_repvgg_blocks(model) == 0:
@@ -151,11 +171,6 @@ def convert_checkpoint(config: str,
     if verify:
         errors = _verify(model, converted, cfg, shape, tolerance)
 
-    atomic_save(deploy_checkpoint(loaded, converted, checkpoint), out)
-    try:
-        write_deploy_config(cfg, out_config)
-    except BaseException:  # never leave a checkpoint without its config
-        os.remove(out)
-        raise
+    _write(loaded, converted, checkpoint, cfg, out, out_config)
     return Conversion(out, out_config, num_blocks, errors[0], errors[1],
                       time.perf_counter() - start)

@@ -19,20 +19,21 @@ from ..converters.compare import forward_tensor
 from ..converters.config_model import build_model, input_channels, input_size
 from ..converters.deploy_config import deploy_config
 from ..deploy import count_repvgg_blocks, switch_to_deploy
+from ..engine.config_checks import check_repvgg_archs
 from ..errors import ConfigError
 from ..io.atomic import atomic_files, atomic_output
+from ..io.output_guard import guard_output
 from ..io.weights import load_state_dict_strict, read_weights, repvgg_form
 from ..runtime.graph import InferenceGraph, preprocessing_of
 from ..runtime.metadata import class_names, graph_metadata
-from ..runtime.onnx_export import export_onnx
+from ..runtime.onnx_export import check_opset, export_onnx
 from ..runtime.openvino_export import save_openvino
 from ..runtime.session import open_session
 from ..utils.config import load_config
-from ..utils.verify import flatten_outputs, relative_errors
+from ..utils.verify import (REL_TOL, check_finite_weights, flatten_outputs,
+                            verify_outputs)
 
 FORMATS = {'.onnx': 'onnx', '.xml': 'openvino'}
-#: --verify: fp32 max |d| <= REL_TOL * max |y|
-REL_TOL = 1e-4
 
 
 class Export(NamedTuple):
@@ -62,17 +63,12 @@ def _format_of(out: str, fmt: Optional[str]) -> str:
     return FORMATS[suffix]
 
 
-def _check_out(out: str, checkpoint: str, config: str) -> None:
-    for given in (checkpoint, config):
-        if osp.abspath(out) == osp.abspath(given):
-            raise ConfigError(f'OUT "{out}" is an input file; choose another.')
-    folder = osp.dirname(osp.abspath(out))
-    existing = folder
-    while not osp.exists(existing):
-        existing = osp.dirname(existing)
-    if not osp.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f'cannot write OUT "{out}": "{existing}" is not a '
-                          f'writable folder. Nothing was done.')
+def _check_out(out: str, fmt: str, checkpoint: str, config: str) -> None:
+    """OUT (and the ``.bin`` of an ``.xml``) guarded before any work."""
+    sidecars = (osp.splitext(out)[0] + '.bin', ) if fmt == 'openvino' \
+        else ()
+    guard_output(out, 'OUT', {'CHECKPOINT': checkpoint, 'CONFIG': config},
+                 sidecars)
 
 
 def _deploy_model(cfg, state_dict, checkpoint: str):
@@ -128,19 +124,14 @@ def reference_outputs(model, images: torch.Tensor):
 def _verify(path: str, fmt: str, model, images: torch.Tensor):
     session = open_session(path, 'openvino' if fmt == 'openvino' else 'ort')
     got = [torch.from_numpy(o) for o in session(images.numpy())]
-    errors = relative_errors(flatten_outputs(reference_outputs(
-        model, images)), got)
-    worst_abs = max(e[0] for e in errors)
-    worst_rel = max(e[1] for e in errors)
+    worst_abs, worst_rel = verify_outputs(
+        flatten_outputs(reference_outputs(model, images)), got, REL_TOL,
+        session.output_names, ('the PyTorch deploy form',
+                               f'the exported model ({session.backend})'))
     print_log(f'verify ({session.backend}, fp32, input '
               f'{tuple(images.shape)}): max |d| = {worst_abs:.3e}, '
               f'{worst_rel:.3e} of max |y| (tolerance {REL_TOL:g})',
               logger='current')
-    if not worst_rel <= REL_TOL:
-        raise ConfigError(
-            f'the exported model differs from the PyTorch deploy form by '
-            f'{worst_rel:.3e} of the largest output (> {REL_TOL:g}). '
-            f'Nothing was written. Please report this with the config.')
     return worst_abs, worst_rel
 
 
@@ -162,20 +153,25 @@ def export_model(config: str,
     :func:`repvgg_mm.converters.config_model.input_size`); ``batch`` its
     batch size; ``dynamic`` leaves batch, height and width free.
     ``verify`` runs the written model in its runtime and compares it with
-    the PyTorch deploy form (max |d| <= 1e-4 max |y|).
+    the PyTorch deploy form (max |d| <= ``REL_TOL`` max |y| over every
+    output, all finite; :func:`repvgg_mm.utils.verify.verify_outputs`).
+    ``opset``: see :func:`repvgg_mm.runtime.onnx_export.opset_range`.
     """
     start = time.perf_counter()
     fmt = _format_of(out, fmt)
-    _check_out(out, checkpoint, config)
+    _check_out(out, fmt, checkpoint, config)
+    check_opset(opset)
     if shape is not None and (len(shape) != 2 or min(shape) < 1):
         raise ConfigError(f'--shape takes H W (positive), got {list(shape)}')
     if batch < 1:
         raise ConfigError(f'--batch must be >= 1, got {batch}')
     cfg = load_config(config, cfg_options)
+    check_repvgg_archs(cfg)
     (height, width), where = ((tuple(shape), '--shape') if shape
                               else input_size(cfg))
     print_log(f'loading {checkpoint} ...', logger='current')
     loaded, state_dict = read_weights(checkpoint, unsafe_load)
+    check_finite_weights(state_dict, checkpoint)
     model, fused = _deploy_model(cfg, state_dict, checkpoint)
     prep = preprocessing_of(model)
     channels = len(prep.mean) if prep.mean else input_channels(cfg)

@@ -13,14 +13,19 @@ from typing import Optional
 
 from ..converters.config_model import build_model
 from ..converters.deploy_config import deploy_config
+from ..engine.config_checks import check_repvgg_archs
 from ..errors import ConfigError
-from ..io.weights import load_weights
-from ..runtime.calibration import (calibration_batches, evaluation_key,
-                                   loader_key)
-from ..runtime.evaluate import evaluate_sessions, top1
+from ..io.atomic import atomic_write_json
+from ..io.output_guard import Output, guard_outputs
+from ..io.weights import load_weights, read_weights
+from ..runtime.calibration import (build_split_dataset, calibration_batches,
+                                   evaluation_key, loader_key)
+from ..runtime.evaluate import build_evaluator, evaluate_sessions, packer, top1
+from ..runtime.onnx_export import check_opset
 from ..runtime.quantize import (check_backend, check_quantized_path,
                                 inference_session, quantize_graph)
 from ..utils.config import load_config
+from ..utils.verify import check_finite_weights
 from .export import export_model
 
 
@@ -31,6 +36,40 @@ def _export_fp32(config: str, checkpoint: str, path: str,
     export_model(config, checkpoint, path, fmt='onnx', batch=1,
                  dynamic=True, cfg_options=cfg_options,
                  unsafe_load=unsafe_load)
+
+
+def _check_outputs(out: str, backend: str, json_out: Optional[str],
+                   config: str, checkpoint: str) -> None:
+    """OUT (and the ``.bin`` of an ``.xml``) and ``json_out``: not an
+    input, not special, writable; before any work."""
+    check_quantized_path(out, backend)
+    sidecars = (osp.splitext(out)[0] + '.bin', ) if out.endswith('.xml') \
+        else ()
+    outputs = [Output(out, 'OUT', sidecars)]
+    if json_out is not None:
+        if not json_out.endswith('.json'):
+            raise ConfigError(f'--json "{json_out}" must end with .json.')
+        outputs.append(Output(json_out, '--json'))
+    guard_outputs(outputs, {'CHECKPOINT': checkpoint, 'CONFIG': config})
+
+
+def _check_checkpoint(checkpoint: str, unsafe_load: bool) -> None:
+    """Readable, and no NaN/Inf in its weights (the INT8 scales of a
+    non-finite tensor are meaningless)."""
+    check_finite_weights(read_weights(checkpoint, unsafe_load)[1], checkpoint)
+
+
+def _check_evaluation(cfg, model) -> None:
+    """``evaluate``: a val (or test) split with images, a task the
+    evaluator supports, an evaluator in the config."""
+    key = evaluation_key(cfg)
+    packer(model)  # classifiers and segmentors only
+    build_evaluator(cfg)
+    split = key.split('_')[0]
+    if len(build_split_dataset(cfg, split)) == 0:
+        raise ConfigError(f'the {split} split ({key}) has no images, so '
+                          f'--eval has nothing to evaluate. Prepare the '
+                          f'dataset, or drop --eval.')
 
 
 def load_deploy_model(cfg, checkpoint: str, unsafe_load: bool = False):
@@ -54,7 +93,8 @@ def quantize_model(config: str,
                    calib_batch: int = 16,
                    seed: int = 0,
                    unsafe_load: bool = False,
-                   progress: bool = True) -> dict:
+                   progress: bool = True,
+                   json_out: Optional[str] = None) -> dict:
     """INT8 model of ``checkpoint`` (training or deploy form) at ``out``.
 
     Args:
@@ -70,6 +110,11 @@ def quantize_model(config: str,
             default of both backends); False: one per tensor.
         evaluate: also run the config's evaluator on the fp32 and the INT8
             graph over the val split.
+        json_out: also write the result to this ``.json`` file.
+
+    Every precondition (outputs, checkpoint readable and finite, splits
+    present and non-empty, a task ``evaluate`` supports) is checked before
+    the export starts; nothing is written on any failure.
 
     Returns:
         dict with ``int8_path``, ``backend``, ``method``, ``split``,
@@ -81,17 +126,20 @@ def quantize_model(config: str,
     """
     # every check before anything is computed or written
     method = check_backend(backend, method)
-    check_quantized_path(out, backend)
+    _check_outputs(out, backend, json_out, config, checkpoint)
     if isinstance(calib, bool) or not isinstance(calib, int) or calib < 1:
         raise ConfigError(f'--calib must be a positive whole number of '
                           f'images, got {calib!r}.')
+    check_opset(17)  # the exporter's default, as _export_fp32 uses it
     cfg = load_config(config, cfg_options)
+    check_repvgg_archs(cfg)
     loader_key(cfg, split)
     if evaluate:
         evaluation_key(cfg)
-    if not osp.isfile(checkpoint):
-        raise ConfigError(f'checkpoint "{checkpoint}" does not exist.')
+    _check_checkpoint(checkpoint, unsafe_load)
     model = load_deploy_model(cfg, checkpoint, unsafe_load)
+    if evaluate:
+        _check_evaluation(cfg, model)
     seconds = {}
     start = time.perf_counter()
     batches = calibration_batches(cfg, split, calib, calib_batch, seed,
@@ -127,4 +175,18 @@ def quantize_model(config: str,
                 num_val_images=evaluation['num_images'],
                 eval_split=evaluation['split'])
     result['seconds'] = {k: round(v, 2) for k, v in seconds.items()}
+    if json_out is not None:
+        try:
+            atomic_write_json(result, json_out)
+        except BaseException:  # both outputs or none
+            _remove_quantized(out)
+            raise
     return result
+
+
+def _remove_quantized(out: str) -> None:
+    paths = [out] + ([osp.splitext(out)[0] + '.bin'] if out.endswith('.xml')
+                     else [])
+    for path in paths:
+        if osp.isfile(path):
+            os.remove(path)

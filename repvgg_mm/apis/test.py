@@ -20,6 +20,7 @@ from ..engine.config_checks import check_dataset_paths
 from ..engine.distributed import build_runner, runner_teardown, unwrap_model
 from ..errors import ConfigError
 from ..io.checkpoint import CheckpointError
+from ..io.output_guard import guard_output
 from ..io.weights import load_state_dict_strict, load_weights, read_weights
 from .train import runner_config
 
@@ -46,6 +47,8 @@ def test_config(config: str,
         if not out.endswith(('.pkl', '.pickle')):
             raise ConfigError(f'out="{out}" must end with .pkl or .pickle '
                               f'(the predictions are pickled).')
+        guard_output(out, '--out', {'CHECKPOINT': checkpoint,
+                                    'CONFIG': config})
         evaluators = cfg.test_evaluator
         if not isinstance(evaluators, (list, tuple)):
             evaluators = [evaluators]

@@ -21,6 +21,7 @@ from ..engine.distributed import build_runner, runner_teardown
 from ..engine.optim.cpu_amp import cpu_supports_bf16
 from ..errors import ConfigError
 from ..io.checkpoint import CheckpointError, full_unpickling_by_default
+from ..io.output_guard import guard_output
 from ..io.weights import layout_problems, read_weights
 from ..utils.config import load_config
 
@@ -35,6 +36,7 @@ def runner_config(config: str, cfg_options: Optional[dict] = None,
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(config))[0])
+    guard_output(cfg.work_dir, '--work-dir', folder=True)
     check_repvgg_archs(cfg)
     check_neck_channels(cfg)
     return cfg

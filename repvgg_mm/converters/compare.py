@@ -1,4 +1,5 @@
-"""Running the training and deploy forms side by side (``--verify``)."""
+"""Running the training and deploy forms side by side (``--verify``; the
+check itself is :func:`repvgg_mm.utils.verify.verify_outputs`)."""
 import inspect
 from typing import List, Tuple
 
@@ -17,11 +18,18 @@ def forward_tensor(model: nn.Module, inputs: torch.Tensor):
 
 
 @torch.no_grad()
-def compare_forms(reference: nn.Module, converted: nn.Module,
-                  inputs: torch.Tensor) -> List[Tuple[float, float]]:
-    """``(max abs error, max abs error / max |reference|)`` per output, both
-    models in eval mode (BN running statistics, as fused)."""
+def run_forms(reference: nn.Module, converted: nn.Module,
+              inputs: torch.Tensor):
+    """The raw outputs ``(reference, converted)`` of both models on
+    ``inputs``, in eval mode (BN running statistics, as fused)."""
     reference.eval()
     converted.eval()
-    return relative_errors(
-        forward_tensor(reference, inputs), forward_tensor(converted, inputs))
+    return (forward_tensor(reference, inputs),
+            forward_tensor(converted, inputs))
+
+
+def compare_forms(reference: nn.Module, converted: nn.Module,
+                  inputs: torch.Tensor) -> List[Tuple[float, float]]:
+    """``(max abs error, max abs error / max |reference|)`` per output (NaN
+    propagated), both models in eval mode."""
+    return relative_errors(*run_forms(reference, converted, inputs))

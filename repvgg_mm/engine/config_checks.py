@@ -1,7 +1,9 @@
 """Checks of a config that would otherwise fail deep inside mmengine.
 
 Each raises :class:`~repvgg_mm.errors.ConfigError` with one paragraph that
-names the problem and the fix: an unknown RepVGG arch, a neck whose input
+names the problem and the fix: a ``RepVGGMM`` that cannot be built (unknown
+arch, ``frozen_stages`` / ``out_indices`` out of range, a norm layer that
+cannot be fused), a neck whose input
 widths are not the backbone's (mmdet's FPN would only fail at the first
 forward, with a conv shape error), a dataset folder or annotation file that
 does not exist.
@@ -10,10 +12,12 @@ import os
 import os.path as osp
 from typing import Iterable, List, Sequence, Tuple
 
+import torch
+
 from ..converters.deploy_config import BACKBONE_TYPES
 from ..errors import ConfigError
 from ..models.arch import parse_arch
-from ..models.repvgg import out_channels_of
+from ..models.repvgg import RepVGGMM, out_channels_of
 from ..utils.config import config_dicts, find_module_dicts, type_name
 
 #: where the docs explain how to prepare a dataset type
@@ -30,14 +34,25 @@ def _how_to_prepare(dataset_type) -> str:
 
 
 def check_repvgg_archs(cfg) -> None:
-    """Every ``RepVGGMM`` of the model has a valid ``arch``."""
-    for _, backbone in find_module_dicts(cfg.get('model'), BACKBONE_TYPES):
+    """Every ``RepVGGMM`` of the model can be built: it is built on the
+    meta device (no memory, no weights), so its argument checks (arch,
+    ``out_indices``, ``frozen_stages``, ``norm_cfg``, ...) run before any
+    work."""
+    for path, backbone in find_module_dicts(cfg.get('model'), BACKBONE_TYPES):
         try:
             parse_arch(backbone.get('arch', 'a0'))
         except (ValueError, TypeError) as exc:
             raise ConfigError(
-                f'{exc} Fix model.backbone.arch in "{cfg.filename}" (or '
-                f'--cfg-options model.backbone.arch=NAME).') from None
+                f'{exc} Fix {path}.arch in "{cfg.filename}" (or '
+                f'--cfg-options {path}.arch=NAME).') from None
+        args = {k: v for k, v in dict(backbone).items() if k != 'type'}
+        try:
+            with torch.device('meta'):
+                RepVGGMM(**args)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                f'{exc} Fix {path} in "{cfg.filename}" (or --cfg-options '
+                f'{path}.KEY=VALUE).') from None
 
 
 def _backbones_with_necks(node):

@@ -12,8 +12,11 @@ then rename it.
   would leave them 0600.
 * :func:`atomic_files` writes a set of files that belong together (an
   OpenVINO ``.xml`` + ``.bin``).
-* :func:`check_output_path` checks, before any work, that a file can be
-  created at ``path`` (missing parent folders are created).
+* Missing folders are created at write time and removed again if the
+  write fails; a full disk raises :class:`~repvgg_mm.errors.OutputError`
+  naming it. The checks before any work are
+  :mod:`repvgg_mm.io.output_guard`'s (:func:`check_output_path` is its
+  one-file form).
 """
 import json
 import os
@@ -21,11 +24,10 @@ import re
 import secrets
 import shutil
 import socket
-import tempfile
 from contextlib import contextmanager
 from typing import Any, Iterator, List, Sequence
 
-from ..errors import ConfigError
+from .output_guard import disk_full_error, guard_output
 
 TMP_PREFIX = '.tmp-repvgg_mm-'
 
@@ -50,8 +52,8 @@ def _process_exists(pid: int) -> bool:
 
 
 def remove_stale_temporaries(folder: str) -> List[str]:
-    """Remove the temporary files of killed atomic writes in ``folder``
-    (this host's, whose process is gone); returns their paths."""
+    """Remove the temporary files and folders of killed atomic writes in
+    ``folder`` (this host's, whose process is gone); returns their paths."""
     pattern = _tmp_pattern()
     removed = []
     try:
@@ -63,7 +65,10 @@ def remove_stale_temporaries(folder: str) -> List[str]:
         if match and not _process_exists(int(match.group('pid'))):
             path = os.path.join(folder, name)
             try:
-                os.remove(path)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
             except OSError:
                 continue
             removed.append(path)
@@ -78,11 +83,60 @@ def temporary_path(path: str) -> str:
         f'{secrets.token_hex(4)}-{name}')
 
 
+def make_folders(folder: str) -> List[str]:
+    """``os.makedirs(folder, exist_ok=True)``; returns the folders it
+    created, outermost first, for :func:`remove_folders`."""
+    missing = []
+    folder = os.path.abspath(folder)
+    while not os.path.lexists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for name in reversed(missing):
+        try:
+            os.mkdir(name)
+        except FileExistsError:
+            continue
+        except OSError:
+            remove_folders([m for m in reversed(missing) if m != name])
+            raise
+    return list(reversed(missing))
+
+
+def remove_folders(created: Sequence[str]) -> None:
+    """Remove the folders :func:`make_folders` created (innermost first),
+    where they are empty."""
+    for name in reversed(list(created)):
+        try:
+            os.rmdir(name)
+        except OSError:
+            pass
+
+
+def _translate_failure(exc: BaseException, path: str) -> None:
+    """Raise an OutputError for a full disk (else return)."""
+    error = disk_full_error(exc, path) if isinstance(
+        exc, Exception) else None
+    if error is not None:
+        raise error from None
+
+
+@contextmanager
+def _cleanup_on_failure(path: str, created: Sequence[str]) -> Iterator[None]:
+    """On any failure: the folders created for ``path`` go, and a full disk
+    is reported as one."""
+    try:
+        yield
+    except BaseException as exc:
+        remove_folders(created)
+        _translate_failure(exc, path)
+        raise
+
+
 def create_temporary(path: str) -> str:
     """Create (empty, umask permissions) and return the temporary file of
-    ``path``; stale temporaries of killed writes are removed first."""
+    ``path``; stale temporaries of killed writes are removed first. The
+    folder must exist."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     remove_stale_temporaries(folder)
     while True:
         tmp = temporary_path(path)
@@ -96,14 +150,18 @@ def create_temporary(path: str) -> str:
 
 @contextmanager
 def atomic_output(path: str) -> Iterator[str]:
-    """Yield a temporary path in ``path``'s folder; rename it on success."""
-    tmp = create_temporary(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Yield a temporary path in ``path``'s folder; rename it on success.
+    Missing folders are created, and removed again on failure; a full disk
+    raises :class:`~repvgg_mm.errors.OutputError`."""
+    created = make_folders(os.path.dirname(os.path.abspath(path)))
+    with _cleanup_on_failure(path, created):
+        tmp = create_temporary(path)
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 def atomic_write_bytes(data: bytes, path: str) -> None:
@@ -126,60 +184,49 @@ def atomic_write_json(obj: Any, path: str, indent: int = 2) -> None:
 
 
 def check_output_path(path: str, what: str = 'OUT') -> None:
-    """Check that the file ``path`` can be written, before any work.
+    """:func:`repvgg_mm.io.output_guard.guard_output` of one file output
+    without inputs (kept for its callers); creates nothing."""
+    guard_output(path, what)
 
-    Missing parent folders are created. Raises
-    :class:`~repvgg_mm.errors.ConfigError` naming ``what`` (the option)
-    when ``path`` is a folder, a parent is a regular file, or the folder
-    cannot be created or written (read-only, ``/proc``, permissions).
-    """
-    if os.path.isdir(path):
-        raise ConfigError(f'{what} "{path}" is a folder; give a file name '
-                          f'(e.g. {os.path.join(path, "model.pth")}).')
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f'cannot create the folder "{folder}" of {what} "{path}" '
-            f'({exc.strerror or exc}). Choose an {what} in a folder you can '
-            f'write.') from None
-    try:  # the real test: create (and remove) a file there
-        os.remove(create_temporary(path))
-    except OSError as exc:
-        raise ConfigError(
-            f'cannot write {what} "{path}": no file can be created in '
-            f'"{folder}" ({exc.strerror or exc}). Choose an {what} in a '
-            f'folder you can write.') from None
+
+def _temporary_folder(path: str) -> str:
+    """Create the temporary folder of ``path`` (named like a temporary
+    file, so a killed write's folder is removed by the next write)."""
+    remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))
+    while True:
+        tmp = temporary_path(path)
+        try:
+            os.mkdir(tmp)
+        except FileExistsError:
+            continue
+        return tmp
 
 
 @contextmanager
 def atomic_directory(path: str) -> Iterator[str]:
     """Yield a temporary folder beside ``path``; on success it becomes
     ``path`` (an existing ``path`` is replaced only then), on failure it is
-    removed and ``path`` is left as it was.
+    removed and ``path`` is left as it was (folders created for it too).
 
     The swap is two renames in the same folder: the old folder is moved
     aside, the new one moved in, then the old one is deleted.
     """
     path = os.path.abspath(path)
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    name = os.path.basename(path)
-    tmp = tempfile.mkdtemp(prefix=f'.{name}.tmp-', dir=parent)
-    try:
-        yield tmp
-        if os.path.lexists(path):
-            old = tempfile.mkdtemp(prefix=f'.{name}.old-', dir=parent)
-            os.rmdir(old)
-            os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+    created = make_folders(os.path.dirname(path))
+    with _cleanup_on_failure(path, created):
+        tmp = _temporary_folder(path)
+        try:
+            yield tmp
+            if os.path.lexists(path):
+                old = temporary_path(path + '.old')
+                os.rename(path, old)
+                os.rename(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, path)
+        finally:
+            if os.path.isdir(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextmanager
@@ -188,18 +235,18 @@ def atomic_files(paths: Sequence[str]) -> Iterator[List[str]]:
     OpenVINO ``.xml`` + ``.bin``), in a temporary folder beside them; all
     are renamed on success, the last one of ``paths`` last, so its presence
     means the set is complete. On failure none of ``paths`` is touched and
-    the temporary folder is removed."""
-    folder = os.path.dirname(os.path.abspath(paths[-1]))
-    os.makedirs(folder, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix='.tmp-files-', dir=folder)
-    tmps = [os.path.join(tmp_dir, os.path.basename(p)) for p in paths]
-    try:
-        yield tmps
-        missing = [t for t in tmps if not os.path.isfile(t)]
-        if missing:
-            raise FileNotFoundError(f'expected output files were not '
-                                    f'written: {missing}')
-        for tmp, path in zip(tmps, paths):
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    the temporary folder (and any folder created for them) is removed."""
+    created = make_folders(os.path.dirname(os.path.abspath(paths[-1])))
+    with _cleanup_on_failure(paths[-1], created):
+        tmp_dir = _temporary_folder(paths[-1])
+        tmps = [os.path.join(tmp_dir, os.path.basename(p)) for p in paths]
+        try:
+            yield tmps
+            missing = [t for t in tmps if not os.path.isfile(t)]
+            if missing:
+                raise FileNotFoundError(f'expected output files were not '
+                                        f'written: {missing}')
+            for tmp, path in zip(tmps, paths):
+                os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -9,6 +9,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..converters.pretrained import (after_backbone_load, before_backbone_load,
                                      load_init_cfg)
+from ..errors import ConfigError
 from .arch import layer_groups, parse_arch, stage_widths
 from .repvgg_block import RepVGGBlock
 
@@ -21,8 +22,8 @@ BACKBONE_BLOCK_ARGS = ('in_channels', 'out_channels', 'stride', 'dilation',
 
 def _four(name: str, value) -> Tuple:
     if not isinstance(value, (list, tuple)) or len(value) != NUM_STAGES:
-        raise ValueError(f'{name} must have {NUM_STAGES} entries (one per '
-                         f'post-stem stage), got {value!r}')
+        raise ConfigError(f'{name} must have {NUM_STAGES} entries (one per '
+                          f'post-stem stage), got {value!r}')
     return tuple(value)
 
 
@@ -33,11 +34,11 @@ def resolve_out_indices(out_indices) -> Tuple[int, ...]:
     resolved = []
     for index in out_indices:
         if not -NUM_STAGES <= index < NUM_STAGES:
-            raise ValueError(f'out_indices must be in [-{NUM_STAGES}, '
-                             f'{NUM_STAGES - 1}], got {index}')
+            raise ConfigError(f'out_indices must be in [-{NUM_STAGES}, '
+                              f'{NUM_STAGES - 1}], got {index}')
         resolved.append(index % NUM_STAGES)
     if not resolved:
-        raise ValueError('out_indices must name at least one stage')
+        raise ConfigError('out_indices must name at least one stage')
     return tuple(resolved)
 
 
@@ -47,6 +48,24 @@ def out_channels_of(arch: Union[str, dict],
     the widths of the selected post-stem stages."""
     _, widths = stage_widths(parse_arch(arch))
     return tuple(widths[i] for i in resolve_out_indices(out_indices))
+
+
+def check_norm_cfg(norm_cfg, deploy: bool = False) -> None:
+    """A training-form RepVGG block must be fusable: its norm layer is of
+    the BatchNorm family (``BN``, ``SyncBN``, ...; fusion folds the running
+    statistics into the conv). ``deploy=True`` builds no norm layer."""
+    if deploy:
+        return
+    kind = norm_cfg.get('type') if isinstance(norm_cfg, dict) else None
+    cls = kind if isinstance(kind, type) else MODELS.get(kind) if isinstance(
+        kind, str) else None
+    if cls is None or not issubclass(cls, _BatchNorm):
+        raise ConfigError(
+            f'RepVGGMM norm_cfg={norm_cfg!r}: RepVGG blocks are fused for '
+            f'deployment by folding BatchNorm statistics into the convs, so '
+            f'the norm layer must be of the BatchNorm family (BN, SyncBN); '
+            f'{kind!r} cannot be fused. Use norm_cfg=dict(type="BN") (or '
+            f'"SyncBN" for multi-GPU training).')
 
 
 @MODELS.register_module()
@@ -109,14 +128,21 @@ class RepVGGMM(BaseModule):
                           layer=['_BatchNorm', 'GroupNorm'])
                  ]):
         super().__init__(init_cfg=init_cfg)
-        self.arch = parse_arch(arch)
+        try:
+            self.arch = parse_arch(arch)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f'RepVGGMM arch: {exc}') from None
+        check_norm_cfg(norm_cfg, deploy)
         self.strides = _four('strides', strides)
         self.dilations = _four('dilations', dilations)
         self.layer_dilations = self._resolve_layer_dilations(layer_dilations)
         self.out_indices = self._resolve_out_indices(out_indices)
-        if not -1 <= frozen_stages <= NUM_STAGES:
-            raise ValueError(f'frozen_stages must be in [-1, {NUM_STAGES}], '
-                             f'got {frozen_stages}')
+        if isinstance(frozen_stages, bool) or not isinstance(
+                frozen_stages, int) or not -1 <= frozen_stages <= NUM_STAGES:
+            raise ConfigError(
+                f'frozen_stages must be in [-1, {NUM_STAGES}] (-1: none, 0: '
+                f'the stem, n: the stem and stages 1..n), got '
+                f'{frozen_stages!r}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.deploy = deploy
@@ -154,12 +180,12 @@ class RepVGGMM(BaseModule):
     @staticmethod
     def _resolve_block_cfg(block_cfg) -> dict:
         if not isinstance(block_cfg, dict) or 'type' not in block_cfg:
-            raise ValueError(
+            raise ConfigError(
                 f'block_cfg must be a dict with a "type", e.g. '
                 f'dict(type="QARepVGGBlock"), got {block_cfg!r}')
         clash = sorted(set(block_cfg) & set(BACKBONE_BLOCK_ARGS))
         if clash:
-            raise ValueError(
+            raise ConfigError(
                 f'block_cfg must not set {clash}: the backbone sets them for '
                 f'every block. Use the RepVGGMM arguments instead (arch, '
                 f'strides, dilations, layer_dilations, norm_cfg, act_cfg, '
@@ -195,12 +221,12 @@ class RepVGGMM(BaseModule):
             if pattern is not None:
                 pattern = list(pattern)
                 if len(pattern) > num_blocks[i]:
-                    raise ValueError(
+                    raise ConfigError(
                         f'layer_dilations[{i}] has {len(pattern)} entries but '
                         f'stage {i} has only {num_blocks[i]} layers')
                 if any(not isinstance(d, int) or d < 1 for d in pattern):
-                    raise ValueError(f'layer_dilations[{i}] must hold '
-                                     f'positive ints, got {pattern}')
+                    raise ConfigError(f'layer_dilations[{i}] must hold '
+                                      f'positive ints, got {pattern}')
                 if pattern:
                     per_layer[-len(pattern):] = pattern
             resolved.append(tuple(per_layer))
@@ -218,7 +244,7 @@ class RepVGGMM(BaseModule):
             for _ in range(self.arch['num_blocks'][i]):
                 if layer_groups(self.arch, layer_idx) > 1 and (
                         channels % groups or width % groups):
-                    raise ValueError(
+                    raise ConfigError(
                         f'arch["groups"]={groups} does not divide the '
                         f'channels ({channels} -> {width}) of layer '
                         f'{layer_idx} (stage {i})')

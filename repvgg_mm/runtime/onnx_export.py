@@ -11,19 +11,76 @@ work.
 """
 import re
 import warnings
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, VerificationError
+from ..io.output_guard import disk_full_error
 from .adaptive_pool import exportable_adaptive_pooling
 
 #: images axes that ``dynamic=True`` leaves free
 DYNAMIC_AXES = {0: 'batch', 2: 'height', 3: 'width'}
+#: ONNX Runtime only guarantees opset 7 and above ("ONNX Runtime only
+#: *guarantees* support for models stamped with opset version 7 or above",
+#: its load warning; opset 5/6 graphs fail with NOT_IMPLEMENTED on Relu(1))
+ORT_MIN_OPSET = 7
 
 
-def _exporter_error(exc: Exception, opset: int) -> ConfigError:
+def opset_range() -> Tuple[int, int]:
+    """The opsets that torch's TorchScript exporter (``dynamo=False``) and
+    ONNX Runtime both serve: torch 2.14.1 reports 7-20
+    (``torch.onnx._constants``; 21+ only with a warning)."""
+    try:
+        from torch.onnx import _constants
+        low = _constants.ONNX_MIN_OPSET
+        high = _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    except (ImportError, AttributeError):  # a torch without these names
+        low, high = 7, 20
+    return max(low, ORT_MIN_OPSET), high
+
+
+def check_opset(opset) -> None:
+    """Refuse, before any work, an opset outside :func:`opset_range`."""
+    low, high = opset_range()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not (
+            low <= opset <= high):
+        raise ConfigError(
+            f'--opset {opset} is not supported: the exporter (torch '
+            f'{torch.__version__.split("+")[0]}, TorchScript) and ONNX '
+            f'Runtime both serve opsets {low} to {high}. Give --opset in '
+            f'that range (default 17).')
+
+
+def check_onnx_file(path: str) -> None:
+    """``onnx.checker`` (full check, with shape inference) and an ONNX
+    Runtime load of the written file; :class:`VerificationError` if either
+    refuses it."""
+    import onnx  # lazy: the [deploy] extra
+    import onnxruntime as ort  # lazy: the [deploy] extra
+    try:
+        onnx.checker.check_model(path, full_check=True)
+    except Exception as exc:
+        raise VerificationError(
+            f'the exported ONNX graph fails onnx.checker: '
+            f'{str(exc).strip()[:400]}. Nothing was written.') from None
+    try:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        ort.InferenceSession(path, options,
+                             providers=['CPUExecutionProvider'])
+    except Exception as exc:
+        raise VerificationError(
+            f'ONNX Runtime cannot load the exported graph: '
+            f'{str(exc).strip()[:400]}. Nothing was written; try another '
+            f'--opset.') from None
+
+
+def _exporter_error(exc: Exception, opset: int, path: str) -> Exception:
+    full = disk_full_error(exc, path)
+    if full is not None:
+        return full
     text = str(exc).strip()
     ops = re.findall(r"export of operator (\w+)|operator '?((?:aten|prim)::"
                      r"\w+)|(Python operator \w+)", text)
@@ -43,9 +100,16 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str,
     """Export ``module(example)`` to ``path`` (input named ``images``) and
     store ``metadata`` in the model's ``metadata_props``.
 
+    The opset is checked first (:func:`check_opset`), the written file
+    last (:func:`check_onnx_file`).
+
     Raises:
         ConfigError: the exporter failed (the message names the operator).
+        OutputError: the disk is full.
+        VerificationError: the written graph is refused by onnx.checker
+            or ONNX Runtime.
     """
+    check_opset(opset)
     axes = None
     if dynamic:
         axes = {'images': DYNAMIC_AXES}
@@ -60,7 +124,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str,
                 output_names=list(output_names), dynamic_axes=axes,
                 do_constant_folding=True)
     except Exception as exc:
-        raise _exporter_error(exc, opset) from None
+        raise _exporter_error(exc, opset, path) from None
     if metadata:
         # lazy: onnx takes ~1 s to import; only this step reads ONNX files
         import onnx
@@ -69,3 +133,4 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str,
             entry = model.metadata_props.add()
             entry.key, entry.value = key, str(value)
         onnx.save(model, path)
+    check_onnx_file(path)

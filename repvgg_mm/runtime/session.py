@@ -11,9 +11,17 @@ The one entry point is :func:`open_session`::
 the graph normalises them itself. The outputs are numpy arrays, in the
 order of ``session.output_names``; ``session.metadata`` holds the arch,
 input size, channel order and class names written at export.
+
+A session checks what it is fed against the graph (:meth:`RuntimeSession.
+check_input`): a real-number dtype, rank 4, the graph's channels, NCHW
+(an NHWC batch is named as such), the graph's fixed sizes; and it warns
+once when the values look like 0-1 floats for a graph that takes 0-255
+(or the reverse). ONNX Runtime's and OpenVINO's own shape errors (OpenVINO's
+``ParameterMismatch``) become the same :class:`ConfigError`.
 """
 import os.path as osp
-from typing import Dict, List, Optional
+import warnings
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -21,6 +29,11 @@ from ..errors import ConfigError
 from .cpu import supports_bf16
 
 BACKENDS = ('ort', 'openvino')
+#: how ONNX Runtime and OpenVINO (``ParameterMismatch``, its CPU plugin's
+#: size check) say that an input does not fit the graph
+RUNTIME_SHAPE_ERRORS = ('ParameterMismatch', 'INVALID_ARGUMENT',
+                        'Got invalid dimensions',
+                        'input tensor size is not equal')
 PRECISIONS = ('fp32', 'bf16')
 
 
@@ -29,20 +42,103 @@ class RuntimeSession:
 
     def __init__(self, run, output_names: List[str],
                  metadata: Dict[str, str], backend: str, precision: str,
-                 threads: Optional[int]):
+                 threads: Optional[int],
+                 input_shape: Sequence[Optional[int]] = (None, ) * 4):
         self._run = run
         self.output_names = output_names
         self.metadata = metadata
         self.backend = backend
         self.precision = precision
         self.threads = threads
+        #: (N, C, H, W) of the graph's input, None where dynamic
+        self.input_shape = tuple(input_shape)
+        self._range_warned = False
+
+    def _expected(self) -> str:
+        return '(' + ', '.join('?' if d is None else str(d)
+                               for d in self.input_shape) + ')'
+
+    def check_input(self, images) -> np.ndarray:
+        """``images`` as the graph's float32 NCHW input, or
+        :class:`ConfigError` naming what does not fit."""
+        array = np.asarray(images)
+        if array.dtype.kind not in 'fiu':
+            raise ConfigError(
+                f'the images are {array.dtype}; the graph takes real numbers '
+                f'(float32, or uint8 pixels), 0-255.')
+        shape = tuple(array.shape)
+        if array.ndim != 4:
+            hint = ' (one image: add the batch axis, images[None])' \
+                if array.ndim == 3 else ''
+            raise ConfigError(f'expected an (N, C, H, W) batch, got shape '
+                              f'{shape}{hint}; the graph takes '
+                              f'{self._expected()}.')
+        channels = self.input_shape[1]
+        if channels is not None and shape[1] != channels:
+            layout = (' It looks like NHWC: transpose it with '
+                      'images.transpose(0, 3, 1, 2).'
+                      if shape[3] == channels else '')
+            raise ConfigError(
+                f'the batch of shape {shape} has {shape[1]} channels on axis '
+                f'1; the graph takes {channels} (NCHW, {self._expected()}).'
+                f'{layout}')
+        for axis, name in ((0, 'batch size'), (2, 'height'), (3, 'width')):
+            want = self.input_shape[axis]
+            if want is not None and shape[axis] != want:
+                raise ConfigError(
+                    f'the batch of shape {shape} has {name} {shape[axis]}; '
+                    f'the graph takes {self._expected()} (exported without '
+                    f'--dynamic). Resize the images, or export with '
+                    f'--dynamic.')
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        self._check_range(array)
+        return array
+
+    def _check_range(self, array: np.ndarray) -> None:
+        if self._range_warned or not array.size:
+            return
+        expected = self.metadata.get('input', '')
+        high = float(np.max(np.abs(array)))
+        if '0-255' in expected and 0 < high <= 1.0:
+            message = ('the images are in 0-1 (max |x| = %.3g) but the graph '
+                       'takes 0-255 pixel values (it normalises them '
+                       'itself): multiply by 255, or every prediction may '
+                       'be the same class.' % high)
+        elif '0-1' in expected and high > 1.5:
+            message = ('the images look like 0-255 pixel values (max |x| = '
+                       '%.3g) but the graph takes 0-1: divide by 255.' % high)
+        else:
+            return
+        self._range_warned = True
+        warnings.warn(message, stacklevel=3)
 
     def __call__(self, images) -> List[np.ndarray]:
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        if images.ndim != 4:
-            raise ValueError(f'expected an (N, C, H, W) batch, got shape '
-                             f'{images.shape}')
-        return self._run(images)
+        images = self.check_input(images)
+        try:
+            return self._run(images)
+        except Exception as exc:  # the runtime's own shape errors
+            text = str(exc)
+            if any(t in text for t in RUNTIME_SHAPE_ERRORS):
+                raise ConfigError(
+                    f'the batch of shape {images.shape} does not fit the '
+                    f'graph\'s input {self._expected()}: '
+                    f'{text.strip().splitlines()[0][:300]}') from None
+            raise
+
+
+def _dims(shape) -> List[Optional[int]]:
+    """A runtime's input shape as ints, None where dynamic."""
+    dims = []
+    for d in list(shape)[:4]:
+        try:
+            if hasattr(d, 'is_static'):  # openvino.Dimension
+                value = d.get_length() if d.is_static else -1
+            else:  # ONNX Runtime: an int, or a name / None when dynamic
+                value = int(d)
+        except (TypeError, ValueError):
+            value = -1
+        dims.append(value if value > 0 else None)
+    return dims + [None] * (4 - len(dims))
 
 
 def _ort(path: str, threads: Optional[int]) -> RuntimeSession:
@@ -58,7 +154,8 @@ def _ort(path: str, threads: Optional[int]) -> RuntimeSession:
     meta = dict(session.get_modelmeta().custom_metadata_map)
     outputs = [o.name for o in session.get_outputs()]
     return RuntimeSession(lambda x: session.run(None, {name: x}), outputs,
-                          meta, 'ort', 'fp32', threads)
+                          meta, 'ort', 'fp32', threads,
+                          _dims(session.get_inputs()[0].shape))
 
 
 def _ov_metadata(model) -> Dict[str, str]:
@@ -90,7 +187,8 @@ def _openvino(path: str, precision: str,
         result = request.infer({0: x})
         return [np.asarray(result[o]) for o in compiled.outputs]
 
-    return RuntimeSession(run, outputs, meta, 'openvino', precision, threads)
+    return RuntimeSession(run, outputs, meta, 'openvino', precision, threads,
+                          _dims(compiled.inputs[0].get_partial_shape()))
 
 
 def _ort_metadata(path: str) -> Dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import torch
 
 from repvgg_mm.errors import ConfigError
-from repvgg_mm.io.atomic import check_output_path
+from repvgg_mm.io.output_guard import guard_output
 
 from .report import write_json
 from .run import Options, run_benchmark
@@ -82,7 +82,8 @@ def benchmark(config: str,
             raise ConfigError(f'--shape takes H W or one size, got {shape}')
         shape = tuple(shape) * (3 - len(shape))
     if json_out:
-        check_output_path(json_out, '--json')
+        guard_output(json_out, '--json', {'CHECKPOINT': checkpoint,
+                                          'CONFIG': config})
     if threads:
         torch.set_num_threads(threads)
     opts = Options(

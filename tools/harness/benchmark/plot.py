@@ -106,7 +106,9 @@ def plot_speed_accuracy(points: Sequence[Point], out_path: str, task: str,
               f'the paper (GTX 1080Ti, {protocol}, fp32)', ylabel,
               'images/s (paper)')
     fig.tight_layout()
-    fig.savefig(out_path, dpi=130)
+    from repvgg_mm.io.atomic import atomic_output
+    with atomic_output(out_path) as tmp:  # never a half-written PNG
+        fig.savefig(tmp, dpi=130, format='png')
     plt.close(fig)
 
 

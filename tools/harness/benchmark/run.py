@@ -12,7 +12,7 @@ import torch
 from mmengine.logging import print_log
 from torch.utils._pytree import tree_map
 
-from repvgg_mm.utils.verify import relative_errors
+from repvgg_mm.utils.verify import relative_errors, worst_errors
 
 from . import protocol as protocols
 from .complexity import complexity
@@ -139,8 +139,8 @@ def _prepare_model(bench: BenchModel, opts: Options, device: torch.device):
         try:
             forward, setup_s, output = prepare(model, inputs, serving)
             row['setup_s'] = round(setup_s, 2)
-            row['output_rel_err'] = max(rel for _, rel in relative_errors(
-                expected[form], _first_item(output)))
+            row['output_rel_err'] = worst_errors(relative_errors(
+                expected[form], _first_item(output)))[1]
             entries.append(Entry(_key(bench.name, form, serving.name), forward,
                                  proto.batch_size))
             _log(f'[{bench.name}] prepared {form}/{serving.name} '

@@ -35,6 +35,7 @@ from mmengine.utils import ProgressBar
 
 from repvgg_mm.errors import ConfigError
 from repvgg_mm.io.atomic import atomic_directory
+from repvgg_mm.io.output_guard import guard_output
 
 NUM_CLASSES = 19
 IGNORE_INDEX = 255
@@ -149,6 +150,7 @@ def write_cityscapes_demo(out_dir: str,
             folder and ``overwrite`` is False.
     """
     height, width = check_settings(num_train, num_val, size)
+    guard_output(out_dir, 'OUT_DIR', folder=True)
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir):
         if not os.path.isdir(out_dir):

@@ -27,6 +27,7 @@ from mmengine.utils import ProgressBar
 
 from repvgg_mm.errors import ConfigError
 from repvgg_mm.io.atomic import atomic_directory
+from repvgg_mm.io.output_guard import guard_output
 
 SPLITS = ('train', 'val')
 META_FILE = 'digits_meta.json'
@@ -168,23 +169,6 @@ def _write_split_images(tmp_root, images, labels, split_indices,
     return counts
 
 
-def _prepare_parent(out_dir: str) -> str:
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as exc:
-        raise DigitsDatasetError(
-            f'cannot create the folder "{parent}" for the dataset '
-            f'"{out_dir}" ({exc.strerror or exc}). Choose an OUT_DIR in a '
-            f'writable location, e.g. data/digits.') from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise DigitsDatasetError(
-            f'the folder "{parent}" is not writable, so the dataset '
-            f'"{out_dir}" cannot be created there. Choose an OUT_DIR in a '
-            f'writable location, e.g. data/digits.')
-    return parent
-
-
 def write_digits_dataset(out_dir: str,
                          size: int = DEFAULT_SIZE,
                          val_fraction: float = DEFAULT_VAL_FRACTION,
@@ -229,7 +213,7 @@ def write_digits_dataset(out_dir: str,
                 f'the digits dataset at "{out_dir}" {problem}. Pass '
                 f'--overwrite to replace it, or choose another OUT_DIR.')
 
-    _prepare_parent(out_dir)
+    guard_output(out_dir, 'OUT_DIR', folder=True)
     images, labels = load_digits_arrays()
     split_indices = stratified_split(labels, val_fraction, seed)
     print_log(f'writing {len(labels)} digits from {SOURCE} as {size}x{size} '
