@@ -145,8 +145,8 @@ def evaluation_key(cfg) -> str:
     for split in ('val', 'test'):
         if (cfg.get(f'{split}_dataloader') or {}).get('dataset'):
             return loader_key(cfg, split)
-    raise ConfigError('the config defines no val_dataloader or test_dataloader '
-                      'to evaluate on; add one (e.g. from '
+    raise ConfigError('the config defines no val_dataloader or '
+                      'test_dataloader to evaluate on; add one (e.g. from '
                       'configs/_base_/datasets/).')
 
 

@@ -26,7 +26,10 @@ import numpy as np
 
 from ..io.atomic import atomic_files, atomic_output, check_output_path
 from ..errors import ConfigError
+from .backends import ALIASES, backend_name, session_backend
+from .stats import sqnr_db
 
+#: INT8 backends (:mod:`.backends`' names), the default first
 BACKENDS = ('openvino', 'onnxruntime')
 #: calibration settings of each backend; the first is the default
 METHODS = {
@@ -39,6 +42,7 @@ SUFFIXES = {'onnxruntime': ('.onnx', ), 'openvino': ('.xml', )}
 
 def check_backend(backend: str, method: Optional[str] = None) -> str:
     """``method`` (or the backend's default) after checking both."""
+    backend = ALIASES.get(backend, backend)
     if backend not in BACKENDS:
         raise ConfigError(f'unknown backend "{backend}"; use one of '
                           f'{", ".join(BACKENDS)}.')
@@ -202,7 +206,7 @@ def quantize_graph(backend: str, model_path: str,
     """:func:`quantize_onnxruntime` or :func:`quantize_openvino`;
     ``per_channel=False``: one scale per weight tensor (for comparison)."""
     method = check_backend(backend, method)
-    if backend == 'onnxruntime':
+    if backend_name(backend) == 'onnxruntime':
         return quantize_onnxruntime(model_path, batches, out, method,
                                     per_channel, progress)
     return quantize_openvino(model_path, batches, out, method, per_channel,
@@ -221,8 +225,7 @@ def inference_session(path: str, backend: str,
 
     from .session import open_session
     check_backend(backend)
-    session = open_session(path, 'ort' if backend == 'onnxruntime' else
-                           'openvino', 'fp32',
+    session = open_session(path, session_backend(backend), 'fp32',
                            threads or torch.get_num_threads())
     return lambda x: session(x)[0]
 
@@ -230,15 +233,6 @@ def inference_session(path: str, backend: str,
 def run_batches(session: Callable[[np.ndarray], np.ndarray],
                 batches: Sequence[np.ndarray]) -> List[np.ndarray]:
     return [session(b) for b in batches]
-
-
-def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio in dB: 10 log10(|x|^2 / |x-y|^2)
-    (inf when equal)."""
-    reference = np.asarray(reference, dtype=np.float64)
-    noise = float(((reference - np.asarray(approx, np.float64))**2).sum())
-    signal = float((reference**2).sum())
-    return float('inf') if noise == 0 else 10 * np.log10(signal / noise)
 
 
 def agreement(first: np.ndarray, second: np.ndarray) -> Dict[str, float]:
