@@ -17,11 +17,11 @@ from conftest import REL_TOL, ROOT
 from harness.benchmark.complexity import complexity
 from harness.benchmark.forms import deployed_form, fold_conv_bn
 from harness.benchmark.paper import (accuracy_table, load_paper_results,
-                                       paper_key)
+                                     paper_key)
 from harness.benchmark.serving import Serving, parse_serving
 from harness.benchmark.sources import BenchModel
-from repvgg_mm.runtime.stats import paired_ratios, summary
 from repvgg_mm.io.checkpoint import atomic_save
+from repvgg_mm.runtime.stats import paired_ratios, summary
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 
 TINY_ARCH = ("dict(num_blocks=[1, 2, 1, 1], "
@@ -430,7 +430,7 @@ def test_rounds_rotate_the_order_and_time_every_entry():
 
 def test_block_activations_run_in_place_in_both_forms(configs):
     from harness.benchmark.forms import (deployed_form,
-                                           inplace_block_activations_)
+                                         inplace_block_activations_)
     from harness.benchmark.sources import build_source
     from repvgg_mm.models.repvgg_block import RepVGGBlock
     bench = build_source(str(configs['tiny_cls']))

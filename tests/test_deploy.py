@@ -14,8 +14,8 @@ import time
 
 import pytest
 from conftest import ROOT, assert_succeeded
-from test_quantize import _options, call_tool, cfg_args, digits_root  # noqa
 from test_quantize import trained  # noqa: F401
+from test_quantize import _options, call_tool, cfg_args, digits_root  # noqa
 
 from repvgg_mm.errors import ConfigError
 from repvgg_mm.runtime.ceiling import ceilings, dominant_shape, layers_of
@@ -76,6 +76,7 @@ def test_ceiling_is_never_below_a_serving():
 
 def test_dominant_shape_of_a_repvgg_deploy_form():
     import torch
+
     from repvgg_mm.converters.config_model import build_model
     from repvgg_mm.deploy import switch_to_deploy
     from repvgg_mm.utils.config import load_config
@@ -164,7 +165,7 @@ def test_deploy_digits_end_to_end(digits_root, trained, tmp_path):  # noqa
          '--servings', 'onnxruntime', 'openvino-int8', '--rounds', '2',
          '--min-time', '0.05', '--calib', '64', '--batch-size', '16',
          *cfg_args(digits_root)], cwd=ROOT, capture_output=True, text=True,
-        timeout=600)
+        timeout=600, env=dict(os.environ, PYTHONPATH=ROOT))
     assert result.returncode in (0, 1), result.stderr[-3000:]
     with open(os.path.join(out, 'report.json')) as f:
         report = json.load(f)

@@ -16,11 +16,10 @@ from conftest import REL_TOL, assert_succeeded
 
 from harness.demos import digits_dataset as digits_module
 from harness.demos.digits_dataset import (META_FILE, DigitsDatasetError,
-                                            count_images,
-                                            ensure_digits_dataset,
-                                            write_digits_dataset)
+                                          count_images, ensure_digits_dataset,
+                                          write_digits_dataset)
 from harness.demos.digits_demo import (REPORT_TYPES, compare_predictions,
-                                         set_max_epochs)
+                                       set_max_epochs)
 from repvgg_mm.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -327,8 +326,8 @@ def test_deploy_checkpoint_loads_into_deploy_config(demo_run, digits_root,
                                                     tmp_path):
     """The saved deploy weights, tested with the shipped deploy config
     through tools/test.py's function, reproduce the reported deploy top-1."""
-    from repvgg_mm.apis import test_model
     from harness.demos.digits_demo import data_root_options
+    from repvgg_mm.apis import test_model
     work_dir, _ = demo_run
     with open(os.path.join(work_dir, 'report.json')) as f:
         report = json.load(f)

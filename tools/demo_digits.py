@@ -17,8 +17,8 @@ import argparse
 import torch
 from mmengine.config import DictAction
 
-from harness.demos.digits_demo import DEFAULT_CONFIG, run_digits_demo
 from harness.cli import ToolError, run_tool
+from harness.demos.digits_demo import DEFAULT_CONFIG, run_digits_demo
 
 
 def parse_args(argv=None):

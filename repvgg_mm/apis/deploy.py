@@ -8,7 +8,6 @@ evaluator on the val split, quantizes with calibration on the train split
 serving and the precision ceilings in the same alternating rounds, picks
 the fastest within ``max_drop`` and writes ``out_dir`` atomically.
 """
-import copy
 import datetime
 import os
 import os.path as osp
@@ -36,9 +35,8 @@ from ..runtime.cpu import cpu_features, cpu_name
 from ..runtime.graph import InferenceGraph, task_of
 from ..runtime.measure import speed_figures, time_servings
 from ..runtime.selection import select
-from ..runtime.servings import (BASELINE, REFERENCE, SERVINGS,
-                                build_order, check_servings, runtime_serving,
-                                torch_serving)
+from ..runtime.servings import (BASELINE, REFERENCE, SERVINGS, build_order,
+                                check_servings, runtime_serving, torch_serving)
 from ..utils.config import load_config
 from .export import image_like
 
@@ -70,11 +68,15 @@ def _models(cfg, checkpoint: str, unsafe_load: bool, work: str):
     state = strip_wrapper_prefix(state_dict_of(load_checkpoint_file(
         checkpoint, unsafe=unsafe_load)))
     form = repvgg_form(state)
-    if form in ('train', 'none') or not count_repvgg_blocks(model):
+    if form == 'mixed':
+        raise ConfigError(f'"{checkpoint}" holds both fused and training-form '
+                          f'RepVGG blocks; it was not written by this '
+                          f'project\'s tools.')
+    if form != 'deploy':
         load_state_dict_strict(model, state, checkpoint)
-        deployed = switch_to_deploy(copy.deepcopy(model)) if \
-            count_repvgg_blocks(model, deployed=False) else model
-        return model, deployed.eval(), checkpoint
+        if not count_repvgg_blocks(model, deployed=False):
+            return None, model, checkpoint  # nothing to fuse: no baseline
+        return model, switch_to_deploy(model).eval(), checkpoint
     from ..converters.deploy_config import deploy_config
     deployed = build_model(deploy_config(cfg)).eval()
     load_state_dict_strict(deployed, state, checkpoint)
@@ -120,10 +122,12 @@ def _build(names: List[str], graphs: dict, models: dict, batch: np.ndarray,
         rows.append(row)
         try:
             if name.startswith('torch'):
-                built[name] = torch_serving(name, graphs[name], batch[:1])
+                serving = torch_serving(name, graphs[name], batch[:1])
             else:
-                built[name] = runtime_serving(name, models[name], threads)
+                serving = runtime_serving(name, models[name], threads)
                 row['model'] = osp.basename(models[name])
+            serving.run(batch[:3])  # another batch size, as evaluation has
+            built[name] = serving
         except Exception as exc:  # a serving this model cannot do here
             row['error'] = f'{type(exc).__name__}: ' + (
                 str(exc).strip().splitlines() or [''])[0][:300]
@@ -269,7 +273,8 @@ def deploy_model(config: str,
                              images=sum(len(b) for b in calib_batches)),
             macs_per_image=macs, ceiling_shape=list(stack_shape),
             ceilings=found, servings=rows, accuracy_control=control and
-            dict(layers=control['layers']),
+            dict(layers=control['layers'],
+                 plain_layers=control['plain_layers']),
             host=dict(cpu=cpu_name(), cpu_features=cpu_features(),
                       threads=threads, versions=output.versions(),
                       load_avg_start=load_start and [round(x, 2) for x in

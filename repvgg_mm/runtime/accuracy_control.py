@@ -8,7 +8,7 @@ drop is within ``max_drop`` (absolute, in the metric's own unit: top-1 and
 mIoU are in %). :func:`float_layers` counts what stayed in float.
 """
 import os
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -56,10 +56,13 @@ def validation_function(cfg, model, dataset_meta=None):
 
 def quantize_with_accuracy_control(cfg, model, model_path: str,
                                    batches: Sequence[np.ndarray], out: str,
-                                   max_drop: float) -> dict:
+                                   max_drop: float,
+                                   plain_path: Optional[str] = None) -> dict:
     """INT8 of ``model_path`` (fp32 ``.onnx`` / ``.xml``) within
     ``max_drop`` of its metric on the val split; writes ``out`` (``.xml`` +
-    ``.bin``) atomically. Returns ``dict(path, layers=dict(int8, float))``.
+    ``.bin``) atomically. Returns ``dict(path, layers=dict(int8, float),
+    plain_layers=...)`` (``plain_layers``: the same count of the plain INT8
+    model at ``plain_path``, if given).
     """
     import nncf
     import openvino as ov
@@ -72,7 +75,9 @@ def quantize_with_accuracy_control(cfg, model, model_path: str,
     quantized = nncf.quantize_with_accuracy_control(
         ov.Core().read_model(model_path),
         calibration_dataset=nncf.Dataset(list(batches)),
-        validation_dataset=nncf.Dataset(list(loader)),
+        # validation_fn gets the raw batches, NNCF's ranker the graph input
+        validation_dataset=nncf.Dataset(
+            list(loader), lambda batch: graph_inputs(batch['inputs'])),
         validation_fn=validate, max_drop=max_drop,
         drop_type=nncf.DropType.ABSOLUTE,
         preset=nncf.QuantizationPreset.PERFORMANCE,
@@ -80,4 +85,6 @@ def quantize_with_accuracy_control(cfg, model, model_path: str,
     stem = os.path.splitext(out)[0]
     with atomic_files([stem + '.bin', out]) as (_, tmp_xml):
         ov.save_model(quantized, tmp_xml, compress_to_fp16=False)
-    return dict(path=out, layers=float_layers(quantized))
+    plain = float_layers(ov.Core().read_model(plain_path)) if plain_path \
+        else None
+    return dict(path=out, layers=float_layers(quantized), plain_layers=plain)

@@ -73,11 +73,13 @@ def int8_graphs(names: List[str], files: Dict[str, str],
 def accuracy_controlled(cfg, model, onnx_path: str,
                         batches: Sequence[np.ndarray], work: str,
                         max_drop: float) -> dict:
-    """NNCF accuracy-controlled INT8 in ``work``."""
+    """NNCF accuracy-controlled INT8 in ``work`` (compared with the plain
+    INT8 model there)."""
     from .accuracy_control import quantize_with_accuracy_control
     return quantize_with_accuracy_control(
         cfg, model, onnx_path, batches,
-        osp.join(work, 'model_int8_ac.xml'), max_drop)
+        osp.join(work, 'model_int8_ac.xml'), max_drop,
+        osp.join(work, INT8['openvino-int8'][1]))
 
 
 def versions() -> Dict[str, str]:

@@ -2,6 +2,7 @@
 first), ``model_card.md`` (how to feed and run the shipped model) and the
 speed-vs-accuracy plot."""
 import json
+import os.path as osp
 from typing import List
 
 from .stats import format_summary
@@ -94,9 +95,13 @@ def format_markdown(report: dict) -> str:
         out.append(line)
     control = report.get('accuracy_control')
     if control:
-        out.append(f'- NNCF accuracy control: {control["layers"]["float"]} '
-                   f'of {sum(control["layers"].values())} conv/matmul layers '
-                   f'kept in float to meet the bound')
+        layers, plain = control['layers'], control.get('plain_layers')
+        kept = layers['float'] - (plain['float'] if plain else 0)
+        out.append(f'- NNCF accuracy control: {kept} layer(s) returned to '
+                   f'float to meet the bound ({layers["float"]} of '
+                   f'{sum(layers.values())} conv/matmul layers run in float'
+                   + (f'; plain INT8: {plain["float"]}' if plain else '')
+                   + ')')
     out += [f'- MACs per image: {report["macs_per_image"] / 1e9:.3f} G; '
             f'"same prediction": share of identical top-1 (or per-pixel) '
             f'predictions with the fp32 torch model', '',
@@ -118,10 +123,11 @@ def format_model_card(report: dict) -> str:
     row = next(r for r in report['servings']
                if r['name'] == report['chosen'])
     model = report['shipped'][0]
+    name = osp.splitext(osp.basename(report['config']))[0]
     inside = ('the graph applies it itself: feed raw pixel values'
               if prep.get('mean') else 'none')
     lines = [
-        f'# Model card: {meta.get("arch", "")} ({meta.get("task", "")})', '',
+        f'# Model card: {name} ({meta.get("task", "")})', '',
         f'Made by `tools/deploy.py` from `{report["config"]}` and '
         f'`{report["checkpoint"]}`.', '',
         '## Input', '',

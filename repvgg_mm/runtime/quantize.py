@@ -24,8 +24,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..io.atomic import atomic_files, atomic_output, check_output_path
 from ..errors import ConfigError
+from ..io.atomic import atomic_files, atomic_output, check_output_path
 from .backends import ALIASES, backend_name, session_backend
 from .stats import sqnr_db
 

@@ -11,11 +11,12 @@ from typing import Optional, Sequence
 
 import torch
 
+from repvgg_mm.errors import ConfigError
+from repvgg_mm.io.atomic import check_output_path
+
 from .report import write_json
 from .run import Options, run_benchmark
 from .serving import Serving, parse_serving
-from repvgg_mm.io.atomic import check_output_path
-from repvgg_mm.errors import ConfigError
 
 
 def _device(name: str) -> torch.device:

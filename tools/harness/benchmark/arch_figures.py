@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from repvgg_mm.deploy import switch_to_deploy
 from repvgg_mm.models.arch import parse_arch, stage_widths
+
 from .complexity import complexity, count_params
 
 
@@ -53,9 +54,10 @@ def arch_report(archs, with_macs: bool = True):
     input 2x3x64x48)."""
     import torch
 
-    from repvgg_mm.models import ARCH_SETTINGS, RepVGGMM
     from repvgg_mm.errors import ConfigError
+    from repvgg_mm.models import ARCH_SETTINGS, RepVGGMM
     from repvgg_mm.utils.verify import conversion_errors
+
     from .paper import paper_arch_figures
     unknown = [a for a in archs if a.lower() not in ARCH_SETTINGS]
     if unknown:

@@ -31,8 +31,8 @@ def ceiling_entries(model: torch.nn.Module, example: torch.Tensor,
                     threads: Optional[int] = None) -> tuple:
     """``(entries, shape)``: the conv stack at ``model``'s dominant 3x3
     shape for each precision of ``servings`` (fp16 has none on a CPU)."""
-    from repvgg_mm.runtime.ceiling import (ceiling_entries as stacks,
-                                           dominant_shape, layers_of)
+    from repvgg_mm.runtime.ceiling import ceiling_entries as stacks
+    from repvgg_mm.runtime.ceiling import dominant_shape, layers_of
     shape = dominant_shape(layers_of(model, example))
     wanted = [p for p in ('fp32', 'bf16', 'int8')
               if p in {precision_of(s) for s in servings}]

@@ -22,6 +22,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from repvgg_mm.converters.compare import compare_forms
 from repvgg_mm.deploy import count_repvgg_blocks, switch_to_deploy
 from repvgg_mm.models.repvgg_block import RepVGGBlock
+
 from .sources import BenchModel
 
 #: deployed vs training output, relative to the output's magnitude; fp32

@@ -72,8 +72,8 @@ def kernel_stats(weight: torch.Tensor) -> Dict[str, float]:
                  w_absmax_over_std=float(w.abs().max()) / max(std, 1e-12))
     for key, per_channel in (('per_channel', True), ('per_tensor', False)):
         q = fake_quant_weight(weight.detach().float(), per_channel).double()
-        stats[f'w_sqnr_{key}_db'] = sqnr_from_energies(float((w**2).sum()),
-                                          float(((w - q)**2).sum()))
+        stats[f'w_sqnr_{key}_db'] = sqnr_from_energies(
+            float((w**2).sum()), float(((w - q)**2).sum()))
     return stats
 
 

@@ -135,6 +135,7 @@ def plot_records(records: Sequence[str], out: str,
     import os
 
     from repvgg_mm.errors import ConfigError
+
     from .paper import accuracy_table
     for path in list(records) + ([accuracy_file] if accuracy_file else []):
         if not os.path.isfile(path):

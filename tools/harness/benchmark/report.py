@@ -64,10 +64,10 @@ def format_report(record: dict, markdown: bool = False) -> str:
     if record.get('ceiling'):
         c = record['ceiling']
         for precision, ceiling in c['per_precision'].items():
-            out.append(f'ceiling {precision}: {ceiling["macs_per_s"] / 1e9:.1f}'
-                       f' GMAC/s (OpenVINO, 3x3 conv stack at C, H, W = '
-                       f'{c["shape"]}' + (f'; {ceiling["note"]}' if
-                                          ceiling.get('note') else '') + ')')
+            rate = ceiling['macs_per_s'] / 1e9
+            note = f'; {ceiling["note"]}' if ceiling.get('note') else ''
+            out.append(f'ceiling {precision}: {rate:.1f} GMAC/s (OpenVINO, '
+                       f'3x3 conv stack at C, H, W = {c["shape"]}{note})')
         out.append('"% ceiling" = model MACs x images/s / the ceiling of '
                    'the serving\'s precision (never above 100 %)')
     if record['comparisons']:

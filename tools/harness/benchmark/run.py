@@ -12,16 +12,17 @@ import torch
 from mmengine.logging import print_log
 from torch.utils._pytree import tree_map
 
+from repvgg_mm.runtime.rounds import Entry, run_rounds
+from repvgg_mm.runtime.stats import paired_ratios, summary
 from repvgg_mm.utils.verify import relative_errors
+
+from . import ceiling as yardstick
 from . import protocol as protocols
 from .complexity import complexity
 from .forms import deployed_form, inplace_block_activations_
-from . import ceiling as yardstick
-from repvgg_mm.runtime.rounds import Entry, run_rounds
 from .serving import Serving, ServingUnavailable, candidates, prepare
 from .sources import (BenchModel, build_source, check_source, example_input,
                       load_weights)
-from repvgg_mm.runtime.stats import paired_ratios, summary
 
 
 def _log(message: str) -> None:

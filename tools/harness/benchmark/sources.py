@@ -19,9 +19,10 @@ from typing import Callable, NamedTuple, Optional
 import torch
 import torch.nn as nn
 
-from repvgg_mm.io.weights import load_weights as load_weights_file
 from repvgg_mm.errors import ConfigError
+from repvgg_mm.io.weights import load_weights as load_weights_file
 from repvgg_mm.utils.config import load_config
+
 from .protocol import task_of
 
 TIMM_PREFIX = 'timm:'

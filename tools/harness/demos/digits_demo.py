@@ -43,6 +43,7 @@ from repvgg_mm.io.weights import load_weights
 from repvgg_mm.runtime.deploy_report import format_table
 from repvgg_mm.utils.config import load_config
 from repvgg_mm.utils.verify import relative_errors
+
 from ..benchmark.complexity import count_params
 from .digits_dataset import ensure_digits_dataset
 
