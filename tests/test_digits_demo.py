@@ -31,7 +31,8 @@ NUM_DIGITS = 1797
 def run_tool(*args, timeout=240):
     """A tool as a user runs it: a separate process from the repo root."""
     return subprocess.run([sys.executable, *args], cwd=ROOT, timeout=timeout,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
 
 
 def call_tool(name, *args, capsys):

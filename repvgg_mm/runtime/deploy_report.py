@@ -182,10 +182,10 @@ def plot(report: dict, path: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for row in report['servings']:
-        speed = row.get('images_per_s')
-        if not speed:
-            continue
+    timed = [r for r in report['servings'] if r.get('images_per_s')]
+    for index, row in enumerate(sorted(
+            timed, key=lambda r: r['images_per_s']['median'])):
+        speed = row['images_per_s']
         y = row.get('metric')
         y = 0.0 if y is None else y
         chosen = row['name'] == report['chosen']
@@ -193,7 +193,8 @@ def plot(report: dict, path: str) -> None:
             'min']], [speed['max'] - speed['median']]], fmt='*' if chosen
             else 'o', markersize=14 if chosen else 6, capsize=3)
         ax.annotate(row['name'], (speed['median'], y), fontsize=8,
-                    xytext=(4, 4), textcoords='offset points')
+                    xytext=(4, 4 - 11 * (index % 3)),
+                    textcoords='offset points')
     if report['max_drop'] is not None and report['reference_metric']:
         ax.axhline(report['reference_metric'] - report['max_drop'],
                    linestyle='--', color='grey', linewidth=1)
