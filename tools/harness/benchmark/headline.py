@@ -114,7 +114,7 @@ def _demo_rows(report: dict, name: str) -> List[Row]:
                      f'{report["chosen_speedup_vs_train_form"]:.2f}x the '
                      f'training form, drop {report["chosen_drop"]:.2f}',
                      cpu, name))
-    if 'top1_onnxruntime' in report and 'chosen_serving' not in report:
+    if 'top1_onnxruntime' in report:
         rows.append(('digits main job: ONNX Runtime fp32 top-1, predictions '
                      'differing from PyTorch',
                      f'{report["top1_onnxruntime"]:.2f} %, '
