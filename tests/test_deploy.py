@@ -196,3 +196,13 @@ def test_deploy_digits_end_to_end(digits_root, trained, tmp_path):  # noqa
     md = open(os.path.join(out, 'report.md')).read()
     assert md.count('| `') == len(rows)
     assert not [n for n in os.listdir(tmp_path) if n.startswith('.')]
+
+
+def test_detector_is_not_yet_supported(tmp_path, capsys):
+    out = tmp_path / 'out'
+    code, _, err = call_tool('deploy', [
+        os.path.join(ROOT, 'configs/demo/retinanet_repvgg-tiny_digits-det.py'),
+        'random', str(out), '--speed-only'], capsys)
+    assert code == 2
+    assert err.startswith('error: deploying a detector is not yet supported')
+    assert os.listdir(tmp_path) == []

@@ -15,9 +15,9 @@ import torch
 import torch.nn as nn
 from conftest import ROOT
 
-from repvgg_mm.apis.quantize import load_deploy_model, quantize_model
 from harness.benchmark.int8_analysis import (W_QMAX, analyse,
-                                               fake_quant_weight, kernel_stats)
+                                             fake_quant_weight, kernel_stats)
+from repvgg_mm.apis.quantize import load_deploy_model, quantize_model
 from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.io.checkpoint import atomic_save
 from repvgg_mm.runtime.calibration import build_split_dataset, graph_inputs

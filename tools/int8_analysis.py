@@ -12,10 +12,10 @@ split; see repvgg_mm/benchmark/int8_analysis.py.
 """
 import argparse
 
-from harness.benchmark.int8_analysis import (analyse_checkpoint,
-                                               format_table, plot)
-from repvgg_mm.io.atomic import atomic_write_json
+from harness.benchmark.int8_analysis import (analyse_checkpoint, format_table,
+                                             plot)
 from harness.cli import ToolError, run_tool
+from repvgg_mm.io.atomic import atomic_write_json
 
 
 def parse_args(argv=None):

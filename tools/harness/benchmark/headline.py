@@ -144,8 +144,8 @@ def _deploy_rows(report: dict, name: str) -> List[Row]:
     rows = {r['name']: r for r in report['servings']}
     out = []
     torch_row = rows.get('torch')
-    if torch_row and torch_row.get('vs_baseline') and \
-            report['baseline'] == 'torch-train':
+    if torch_row and torch_row.get('vs_baseline') and not report[
+            'speed_only'] and report['baseline'] == 'torch-train':
         out.append((f'{model}: deploy / training form, torch fp32 eager, '
                     f'{where}', _ratio(dict(ratio=torch_row['vs_baseline'])),
                     cpu, name))
