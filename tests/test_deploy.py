@@ -206,3 +206,42 @@ def test_detector_is_not_yet_supported(tmp_path, capsys):
     assert code == 2
     assert err.startswith('error: deploying a detector is not yet supported')
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_deploy_segmentor_metric_is_miou(tmp_path):
+    """A segmentor goes through the same job: mIoU by the config's
+    evaluator on the val split (random weights: the path, not the figure)."""
+    import torch
+
+    from repvgg_mm.converters.config_model import build_model
+    from repvgg_mm.utils.config import load_config
+    seg = os.path.join(ROOT, 'configs/demo/'
+                       'pspnet_repvgg-tiny_cityscapes-demo.py')
+    data = str(tmp_path / 'cs')
+    made = subprocess.run(
+        [sys.executable, 'tools/make_cityscapes_demo.py', data], cwd=ROOT,
+        capture_output=True, text=True,
+        env=dict(os.environ, PYTHONPATH=ROOT))
+    assert_succeeded(made)
+    torch.manual_seed(0)
+    ckpt = str(tmp_path / 'seg.pth')
+    torch.save(dict(state_dict=build_model(load_config(seg)).state_dict()),
+               ckpt)
+    out = str(tmp_path / 'out')
+    result = subprocess.run(
+        [sys.executable, 'tools/deploy.py', seg, ckpt, out, '--servings',
+         'onnxruntime', '--rounds', '1', '--min-time', '0.05', '--calib',
+         '8', '--batch-size', '2', *cfg_args(data)], cwd=ROOT,
+        capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, PYTHONPATH=ROOT))
+    assert_succeeded(result)
+    with open(os.path.join(out, 'report.json')) as f:
+        report = json.load(f)
+    assert report['task'] == 'segmentor'
+    assert report['metric_name'] == 'mIoU'
+    rows = {r['name']: r for r in report['servings']}
+    assert rows['onnxruntime']['metric'] == pytest.approx(
+        rows['torch']['metric'], abs=1e-6)
+    assert report['chosen'] == 'onnxruntime'
+    assert os.path.isfile(os.path.join(out, 'model.onnx'))
