@@ -20,8 +20,8 @@ from harness.benchmark.paper import (accuracy_table, load_paper_results,
                                      paper_key)
 from harness.benchmark.serving import Serving, parse_serving
 from harness.benchmark.sources import BenchModel
-from harness.benchmark.stats import paired_ratios, summary
 from repvgg_mm.io.checkpoint import atomic_save
+from repvgg_mm.runtime.stats import paired_ratios, summary
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 
 TINY_ARCH = ("dict(num_blocks=[1, 2, 1, 1], "
@@ -132,7 +132,7 @@ def test_classifier_and_baseline_both_forms(configs, tmp_path, capsys,
             ('train', 'eager'), ('deploy', 'eager')]
         for row in model['rows']:
             _check_timed(row)
-            assert row['gemm_fraction']['median'] > 0
+            assert 0 < row['pct_of_ceiling'] <= 100 + 1e-9
             assert row['output_rel_err'] <= REL_TOL
         assert _row(model, 'train')['speedup_vs_train']['values'] == [1, 1]
         assert model['max_rel_err'] <= REL_TOL
@@ -147,7 +147,10 @@ def test_classifier_and_baseline_both_forms(configs, tmp_path, capsys,
     assert resnet['params']['deploy'] < resnet['params']['train']
     kinds = [c['kind'] for c in record['comparisons']]
     assert kinds == ['deployed vs training form'] * 2 + ['same serving']
-    assert record['gemm']['macs_per_s']['median'] > 1e8
+    # the fp32 ceiling: a conv stack at the first model's dominant shape
+    fp32 = record['ceiling']['per_precision']['fp32']
+    assert fp32['macs_per_s'] > 1e7
+    assert len(record['ceiling']['shape']) == 3
     # the table and the paired ratios are printed
     assert 'tiny_resnet' in out and 'deployed vs training form' in out
     assert any('round 2/2' in line for line in logged)  # progress
@@ -247,12 +250,12 @@ def test_matching_checkpoint_is_loaded(configs, tmp_path, capsys):
     ckpt = tmp_path / 'ok.pth'
     atomic_save({'state_dict': model.state_dict()}, ckpt)
     out_json = tmp_path / 'ok.json'
-    code, _, err = run(BENCH, [configs['tiny_cls'], ckpt, *FAST, '--no-gemm',
-                               '--json', out_json], capsys)
+    code, _, err = run(BENCH, [configs['tiny_cls'], ckpt, *FAST,
+                               '--no-ceiling', '--json', out_json], capsys)
     assert code == 0, err
     record = json.loads(out_json.read_text())
     assert record['models'][0]['checkpoint'] == str(ckpt)
-    assert record['gemm'] is None
+    assert record['ceiling'] is None
 
 
 def test_conv_bn_folding_is_exact_and_a_wrong_pairing_is_refused():
@@ -410,19 +413,8 @@ def test_plot_bad_inputs(tmp_path, capsys):
         accuracy_table('classification', str(user))
 
 
-def test_gemm_yardstick_covers_every_thread_setting():
-    from harness.benchmark.run import Options, _thread_settings
-    torch.set_num_threads(2)
-    plain = Options(sources=['x.py'])
-    assert _thread_settings(plain) == [None]
-    best = plain._replace(best=True, candidates=[
-        parse_serving('eager'), parse_serving('channels_last+1threads'),
-        parse_serving('jit+2threads')])
-    assert _thread_settings(best) == [None, 1]  # 2 threads is the default
-
-
 def test_rounds_rotate_the_order_and_time_every_entry():
-    from harness.benchmark.rounds import Entry, run_rounds
+    from repvgg_mm.runtime.rounds import Entry, run_rounds
     calls = []
     entries = [Entry(name, (lambda n=name: calls.append(n)), 1)
                for name in 'abc']
@@ -452,9 +444,9 @@ def test_block_activations_run_in_place_in_both_forms(configs):
 def test_runtime_servings_and_bf16(configs, tmp_path, capsys, monkeypatch):
     out_json = tmp_path / 'rt.json'
     code, out, err = run(BENCH, [
-        configs['tiny_cls'], *FAST, '--no-gemm', '--best', '--candidates',
-        'ort', 'openvino', 'openvino-bf16', 'channels_last+bf16', '--json',
-        out_json], capsys)
+        configs['tiny_cls'], *FAST, '--no-ceiling', '--best', '--candidates',
+        'onnxruntime', 'openvino', 'openvino-bf16', 'channels_last+bf16',
+        '--json', out_json], capsys)
     assert code == 0, err
     record = json.loads(out_json.read_text())
     from repvgg_mm.runtime import supports_bf16
@@ -466,7 +458,8 @@ def test_runtime_servings_and_bf16(configs, tmp_path, capsys, monkeypatch):
                                    & set(features['flags']))
     (cls, ) = record['models']
     rows = {r['serving']: r for r in cls['rows'] if r['form'] == 'deploy'}
-    for name in ('ort', 'openvino'):  # fp32 runtimes: the same function
+    # fp32 runtimes: the same function
+    for name in ('onnxruntime', 'openvino'):
         _check_timed(rows[name])
         assert rows[name]['output_rel_err'] <= REL_TOL
     for name in ('openvino-bf16', 'channels_last+bf16'):
@@ -482,7 +475,7 @@ def test_runtime_servings_and_bf16(configs, tmp_path, capsys, monkeypatch):
               if c['kind'] == 'serving vs default serving'}
     timed = {name for name, row in rows.items()
              if 'images_per_s' in row and name != 'eager'}
-    assert set(versus) == timed and {'ort', 'openvino'} <= timed
+    assert set(versus) == timed and {'onnxruntime', 'openvino'} <= timed
     for name, comparison in versus.items():
         assert comparison['sides'][1] == dict(
             model=cls['name'], form='deploy', serving='eager')
@@ -493,7 +486,7 @@ def test_runtime_servings_and_bf16(configs, tmp_path, capsys, monkeypatch):
     # a CPU without bf16 skips the bf16 servings with a note
     monkeypatch.setattr('repvgg_mm.runtime.cpu.supports_bf16', lambda: False)
     code, out, err = run(BENCH, [
-        configs['tiny_cls'], *FAST, '--no-gemm', '--best', '--candidates',
+        configs['tiny_cls'], *FAST, '--no-ceiling', '--best', '--candidates',
         'openvino-bf16', 'channels_last+bf16'], capsys)
     assert code == 0, err
     assert out.count('skipped, this CPU has no native bf16') == 2
@@ -501,12 +494,15 @@ def test_runtime_servings_and_bf16(configs, tmp_path, capsys, monkeypatch):
 
 def test_runtime_serving_names_and_best_candidates():
     from harness.benchmark.serving import candidates
-    for name in ('ort', 'openvino', 'openvino-bf16', 'ort+2threads'):
+    for name in ('onnxruntime', 'openvino', 'openvino-bf16',
+                 'onnxruntime+2threads'):
         assert parse_serving(name).name == name
+    # the earlier spelling is accepted, the one name is what is written
+    assert parse_serving('ort-int8').name == 'onnxruntime-int8'
     with pytest.raises(ValueError, match='combines only with'):
-        parse_serving('channels_last+ort')
+        parse_serving('channels_last+onnxruntime')
     names = [s.name for s in candidates(torch.device('cpu'), Serving())]
-    assert {'ort', 'openvino'} <= set(names)
+    assert {'onnxruntime', 'openvino'} <= set(names)
     from repvgg_mm.runtime import supports_bf16
     assert ('openvino-bf16' in names) == supports_bf16()
     assert ('channels_last+bf16' in names) == supports_bf16()
@@ -520,14 +516,14 @@ def test_int8_servings_run_and_report_their_difference(configs, tmp_path):
     out_json = tmp_path / 'int8.json'
     proc = subprocess.run(
         [sys.executable, osp.join(ROOT, 'tools', 'benchmark_fps.py'),
-         str(configs['tiny_cls']), *FAST, '--no-gemm',
-         '--best', '--candidates', 'ort-int8', 'openvino-int8', '--json',
-         str(out_json)], capture_output=True, text=True, cwd=ROOT,
+         str(configs['tiny_cls']), *FAST, '--no-ceiling',
+         '--best', '--candidates', 'onnxruntime-int8', 'openvino-int8',
+         '--json', str(out_json)], capture_output=True, text=True, cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1'))
     assert proc.returncode == 0, proc.stderr[-3000:]
     (cls, ) = json.loads(out_json.read_text())['models']
     rows = {r['serving']: r for r in cls['rows'] if r['form'] == 'deploy'}
-    for name in ('ort-int8', 'openvino-int8'):
+    for name in ('onnxruntime-int8', 'openvino-int8'):
         _check_timed(rows[name])
         # INT8 is not the same function: a difference, but a small one
         assert 1e-4 < rows[name]['output_rel_err'] < 0.5
@@ -535,4 +531,4 @@ def test_int8_servings_run_and_report_their_difference(configs, tmp_path):
     # not offered by --best on its own: an INT8 model is another function
     from harness.benchmark.serving import candidates
     names = [s.name for s in candidates(torch.device('cpu'), Serving())]
-    assert not {'ort-int8', 'openvino-int8'} & set(names)
+    assert not {'onnxruntime-int8', 'openvino-int8'} & set(names)

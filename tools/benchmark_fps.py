@@ -91,8 +91,11 @@ def parse_args(argv=None):
     parser.add_argument('--candidates', nargs='+', metavar='SERVING',
                         help='servings tried by --best, e.g. eager '
                         'channels_last channels_last+jit compile 1threads')
-    parser.add_argument('--no-gemm', action='store_true',
-                        help='skip the dense-GEMM yardstick')
+    parser.add_argument('--no-ceiling', '--no-gemm', action='store_true',
+                        dest='no_ceiling',
+                        help='skip the precision ceilings (a stack of 3x3 '
+                        'convs at the model\'s dominant shape in OpenVINO '
+                        'fp32 / bf16 / int8; --no-gemm: the earlier name)')
     parser.add_argument('--json', metavar='OUT', help='write the record here')
     parser.add_argument(
         '--unsafe-load', action='store_true',
@@ -119,7 +122,7 @@ def main(argv=None):
         iters=args.iters, rounds=args.rounds, device=args.device,
         threads=args.threads, channels_last=args.channels_last,
         jit=args.jit, compile=args.compile, amp=args.amp, best=args.best,
-        candidates=args.candidates, gemm=not args.no_gemm,
+        candidates=args.candidates, ceiling=not args.no_ceiling,
         cfg_options=args.cfg_options, json_out=args.json,
         unsafe_load=args.unsafe_load,
         command=' '.join(['python', 'tools/benchmark_fps.py'] + list(

@@ -3,13 +3,15 @@
     python tools/headline_figures.py           # rewrite the README's block
     python tools/headline_figures.py --check    # exit 1 if README.md is stale
 
-The table is generated from every record in docs/benchmarks/*.json.
+The table is generated from the records named in
+harness.benchmark.headline.HEADLINE_RECORDS (docs/benchmarks/): a few rows,
+each from one run on one named CPU.
 """
 import argparse
-import glob
 import os.path as osp
 
-from harness.benchmark.headline import headline_table, replace_block
+from harness.benchmark.headline import (HEADLINE_RECORDS, headline_table,
+                                        replace_block)
 from harness.cli import ToolError, run_tool
 from repvgg_mm.io.atomic import atomic_output
 from repvgg_mm.io.output_guard import guard_output
@@ -30,7 +32,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     guard_output(args.readme, '--readme')
-    table = headline_table(glob.glob(osp.join(args.records, '*.json')))
+    paths = [osp.join(args.records, name) for name in HEADLINE_RECORDS]
+    missing = [p for p in paths if not osp.isfile(p)]
+    if missing:
+        raise ToolError(f'headline records missing: {", ".join(missing)}; '
+                        f'run the commands of docs/benchmarks.md.')
+    table = headline_table(paths)
     with open(args.readme) as f:
         text = f.read()
     try:

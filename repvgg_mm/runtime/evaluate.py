@@ -18,7 +18,7 @@ from mmengine.utils import ProgressBar
 
 from ..errors import ConfigError
 from .calibration import evaluation_batches, graph_inputs
-from .quantize import sqnr_db
+from .stats import sqnr_db, sqnr_from_energies
 
 
 def pack_classification(scores: torch.Tensor, data_samples: Sequence):
@@ -97,8 +97,7 @@ def evaluate_sessions(cfg, model, sessions: Dict[str, Callable],
                       for name, ev in evaluators.items()})
     result['agreement'] = {name: same[name] / total for name in names[1:]}
     result['output_sqnr_db'] = {
-        name: (float('inf') if n == 0 else float(10 * np.log10(s / n)))
-        for name, (s, n) in noise.items()}
+        name: sqnr_from_energies(s, n) for name, (s, n) in noise.items()}
     return result
 
 

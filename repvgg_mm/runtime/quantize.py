@@ -29,8 +29,10 @@ from mmengine.utils import ProgressBar
 
 from ..errors import ConfigError
 from ..io.atomic import atomic_files, atomic_output, check_output_path
+from .backends import ALIASES, backend_name, session_backend
 from .session import open_session
 
+#: INT8 backends (:mod:`.backends`' names), the default first
 BACKENDS = ('openvino', 'onnxruntime')
 #: calibration settings of each backend; the first is the default
 METHODS = {
@@ -43,6 +45,7 @@ SUFFIXES = {'onnxruntime': ('.onnx', ), 'openvino': ('.xml', )}
 
 def check_backend(backend: str, method: Optional[str] = None) -> str:
     """``method`` (or the backend's default) after checking both."""
+    backend = ALIASES.get(backend, backend)
     if backend not in BACKENDS:
         raise ConfigError(f'unknown backend "{backend}"; use one of '
                           f'{", ".join(BACKENDS)}.')
@@ -207,7 +210,7 @@ def quantize_graph(backend: str, model_path: str,
     """:func:`quantize_onnxruntime` or :func:`quantize_openvino`;
     ``per_channel=False``: one scale per weight tensor (for comparison)."""
     method = check_backend(backend, method)
-    if backend == 'onnxruntime':
+    if backend_name(backend) == 'onnxruntime':
         return quantize_onnxruntime(model_path, batches, out, method,
                                     per_channel, progress)
     return quantize_openvino(model_path, batches, out, method, per_channel,
@@ -223,16 +226,8 @@ def inference_session(path: str, backend: str,
     ``path``, run by :func:`repvgg_mm.runtime.open_session` with
     ``backend`` (this module's names) in fp32 and torch's thread count."""
     check_backend(backend)
-    session = open_session(path, 'ort' if backend == 'onnxruntime' else
-                           'openvino', 'fp32',
+    session = open_session(path, session_backend(backend), 'fp32',
                            threads or torch.get_num_threads())
     return lambda x: session(x)[0]
 
 
-def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio in dB: 10 log10(|x|^2 / |x-y|^2)
-    (inf when equal)."""
-    reference = np.asarray(reference, dtype=np.float64)
-    noise = float(((reference - np.asarray(approx, np.float64))**2).sum())
-    signal = float((reference**2).sum())
-    return float('inf') if noise == 0 else 10 * np.log10(signal / noise)

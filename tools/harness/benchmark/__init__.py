@@ -10,10 +10,10 @@ stacks). Pieces, one concept per module:
 * :mod:`.serving`: ways to run a deployed model faster (channels_last,
   TorchScript freezing, torch.compile, ...);
 * :mod:`.complexity`: parameters and MACs (mmengine's analysis tools);
-* :mod:`.gemm`: the machine's dense matrix-multiply MAC rate;
-* :mod:`.rounds`: alternating timing rounds;
+* :mod:`.ceiling`: the precision ceilings of this CPU (a conv stack);
 * :mod:`.run`: one benchmark run, from sources to the record;
-* :mod:`.stats`: medians, spreads and paired ratios over rounds;
+* (timing rounds and their statistics: :mod:`repvgg_mm.runtime.rounds`,
+  :mod:`repvgg_mm.runtime.stats`, shared with ``tools/deploy.py``);
 * :mod:`.report`: the table, the comparisons and the JSON record;
 * :mod:`.paper`: the paper's published figures (``paper_results.json``);
 * :mod:`.arch_figures`: parameters and MACs of every RepVGG classifier;

@@ -48,7 +48,8 @@ def benchmark(config: str,
               amp: Optional[str] = None,
               best: bool = False,
               candidates: Optional[Sequence[str]] = None,
-              gemm: bool = True,
+              ceiling: bool = True,
+              gemm: Optional[bool] = None,
               cfg_options: Optional[dict] = None,
               json_out: Optional[str] = None,
               unsafe_load: bool = False,
@@ -59,6 +60,8 @@ def benchmark(config: str,
     ``best`` (e.g. ``'channels_last+jit'``). Returns the record that
     :func:`repvgg_mm.benchmark.report.format_report` prints.
     """
+    if gemm is not None:  # the earlier name of ``ceiling``
+        ceiling = gemm
     if checkpoint and checkpoint.endswith('.py'):
         raise ConfigError(
             f'"{checkpoint}" looks like a config, not a checkpoint. Pass '
@@ -90,7 +93,7 @@ def benchmark(config: str,
         sources=[config] + list(baselines), checkpoint=checkpoint,
         batch_size=batch_size, shape=shape, warmup=warmup, iters=iters,
         rounds=rounds, device=str(dev), serving=serving, best=best,
-        candidates=tried, cfg_options=cfg_options, gemm=gemm,
+        candidates=tried, cfg_options=cfg_options, ceiling=ceiling,
         unsafe_load=unsafe_load)
     record = run_benchmark(opts)
     record['command'] = command or shlex.join(['python'] + sys.argv)

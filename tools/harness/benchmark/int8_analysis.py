@@ -27,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from repvgg_mm.runtime.stats import sqnr_from_energies
+
 #: int8 weights, symmetric (narrow range as ORT / NNCF use for weights)
 W_QMIN, W_QMAX = -127, 127
 #: uint8 activations, asymmetric
@@ -37,12 +39,6 @@ def quantized_layers(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     """``(name, module)`` of the convs and linears of ``model``."""
     return [(name, m) for name, m in model.named_modules()
             if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
-def _sqnr(signal: float, noise: float) -> float:
-    if noise == 0:
-        return float('inf')
-    return float(10 * torch.log10(torch.tensor(signal / noise)))
 
 
 def fake_quant_weight(weight: torch.Tensor,
@@ -76,8 +72,8 @@ def kernel_stats(weight: torch.Tensor) -> Dict[str, float]:
                  w_absmax_over_std=float(w.abs().max()) / max(std, 1e-12))
     for key, per_channel in (('per_channel', True), ('per_tensor', False)):
         q = fake_quant_weight(weight.detach().float(), per_channel).double()
-        stats[f'w_sqnr_{key}_db'] = _sqnr(float((w**2).sum()),
-                                          float(((w - q)**2).sum()))
+        stats[f'w_sqnr_{key}_db'] = sqnr_from_energies(
+            float((w**2).sum()), float(((w - q)**2).sum()))
     return stats
 
 
@@ -201,8 +197,8 @@ def analyse(graph: nn.Module, calib_batches: Sequence[torch.Tensor],
             out_channels=int(module.weight.shape[0]),
             **kernel_stats(module.weight),
             act_min=ranges[name][0], act_max=ranges[name][1],
-            sqnr_isolated_db=_sqnr(signal, iso),
-            sqnr_cumulative_db=_sqnr(signal, cum)))
+            sqnr_isolated_db=sqnr_from_energies(signal, iso),
+            sqnr_cumulative_db=sqnr_from_energies(signal, cum)))
     result = dict(layers=rows, num_eval_images=total,
                   agreement=same / max(total, 1))
     if correct_fp or correct_q:

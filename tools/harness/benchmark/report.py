@@ -1,7 +1,6 @@
 """Human-readable table and JSON file of a benchmark record."""
 from repvgg_mm.io.atomic import atomic_write_json
-
-from .stats import format_summary
+from repvgg_mm.runtime.stats import format_summary
 
 
 def _fmt_ratio(s) -> str:
@@ -12,7 +11,7 @@ def format_table(record: dict, markdown: bool = False) -> str:
     """One row per timed (model, form, serving), by prettytable."""
     from prettytable import PrettyTable, TableStyle
     table = PrettyTable(['model', 'form', 'serving', 'images/s', 'ms/batch',
-                         'vs train', '% GEMM', 'rel. err', 'params(M)',
+                         'vs train', '% ceiling', 'rel. err', 'params(M)',
                          'MACs(G)'])
     table.align = 'l'
     for m in record['models']:
@@ -21,13 +20,13 @@ def format_table(record: dict, markdown: bool = False) -> str:
                 table.add_row([m['name'], row['form'], row['serving'], 'n/a',
                                '-', '-', '-', '-', '-', '-'])
                 continue
-            fraction = row.get('gemm_fraction')
+            fraction = row.get('pct_of_ceiling')
             table.add_row([
                 m['name'], row['form'], row['serving'],
                 format_summary(row['images_per_s']),
                 f'{row["ms_per_batch"]["median"]:.1f}',
                 _fmt_ratio(row.get('speedup_vs_train')),
-                (f'{100 * fraction["median"]:.0f}%' if fraction else '-'),
+                (f'{fraction:.0f}%' if fraction else '-'),
                 (f'{row["output_rel_err"]:.1e}'
                  if row.get('output_rel_err') is not None else '-'),
                 f'{m["params"][row["form"]] / 1e6:.2f}',
@@ -62,15 +61,15 @@ def format_report(record: dict, markdown: bool = False) -> str:
             if r.get('error'):
                 out.append(f'  {r["form"]}/{r["serving"]} could not run: '
                            f'{r["error"]}')
-    if record.get('gemm'):
-        g = record['gemm']
-        settings = ', '.join(
-            f'{k}: {format_summary(v, ".3g")}'
-            for k, v in g['per_thread_setting'].items())
-        out.append(f'dense fp32 GEMM ({g["n"]}^3) rate: '
-                   f'{format_summary(g["macs_per_s"], ".3g")} MAC/s, the best '
-                   f'thread setting per round ({settings}); "% GEMM" = '
-                   f'model MACs x images/s / this rate')
+    if record.get('ceiling'):
+        c = record['ceiling']
+        for precision, ceiling in c['per_precision'].items():
+            rate = ceiling['macs_per_s'] / 1e9
+            note = f'; {ceiling["note"]}' if ceiling.get('note') else ''
+            out.append(f'ceiling {precision}: {rate:.1f} GMAC/s (OpenVINO, '
+                       f'3x3 conv stack at C, H, W = {c["shape"]}{note})')
+        out.append('"% ceiling" = model MACs x images/s / the ceiling of '
+                   'the serving\'s precision (never above 100 %)')
     if record['comparisons']:
         out += ['', 'comparisons (ratios of images/s, paired round by round):']
         for c in record['comparisons']:

@@ -12,42 +12,21 @@ import torch
 from mmengine.logging import print_log
 from torch.utils._pytree import tree_map
 
+from repvgg_mm.runtime.rounds import Entry, run_rounds
+from repvgg_mm.runtime.stats import paired_ratios, summary
 from repvgg_mm.utils.verify import relative_errors, worst_errors
 
+from . import ceiling as yardstick
 from . import protocol as protocols
 from .complexity import complexity
 from .forms import deployed_form, inplace_block_activations_
-from .gemm import gemm_call
-from .rounds import Entry, run_rounds
 from .serving import Serving, ServingUnavailable, candidates, prepare
 from .sources import (BenchModel, build_source, check_source, example_input,
                       load_weights)
-from .stats import paired_ratios, summary
-
-
-def _threads_label(threads: Optional[int]) -> str:
-    return f'{threads or torch.get_num_threads()} threads'
 
 
 def _log(message: str) -> None:
     print_log(message, logger='current')
-
-
-def _gemm_key(threads: Optional[int]) -> str:
-    return f'gemm fp32 / {threads or torch.get_num_threads()} threads'
-
-
-def _thread_settings(opts: 'Options') -> List[Optional[int]]:
-    """Every thread count a serving uses (``None``: torch's setting)."""
-    servings = [opts.serving] + list(opts.candidates or []) if opts.best \
-        else [opts.serving]
-    settings = []
-    for threads in [None] + [s.threads for s in servings]:
-        if threads == torch.get_num_threads():
-            threads = None
-        if threads not in settings:
-            settings.append(threads)
-    return settings
 
 
 class Options(NamedTuple):
@@ -63,7 +42,7 @@ class Options(NamedTuple):
     best: bool = False  #: also try every candidate serving when deployed
     candidates: Optional[Sequence[Serving]] = None  #: None: the default list
     cfg_options: Optional[dict] = None
-    gemm: bool = True
+    ceiling: bool = True  #: time the precision ceilings (CPU)
     unsafe_load: bool = False  #: full unpickling of a trusted checkpoint
 
 
@@ -81,23 +60,12 @@ def host_record(device: torch.device) -> dict:
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
     else:
-        from repvgg_mm.runtime.cpu import cpu_features
-        info['cpu'] = _cpu_name()
+        from repvgg_mm.runtime.cpu import cpu_features, cpu_name
+        info['cpu'] = cpu_name()
         info['cpu_features'] = cpu_features()
     if hasattr(os, 'getloadavg'):
         info['load_avg_start'] = [round(x, 2) for x in os.getloadavg()]
     return info
-
-
-def _cpu_name() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _prepare_model(bench: BenchModel, opts: Options, device: torch.device):
@@ -156,7 +124,7 @@ def _prepare_model(bench: BenchModel, opts: Options, device: torch.device):
             _log(f'[{bench.name}] {form}/{serving.name} unavailable: '
                  f'{row["error"]}')
         record['rows'].append(row)
-    return record, entries
+    return record, entries, (deployed.model, one, proto.batch_size)
 
 
 def _first_item(outputs):
@@ -172,7 +140,7 @@ def run_benchmark(opts: Options) -> dict:
     host = host_record(device)
     for source in opts.sources:  # fail before minutes of work, not after
         check_source(source)
-    models, entries = [], []
+    models, entries, first = [], [], None
     for idx, source in enumerate(opts.sources):
         _log(f'building {source} ...')
         bench = build_source(source, opts.cfg_options)
@@ -181,29 +149,27 @@ def run_benchmark(opts: Options) -> dict:
             bench = bench._replace(name=f'{bench.name}#{idx + 1}')
         if idx == 0 and opts.checkpoint:
             bench = load_weights(bench, opts.checkpoint, opts.unsafe_load)
-        record, model_entries = _prepare_model(bench, opts, device)
+        record, model_entries, deployed = _prepare_model(bench, opts,
+                                                         device)
+        first = first or deployed
         models.append(record)
         entries += model_entries
-    gemm_threads = _thread_settings(opts) if opts.gemm else []
-    for threads in gemm_threads:
-        gemm_forward, gemm_macs = gemm_call(device, threads=threads)
-        entries.append(Entry(_gemm_key(threads), gemm_forward, 1))
-    _log(f'timing {len(entries)} entries x {opts.rounds} rounds '
-         f'({opts.warmup} warm-up + {opts.iters} timed calls each) ...')
-    seconds = run_rounds(entries, opts.rounds, opts.warmup, opts.iters,
-                         device)
-    gemm = gemm_rates = None
-    if gemm_threads:
-        per_setting = {_threads_label(t): [gemm_macs / s for s in seconds[
-            _gemm_key(t)]] for t in gemm_threads}
-        # the machine's rate: the best thread setting, round by round
-        gemm_rates = [max(rates) for rates in zip(*per_setting.values())]
-        gemm = dict(n=round(gemm_macs ** (1 / 3)),
-                    macs_per_s=summary(gemm_rates),
-                    per_thread_setting={k: summary(v)
-                                        for k, v in per_setting.items()})
+    with yardstick.work_dir() as work:
+        stack = None
+        if opts.ceiling and device.type == 'cpu':
+            servings = [r['serving'] for m in models for r in m['rows']]
+            stack = yardstick.ceiling_entries(first[0], first[1], first[2],
+                                              servings, work)
+            entries += stack[0]
+        _log(f'timing {len(entries)} entries x {opts.rounds} rounds '
+             f'({opts.warmup} warm-up + {opts.iters} timed calls each) ...')
+        seconds = run_rounds(entries, opts.rounds, opts.warmup, opts.iters,
+                             device)
     for record in models:
-        _summarise_model(record, seconds, gemm and gemm_rates)
+        _summarise_model(record, seconds)
+    record = dict(models=models)
+    ceiling = stack and yardstick.summarise(record, seconds, stack[2],
+                                            stack[1])
     if hasattr(os, 'getloadavg'):
         host['load_avg_end'] = [round(x, 2) for x in os.getloadavg()]
     return dict(
@@ -212,11 +178,11 @@ def run_benchmark(opts: Options) -> dict:
         settings=dict(rounds=opts.rounds, warmup=opts.warmup, iters=opts.iters,
                       serving=opts.serving.name, best=opts.best,
                       fp32=opts.serving.amp is None),
-        gemm=gemm, models=models, comparisons=_comparisons(models))
+        ceiling=ceiling, models=models, comparisons=_comparisons(models))
 
 
-def _summarise_model(record: dict, seconds: Dict[str, List[float]],
-                     gemm_rates: Optional[List[float]]) -> None:
+def _summarise_model(record: dict, seconds: Dict[str, List[float]]
+                     ) -> None:
     batch = record['batch_size']
     rates = {}
     for row in record['rows']:
@@ -234,10 +200,6 @@ def _summarise_model(record: dict, seconds: Dict[str, List[float]],
             continue
         if train_rates:
             row['speedup_vs_train'] = paired_ratios(mine, train_rates)
-        if gemm_rates:
-            macs = record['macs'][row['form']]
-            row['gemm_fraction'] = paired_ratios(
-                [macs * r for r in mine], gemm_rates)
     timed = [r for r in record['rows']
              if r['form'] == 'deploy' and 'images_per_s' in r]
     if timed:

@@ -18,16 +18,16 @@ tool knows to help on the device; the fastest is picked by measurement.
   concatenate the outputs (same result). On a CPU the activations of the
   first layers of a micro-batch stay in the caches; at batch 128 a RepVGG
   stem output alone is 300 MB.
-* runtimes (CPU): ``ort`` (ONNX Runtime fp32), ``openvino`` (fp32) and
+* runtimes (CPU): ``onnxruntime`` (ONNX Runtime fp32), ``openvino`` (fp32) and
   ``openvino-bf16`` (OpenVINO's bf16 inference precision): the model's
   forward is exported to ONNX (:func:`repvgg_mm.runtime.export_onnx`) and
   run by :func:`repvgg_mm.runtime.open_session` with the same thread count
   as torch (``<N>threads`` or torch's setting).
-* INT8 runtimes: ``ort-int8`` (ONNX Runtime static QDQ) and
+* INT8 runtimes: ``onnxruntime-int8`` (ONNX Runtime static QDQ) and
   ``openvino-int8`` (NNCF): the exported graph is quantized
   (:func:`repvgg_mm.runtime.quantize.quantize_graph`) after calibration on
   random inputs -- the speed does not depend on the calibration data; the
-  accuracy does, so measure that with ``tools/quantize.py --eval``. Not in
+  accuracy does, so measure that with ``tools/deploy.py``. Not in
   the ``--best`` candidates: an INT8 model is not the same function.
 
 bf16 servings (``bf16`` autocast, ``openvino-bf16``) need native bf16 on
@@ -46,9 +46,13 @@ import torch.nn as nn
 
 AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 #: runtime servings: name -> (backend, precision)
-RUNTIMES = {'ort': ('ort', 'fp32'), 'openvino': ('openvino', 'fp32'),
+RUNTIMES = {'onnxruntime': ('onnxruntime', 'fp32'),
+            'openvino': ('openvino', 'fp32'),
             'openvino-bf16': ('openvino', 'bf16'),
-            'ort-int8': ('ort', 'int8'), 'openvino-int8': ('openvino', 'int8')}
+            'onnxruntime-int8': ('onnxruntime', 'int8'),
+            'openvino-int8': ('openvino', 'int8')}
+#: earlier spellings of runtime servings, accepted by parse_serving
+RUNTIME_ALIASES = {'ort': 'onnxruntime', 'ort-int8': 'onnxruntime-int8'}
 #: calibration batches of the INT8 servings (random, shaped like the timed
 #: batch: speed does not depend on them; accuracy does, tools/quantize.py)
 INT8_CALIBRATION_BATCHES = 2
@@ -87,6 +91,7 @@ def parse_serving(name: str) -> Serving:
     """Inverse of :attr:`Serving.name` (``'channels_last+jit'``)."""
     fields = {}
     for part in name.split('+'):
+        part = RUNTIME_ALIASES.get(part, part)
         if part in ('channels_last', 'jit', 'compile'):
             fields[part] = True
         elif part in AMP_DTYPES:
@@ -125,7 +130,7 @@ def candidates(device: torch.device, base: Serving) -> List[Serving]:
     servings = [Serving(**combo, **kept) for combo in combos]
     if device.type == 'cpu' and base.amp is None:
         from repvgg_mm.runtime.cpu import supports_bf16
-        runtimes = ['ort', 'openvino']
+        runtimes = ['onnxruntime', 'openvino']
         if supports_bf16():
             servings.append(Serving(channels_last=True, amp='bf16',
                                     threads=base.threads))
@@ -225,6 +230,7 @@ def _runtime_serving(model: nn.Module, inputs: torch.Tensor,
                      serving: Serving):
     """Export ``model``'s forward to ONNX and run it in a runtime with the
     same thread count as torch."""
+    from repvgg_mm.runtime.backends import session_backend
     from repvgg_mm.runtime.onnx_export import export_onnx
     from repvgg_mm.runtime.session import open_session
     from repvgg_mm.utils.verify import flatten_outputs
@@ -242,7 +248,7 @@ def _runtime_serving(model: nn.Module, inputs: torch.Tensor,
                     dynamic=precision == 'int8')
         if precision == 'int8':
             path, precision = _int8_graph(path, backend, inputs), 'fp32'
-        session = open_session(path, backend, precision,
+        session = open_session(path, session_backend(backend), precision,
                                threads=serving.threads
                                or torch.get_num_threads())
     batch = inputs.numpy()
@@ -265,9 +271,8 @@ def _int8_graph(path: str, backend: str, inputs: torch.Tensor) -> str:
     batches = [torch.randn(inputs.shape, generator=gen).numpy()
                for _ in range(INT8_CALIBRATION_BATCHES)]
     print_log(f'{backend} INT8: calibrated on random inputs (the speed does '
-              f'not depend on them; measure accuracy with tools/quantize.py '
-              f'--eval)', logger='current')
-    name = 'openvino' if backend == 'openvino' else 'onnxruntime'
-    out = osp.splitext(path)[0] + ('_int8.xml' if name == 'openvino' else
-                                   '_int8.onnx')
-    return quantize_graph(name, path, batches, out, progress=False)
+              f'not depend on them; tools/deploy.py measures accuracy)',
+              logger='current')
+    out = osp.splitext(path)[0] + ('_int8.xml' if backend == 'openvino'
+                                   else '_int8.onnx')
+    return quantize_graph(backend, path, batches, out, progress=False)

@@ -2,7 +2,7 @@
 
 :func:`run_digits_demo` is a sequence of the project's ordinary runs -- the
 same public functions ``tools/train.py``, ``tools/test.py`` and
-``tools/benchmark_fps.py`` call -- on the scikit-learn digits:
+``tools/deploy.py`` call -- on the scikit-learn digits:
 
 0. write the digits as an image folder (if missing);
 1. train the multi-branch model (:func:`repvgg_mm.apis.train.train`); the
@@ -12,15 +12,13 @@ same public functions ``tools/train.py``, ``tools/test.py`` and
    checkpoint) with :func:`repvgg_mm.apis.test.test`, both dumping their
    predictions;
 4. compare the two sets of predictions (top-1 classes, class scores);
-5. export the deploy form to ONNX (:func:`repvgg_mm.apis.export_model`)
-   and run the held-out images through ONNX Runtime (the graph holds the
-   preprocessing): top-1 and predictions that differ from PyTorch's;
-6. quantize the deploy form to INT8 (:func:`repvgg_mm.apis.quantize_model`,
-   OpenVINO + NNCF, calibrated on training images) and evaluate it on the
-   held-out images against its fp32 graph;
-7. time the torch forms, ONNX Runtime and the INT8 model in alternating
-   rounds (:mod:`repvgg_mm.benchmark.rounds`);
-8. write ``report.json`` and print a summary.
+5. ``tools/deploy.py``'s job on the trained checkpoint
+   (:func:`repvgg_mm.apis.deploy_model`): export, every serving (torch,
+   ONNX Runtime fp32 / INT8, OpenVINO fp32 / bf16 / INT8, INT8 calibrated
+   on training images), each evaluated on the held-out images and timed in
+   alternating rounds; the fastest within ``max_drop`` points is written
+   to ``work_dir/deploy``;
+6. write ``report.json`` and print a summary and the deploy table.
 """
 import os
 import os.path as osp
@@ -33,8 +31,7 @@ from typing import Dict, Optional
 import torch
 from mmengine.logging import print_log
 
-from repvgg_mm.apis.export import export_model
-from repvgg_mm.apis.quantize import quantize_model
+from repvgg_mm.apis.deploy import deploy_model
 from repvgg_mm.apis.test import test, test_config
 from repvgg_mm.apis.train import train, training_config
 from repvgg_mm.converters.config_model import build_model
@@ -43,68 +40,20 @@ from repvgg_mm.deploy import count_repvgg_blocks
 from repvgg_mm.errors import ConfigError
 from repvgg_mm.io.atomic import atomic_write_json
 from repvgg_mm.io.weights import load_weights
-from repvgg_mm.runtime.calibration import calibration_batches
-from repvgg_mm.runtime.evaluate import evaluate_sessions
-from repvgg_mm.runtime.graph import InferenceGraph
-from repvgg_mm.runtime.quantize import inference_session
-from repvgg_mm.runtime.session import open_session
+from repvgg_mm.runtime.deploy_report import format_table
 from repvgg_mm.utils.config import load_config
 from repvgg_mm.utils.verify import relative_errors
 
 from ..benchmark.complexity import count_params
-from ..benchmark.rounds import Entry, run_rounds
-from ..benchmark.run import host_record
-from ..benchmark.stats import summary
 from .digits_dataset import ensure_digits_dataset
+# REPORT_TYPES: what report.json holds (imported from here by the tests)
+from .digits_report import REPORT_TYPES, format_report  # noqa: F401
 
 DEFAULT_CONFIG = 'configs/demo/repvgg-tiny_digits.py'
-NUM_STEPS = 8
-#: INT8 backend of the main job (installed by tools/setup_env.sh)
+NUM_STEPS = 6
+#: the INT8 serving whose figures the report lists
 INT8_BACKEND = 'openvino'
 HOOK = 'SwitchToDeployHook'
-
-#: keys of the JSON report and their types (the tests check them)
-REPORT_TYPES = {
-    'command': str,
-    'config': str,
-    'data_root': str,
-    'work_dir': str,
-    'epochs': int,
-    'num_train_images': int,
-    'num_val_images': int,
-    'top1_train_form': float,
-    'top1_deploy_form': float,
-    'num_differing_predictions': int,
-    'max_score_abs_diff': float,
-    'max_score_rel_diff': float,
-    'num_blocks_fused': int,
-    'params_train_form': int,
-    'params_deploy_form': int,
-    'timing_batch_size': int,
-    'timing_rounds': int,
-    'torch_threads': int,
-    'cpu_load_1min': float,
-    'host': dict,
-    'images_per_s_train_form': float,
-    'images_per_s_deploy_form': float,
-    'deploy_speedup': float,
-    'top1_onnxruntime': float,
-    'onnxruntime_differing_predictions': int,
-    'images_per_s_onnxruntime': float,
-    'onnx_model': str,
-    'int8_backend': str,
-    'int8_calibration_images': int,
-    'top1_int8': float,
-    'top1_int8_reference_fp32': float,
-    'int8_agreement': float,
-    'images_per_s_int8': float,
-    'int8_speedup_vs_train_form': float,
-    'int8_model': str,
-    'seconds': dict,
-    'checkpoint': str,
-    'deploy_checkpoint': str,
-    'deploy_config': str,
-}
 
 
 class PredictionMismatchError(ConfigError):
@@ -172,31 +121,14 @@ def compare_predictions(reference: torch.Tensor,
                 max_score_abs_diff=abs_diff, max_score_rel_diff=rel_diff)
 
 
-@torch.no_grad()
-def first_inputs(model, cfg, num_images: int) -> torch.Tensor:
-    """The first ``num_images`` preprocessed images of the test split."""
-    from mmengine.runner import Runner
-    loader = Runner.build_dataloader(cfg.test_dataloader)
-    chunks, count = [], 0
-    for batch in loader:
-        inputs = model.data_preprocessor(batch, False)['inputs']
-        chunks.append(inputs)
-        count += len(inputs)
-        if count >= num_images:
-            break
-    return torch.cat(chunks)[:num_images]
+def _speed(rows: Dict[str, dict], name: str) -> float:
+    """Median images/s of a serving of the deploy job."""
+    return float(rows[name]['images_per_s']['median'])
 
 
-def images_per_second(forwards: dict, batch_size: int,
-                      rounds: int) -> Dict[str, float]:
-    """Median images/s of each zero-argument forward over alternating
-    rounds (each runs one batch of ``batch_size`` images)."""
-    entries = [Entry(name, forward, batch_size)
-               for name, forward in forwards.items()]
-    seconds = run_rounds(entries, rounds, warmup=1, iters=5, device='cpu',
-                         verbose=False)
-    return {name: summary([batch_size / s for s in values])['median']
-            for name, values in seconds.items()}
+def _differing(row: dict, num_images: int) -> int:
+    """Predictions of a serving that differ from the fp32 torch model."""
+    return int(round(num_images * (1 - row['agreement'])))
 
 
 # ----------------------------------------------------------------------
@@ -207,9 +139,11 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
                     epochs: Optional[int] = None,
                     cfg_options: Optional[dict] = None,
                     timing_batch: int = 128,
-                    timing_rounds: int = 5,
+                    timing_rounds: int = 3,
+                    min_time: float = 1.0,
+                    max_drop: float = 0.5,
                     command: Optional[str] = None) -> dict:
-    """Train -> test -> (convert) -> test -> compare -> time -> report.
+    """Train -> test -> (convert) -> test -> compare -> deploy -> report.
 
     Writes ``work_dir/report.json``; returns the report.
 
@@ -277,54 +211,29 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
     agreement = compare_predictions(trained['scores'], deployed['scores'])
 
     threads = torch.get_num_threads()
-    _step(5, 'exporting the deploy form to ONNX and testing it in ONNX '
-          'Runtime')
+    _step(5, f'tools/deploy.py\'s job on the trained checkpoint: export, '
+          f'every serving (torch, ONNX Runtime, OpenVINO fp32 / bf16 / '
+          f'INT8), evaluated on the held-out images and timed (batch '
+          f'{timing_batch}, {timing_rounds} alternating rounds, '
+          f'{threads} thread{"s" * (threads > 1)}); the fastest within '
+          f'{max_drop:g} points is chosen')
     clock = time.perf_counter()
+    deploy_dir = osp.join(work_dir, 'deploy')
+    shipping = deploy_model(
+        config, checkpoint, deploy_dir, max_drop=max_drop,
+        batch_size=timing_batch, rounds=timing_rounds, min_time=min_time,
+        cfg_options=options, threads=threads, progress=False,
+        command=command)
+    seconds['deploy'] = time.perf_counter() - clock
+    rows = {row['name']: row for row in shipping['servings']}
+    deploy_model_ = build_model(dcfg).eval()
+    load_weights(deploy_model_, deploy_ckpt)
     train_model = build_model(cfg).eval()
     load_weights(train_model, checkpoint)
-    deploy_model = build_model(dcfg).eval()
-    load_weights(deploy_model, deploy_ckpt)
-    onnx_path = export_model(deploy_cfg_path, deploy_ckpt,
-                             osp.join(work_dir, 'onnx', f'{name}.onnx'),
-                             dynamic=True, verify=True).paths[0]
-    ort_session = open_session(onnx_path, 'ort', threads=threads)
-    graph = InferenceGraph.of(deploy_model)
-    with torch.inference_mode():
-        runtimes = evaluate_sessions(dcfg, deploy_model, dict(
-            torch=lambda x: graph(torch.from_numpy(x)).numpy(),
-            onnxruntime=lambda x: ort_session(x)[0]), progress=False)
-    ort_differing = round(runtimes['num_images'] *
-                          (1 - runtimes['agreement']['onnxruntime']))
-    seconds['onnxruntime'] = time.perf_counter() - clock
-
-    _step(6, f'quantizing the deploy form to INT8 ({INT8_BACKEND}, '
-          f'calibrated on training images) and evaluating it')
-    clock = time.perf_counter()
-    int8 = quantize_model(deploy_cfg_path, deploy_ckpt,
-                          osp.join(work_dir, 'int8', f'{name}_int8.xml'),
-                          backend=INT8_BACKEND, evaluate=True,
-                          progress=False)
-    seconds['int8'] = time.perf_counter() - clock
-
-    _step(7, f'timing the forms (batch {timing_batch}, {timing_rounds} '
-          f'alternating rounds, {threads} thread{"s" * (threads > 1)})')
-    clock = time.perf_counter()
-    inputs = first_inputs(train_model, dcfg, timing_batch)
-    raw = calibration_batches(dcfg, 'val', timing_batch, timing_batch,
-                              progress=False)[0]  # the graph's own input
-    int8_session = inference_session(int8['int8_path'], INT8_BACKEND)
-    with torch.inference_mode():
-        speed = images_per_second(
-            dict(train_form=lambda: train_model(inputs, mode='tensor'),
-                 deploy_form=lambda: deploy_model(inputs, mode='tensor'),
-                 onnxruntime=lambda: ort_session(raw),
-                 int8=lambda: int8_session(raw)), len(inputs),
-            timing_rounds)
-    seconds['timing'] = time.perf_counter() - clock
     # other programs' load changes the figures on a shared machine
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else -1.0
 
-    _step(8, 'writing the report')
+    _step(6, 'writing the report')
     seconds['total'] = time.perf_counter() - start
     report = dict(
         command=command or shlex.join(['python'] + sys.argv),
@@ -336,30 +245,37 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
         num_val_images=len(trained['labels']),
         top1_train_form=top1_train,
         top1_deploy_form=top1_deploy,
-        num_blocks_fused=count_repvgg_blocks(deploy_model, deployed=True),
+        num_blocks_fused=count_repvgg_blocks(deploy_model_, deployed=True),
         params_train_form=count_params(train_model),
-        params_deploy_form=count_params(deploy_model),
-        timing_batch_size=len(inputs),
+        params_deploy_form=count_params(deploy_model_),
+        timing_batch_size=timing_batch,
         timing_rounds=timing_rounds,
         torch_threads=threads,
         cpu_load_1min=load,
-        host=host_record(torch.device('cpu')),
-        images_per_s_train_form=speed['train_form'],
-        images_per_s_deploy_form=speed['deploy_form'],
-        deploy_speedup=speed['deploy_form'] / speed['train_form'],
-        top1_onnxruntime=float(
-            runtimes['metrics']['onnxruntime']['accuracy/top1']),
-        onnxruntime_differing_predictions=int(ort_differing),
-        images_per_s_onnxruntime=speed['onnxruntime'],
-        onnx_model=onnx_path,
+        host=shipping['host'],
+        images_per_s_train_form=_speed(rows, 'torch-train'),
+        images_per_s_deploy_form=_speed(rows, 'torch'),
+        deploy_speedup=_speed(rows, 'torch') / _speed(rows, 'torch-train'),
+        top1_onnxruntime=float(rows['onnxruntime']['metric']),
+        onnxruntime_differing_predictions=_differing(
+            rows['onnxruntime'], len(trained['labels'])),
+        images_per_s_onnxruntime=_speed(rows, 'onnxruntime'),
         int8_backend=INT8_BACKEND,
-        int8_calibration_images=int8['num_calibration_images'],
-        top1_int8=float(int8['top1_int8']),
-        top1_int8_reference_fp32=float(int8['top1_fp32']),
-        int8_agreement=float(int8['agreement']),
-        images_per_s_int8=speed['int8'],
-        int8_speedup_vs_train_form=speed['int8'] / speed['train_form'],
-        int8_model=int8['int8_path'],
+        int8_calibration_images=shipping['calibration']['images'],
+        top1_int8=float(rows['openvino-int8']['metric']),
+        top1_int8_reference_fp32=float(shipping['reference_metric']),
+        int8_agreement=float(rows['openvino-int8']['agreement']),
+        images_per_s_int8=_speed(rows, 'openvino-int8'),
+        int8_speedup_vs_train_form=_speed(rows, 'openvino-int8') /
+        _speed(rows, 'torch-train'),
+        max_drop=float(max_drop),
+        chosen_serving=shipping['chosen'] or '',
+        chosen_drop=float(rows[shipping['chosen']]['drop'])
+        if shipping['chosen'] else float('nan'),
+        chosen_speedup_vs_train_form=float(rows[shipping['chosen']][
+            'vs_baseline']['median']) if shipping['chosen'] else 0.0,
+        deploy_dir=deploy_dir,
+        deploy_table=format_table(shipping),
         seconds={k: round(v, 2) for k, v in seconds.items()},
         checkpoint=checkpoint,
         deploy_checkpoint=deploy_ckpt,
@@ -367,6 +283,7 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
         **agreement)
     atomic_write_json(report, osp.join(work_dir, 'report.json'))
     print_log('\n' + format_report(report), logger='current')
+    print_log('\n' + report['deploy_table'], logger='current')
     if report['num_differing_predictions']:
         raise PredictionMismatchError(
             f'the deploy form predicts another class than the trained form '
@@ -380,45 +297,3 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
 def _num_images(data_root: str, split: str) -> int:
     from .digits_dataset import read_meta
     return int(read_meta(data_root)['num_images'][split])
-
-
-def format_report(report: dict) -> str:
-    """The short human-readable summary printed at the end of the demo."""
-    threads = report['torch_threads']
-    lines = [
-        '=' * 64,
-        f'RepVGG demo report ({report["config"]})',
-        f'  data                {report["num_train_images"]} train / '
-        f'{report["num_val_images"]} held-out images ({report["data_root"]})',
-        f'  training            {report["epochs"]} epochs in '
-        f'{report["seconds"]["train"]:.1f} s on CPU',
-        f'  top-1 train form    {report["top1_train_form"]:.2f} %',
-        f'  top-1 deploy form   {report["top1_deploy_form"]:.2f} %',
-        f'  differing preds     {report["num_differing_predictions"]} '
-        f'(max class-score rel diff {report["max_score_rel_diff"]:.2e})',
-        f'  top-1 ONNX Runtime  {report["top1_onnxruntime"]:.2f} % '
-        f'({report["onnxruntime_differing_predictions"]} predictions differ '
-        f'from PyTorch)',
-        f'  top-1 INT8          {report["top1_int8"]:.2f} % '
-        f'({report["int8_backend"]}, {report["int8_calibration_images"]} '
-        f'calibration images; fp32 graph '
-        f'{report["top1_int8_reference_fp32"]:.2f} %'
-        f', {100 * report["int8_agreement"]:.2f} % identical predictions)',
-        f'  parameters          {report["params_train_form"]:,} -> '
-        f'{report["params_deploy_form"]:,} ({report["num_blocks_fused"]} '
-        f'blocks fused)',
-        f'  images/s (batch {report["timing_batch_size"]}) '
-        f'train form {report["images_per_s_train_form"]:.0f}, deploy form '
-        f'{report["images_per_s_deploy_form"]:.0f} '
-        f'(x{report["deploy_speedup"]:.2f}), ONNX Runtime '
-        f'{report["images_per_s_onnxruntime"]:.0f}, INT8 '
-        f'{report["images_per_s_int8"]:.0f} '
-        f'(x{report["int8_speedup_vs_train_form"]:.2f}; {threads} '
-        f'thread{"s" * (threads > 1)}, CPU load '
-        f'{report["cpu_load_1min"]:.1f})',
-        f'  wall time           {report["seconds"]["total"]:.1f} s',
-        f'  report              {osp.join(report["work_dir"], "report.json")}',
-        f'  deploy checkpoint   {report["deploy_checkpoint"]}',
-        '=' * 64,
-    ]
-    return '\n'.join(lines)
