@@ -138,8 +138,7 @@ def _globals_in(data: bytes) -> List[str]:
 
 #: modules whose globals torch's weights-only unpickler allows (a plain,
 #: non-zip pickle cannot be checked with torch's public scanner)
-_SAFE_MODULES = ('torch.', 'collections.', 'builtins.', '__builtin__.',
-                 '_codecs.', 'numpy.')
+_SAFE_MODULES = ('torch.', 'collections.OrderedDict', '_codecs.encode')
 
 
 def _refused_globals(path: str) -> Optional[List[str]]:
@@ -159,6 +158,7 @@ def _refused_globals(path: str) -> Optional[List[str]]:
                f'{getattr(obj, "__qualname__", "")}'
                for obj in mmengine_safe_globals()
                if not isinstance(obj, tuple)}
+    allowed.update(('builtins.getattr', '__builtin__.getattr'))
     refused = []
     for data in streams:
         for name in _globals_in(data):
