@@ -16,6 +16,8 @@ import torch
 from conftest import (REL_TOL, ROOT, call_tool, ddp_held_by_a_cycle, run_tool,
                       write_image_folder)
 
+from repvgg_mm.io.checkpoint import load_checkpoint_file
+
 TESTS = osp.dirname(osp.abspath(__file__))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
 TEST = osp.join(ROOT, 'tools', 'test.py')
@@ -346,8 +348,7 @@ def test_dist_ranks_hold_identical_weights(dist_run):
     for name, value in rank0['params'].items():
         assert torch.equal(value, rank1['params'][name]), name
     # and training moved them away from the saved epoch-1 weights
-    ckpt = torch.load(osp.join(dist_run[0], 'epoch_1.pth'),
-                      weights_only=True)
+    ckpt = load_checkpoint_file(osp.join(dist_run[0], 'epoch_1.pth'))
     moved = [k for k, v in rank0['params'].items()
              if not torch.equal(v, ckpt['state_dict'][k])]
     assert len(moved) > 20
@@ -384,7 +385,7 @@ def test_dist_rank0_alone_writes_checkpoints_and_logs(dist_run):
 def test_dist_resume_continues_iteration_and_optimizer_state(dist_run, tiny):
     work, _, _ = dist_run
     config, probe = tiny
-    ckpt = torch.load(osp.join(work, 'epoch_2.pth'), weights_only=True)
+    ckpt = load_checkpoint_file(osp.join(work, 'epoch_2.pth'))
     proc = run_tool(DIST_TRAIN, config, '2', '--work-dir', work, '--resume',
                     '--cfg-options', 'train_cfg.max_epochs=3',
                     env=dict(PORT='29618'), check=True)

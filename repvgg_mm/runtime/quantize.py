@@ -229,5 +229,3 @@ def inference_session(path: str, backend: str,
     session = open_session(path, session_backend(backend), 'fp32',
                            threads or torch.get_num_threads())
     return lambda x: session(x)[0]
-
-
