@@ -189,9 +189,9 @@ def test_dataset_tool_bad_out_dir(tmp_path, capsys):
     code, stderr = call_tool('make_digits_dataset', str(a_file / 'digits'),
                              capsys=capsys)
     assert code == 2
-    assert stderr.startswith(
-        f'error: cannot create the folder "{a_file}" for the dataset')
-    assert 'Choose an OUT_DIR in a writable location' in stderr
+    assert stderr.startswith('error: cannot write OUT_DIR')
+    assert f'"{a_file}" is a file, not a folder' in stderr
+    assert 'Choose another OUT_DIR' in stderr
 
     code, stderr = call_tool('make_digits_dataset', str(a_file),
                              capsys=capsys)
