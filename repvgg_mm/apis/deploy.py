@@ -35,7 +35,7 @@ from ..runtime.cpu import cpu_features, cpu_name
 from ..runtime.graph import InferenceGraph, task_of
 from ..runtime.measure import speed_figures, time_servings
 from ..runtime.selection import select
-from ..runtime.servings import (BASELINE, REFERENCE, SERVINGS, build_order,
+from ..runtime.servings import (BASELINE, FP32_SERVING, SERVINGS, build_order,
                                 check_servings, runtime_serving, torch_serving)
 from ..utils.config import load_config
 from .export import image_like
@@ -138,12 +138,12 @@ def _build(names: List[str], graphs: dict, models: dict, batch: np.ndarray,
 def _evaluate(cfg, model, servings: dict, rows: List[dict],
               reference: Optional[float], progress: bool) -> float:
     from ..runtime.evaluate import evaluate_sessions, top1
-    sessions = {REFERENCE: servings[REFERENCE].run}
+    sessions = {FP32_SERVING: servings[FP32_SERVING].run}
     sessions.update({n: s.run for n, s in servings.items()
-                     if n != REFERENCE})
+                     if n != FP32_SERVING})
     result = evaluate_sessions(cfg, model, sessions, progress)
     if reference is None:
-        reference = top1(result['metrics'][REFERENCE])
+        reference = top1(result['metrics'][FP32_SERVING])
     for row in rows:
         if row['name'] in result['metrics']:
             row['metric'] = top1(result['metrics'][row['name']])
@@ -226,7 +226,7 @@ def deploy_model(config: str,
             graphs[BASELINE] = InferenceGraph.of(train_model)
         rows: List[dict] = []
         built = _build(names, graphs, models, batch, threads, rows)
-        baseline = BASELINE if BASELINE in built else REFERENCE
+        baseline = BASELINE if BASELINE in built else FP32_SERVING
         reference, split, control = None, None, None
         if not speed_only:
             reference, split = _evaluate(cfg, model, built, rows, None,
@@ -243,7 +243,7 @@ def deploy_model(config: str,
                                threads, rows)
                 built.update(extra)
                 if extra:
-                    _evaluate(cfg, model, {REFERENCE: built[REFERENCE],
+                    _evaluate(cfg, model, {FP32_SERVING: built[FP32_SERVING],
                                            **extra}, rows, reference,
                               progress)
         layers = layers_of(graph, torch.from_numpy(batch[:1]))

@@ -50,7 +50,7 @@ SERVINGS = {
     'openvino-int8-ac': ('openvino', 'int8'),
 }
 #: the speed baseline and the accuracy reference
-BASELINE, REFERENCE = 'torch-train', 'torch'
+BASELINE, FP32_SERVING = 'torch-train', 'torch'
 #: what a user may list in ``servings`` (the candidates to ship)
 SELECTABLE = tuple(n for n in SERVINGS if n not in (
     BASELINE, 'openvino-int8-ac'))
@@ -96,7 +96,7 @@ def check_servings(names: Optional[List[str]]) -> List[str]:
 
 def build_order(candidates: List[str]) -> List[str]:
     """What to build: the reference first, then the candidates."""
-    return [REFERENCE] + [n for n in candidates if n != REFERENCE]
+    return [FP32_SERVING] + [n for n in candidates if n != FP32_SERVING]
 
 
 def torch_serving(name: str, model: torch.nn.Module,
