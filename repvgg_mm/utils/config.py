@@ -57,9 +57,14 @@ def config_dicts(node: Any, path: str = 'model'
 def find_module_dicts(node: Any, types: Sequence[str], path: str = 'model'
                       ) -> List[Tuple[str, dict]]:
     """``(path, dict)`` of every dict under ``node`` whose ``type`` is one
-    of ``types`` (a scope prefix such as ``mmseg.`` is ignored)."""
-    return [(where, d) for where, d in config_dicts(node, path)
-            if type_name(d.get('type')) in types]
+    of ``types`` (a scope prefix such as ``mmseg.`` is ignored), not those
+    nested inside a found one (e.g. a ``RepVGGMM``'s ``block_cfg``)."""
+    found = []
+    for where, d in config_dicts(node, path):
+        if type_name(d.get('type')) in types and not any(
+                where.startswith(f'{outer}.') for outer, _ in found):
+            found.append((where, d))
+    return found
 
 
 def innermost_dataset(node: Any) -> Any:
