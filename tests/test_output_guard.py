@@ -391,9 +391,10 @@ train(cfg)
 @pytest.mark.slow
 def test_kill_during_a_keep_one_save_leaves_a_resumable_work_dir(
         tmp_path):
-    from test_train_tools import A0, TINY_CONFIG, _write_images
+    from conftest import write_image_folder
+    from test_train_tools import A0, TINY_CONFIG
     data, probe = str(tmp_path / 'data'), str(tmp_path / 'probe')
-    _write_images(data)
+    write_image_folder(data)
     os.makedirs(probe)
     config = write(tmp_path / 'tiny.py', TINY_CONFIG.format(
         base=A0, data=data, probe=probe))
