@@ -19,9 +19,11 @@ from mmengine.config import Config
 from timm.utils.model import reparameterize_model
 
 from repvgg_mm import RepVGGMM
+from repvgg_mm.apis import import_weights
 from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.converters.weight_import import (expected_layout,
                                                 import_state_dict, rename_key)
+from repvgg_mm.errors import OutputError
 from repvgg_mm.fusion import NormStats, equivalent_kernel_bias
 from repvgg_mm.io.checkpoint import CheckpointError
 from repvgg_mm.models.arch import ARCH_SETTINGS, parse_arch, stage_widths
@@ -394,3 +396,15 @@ def test_bn_without_num_batches_tracked_is_accepted():
         ref = source(X)
     assert max_rel(ref, imported_logits(sd, 'official', TINY, X,
                                         False)) <= IMPORT_TOL
+
+
+def test_import_never_overwrites_its_source(tmp_path):
+    src = tmp_path / 'RepVGG-tiny-train.pth'
+    torch.save(OfficialRepVGG(TINY, NUM_CLASSES).state_dict(), src)
+    before = src.read_bytes()
+    (tmp_path / 'link.pth').symlink_to(src)
+    for out in (src, tmp_path / 'link.pth'):
+        with pytest.raises(OutputError,
+                           match='would overwrite the input SRC'):
+            import_weights(str(src), str(out), 'official', 'a0')
+    assert src.read_bytes() == before
