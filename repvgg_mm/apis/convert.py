@@ -1,14 +1,7 @@
-"""Converting a trained checkpoint to its deploy (fused) form.
-
-:func:`convert_checkpoint` is what ``tools/convert_deploy.py`` runs. It works
-for any mmpretrain / mmseg / mmdet config whose model holds RepVGG blocks
-(classifier, segmentor, detector; BN or SyncBN) and writes
-
-* the deploy checkpoint (``meta`` kept; optimizer, schedulers, message hub
-  and EMA training state dropped), atomically;
-* the deploy config (the original with ``deploy=True`` on every RepVGG
-  dict), checked to build exactly the converted model.
-"""
+"""Converting a trained checkpoint to its deploy (fused) form
+(``tools/convert_deploy.py``), for any mmpretrain / mmseg / mmdet config
+whose model holds RepVGG blocks: the deploy checkpoint and the deploy
+config (checked to build the converted model), both or neither."""
 import os
 import os.path as osp
 import time
@@ -20,18 +13,18 @@ from mmengine.logging import print_log
 from ..converters.compare import run_forms
 from ..converters.config_model import build_model, input_channels, input_size
 from ..converters.deploy_checkpoint import deploy_checkpoint
-from ..converters.deploy_config import deploy_config, write_deploy_config
+from ..converters.deploy_config import deploy_config
 from ..deploy import count_repvgg_blocks, switch_to_deploy
 from ..engine.config_checks import check_neck_channels, check_repvgg_archs
 from ..errors import ConfigError
-from ..io.atomic import make_folders, remove_folders
+from ..io.atomic import atomic_output, make_folders, remove_folders
 from ..io.checkpoint import atomic_save
 from ..io.output_guard import Output, guard_outputs
 from ..io.weights import load_state_dict_strict, read_weights, repvgg_form
 from ..utils.config import load_config
 from ..utils.verify import REL_TOL, check_finite_weights, verify_outputs
 
-DEFAULT_REL_TOL = REL_TOL  # the one --verify tolerance (utils.verify)
+DEFAULT_REL_TOL = REL_TOL  # the one verify tolerance (utils.verify)
 
 
 class Conversion(NamedTuple):
@@ -45,20 +38,24 @@ class Conversion(NamedTuple):
     seconds: float
 
 
-def _check_paths(config: str, checkpoint: str, out: str,
-                 out_config: Optional[str]) -> str:
-    """The deploy config's path; both outputs guarded before any work (a
-    default ``OUT.py`` is OUT's sidecar: never someone else's file)."""
+def _check_arguments(config: str, checkpoint: str, out: str,
+                     out_config: Optional[str], shape, tolerance) -> str:
+    """The deploy config's path, once the arguments and both outputs are
+    checked (a default ``OUT.py`` is OUT's sidecar: never another's file)."""
     if out_config is not None and not out_config.endswith('.py'):
-        raise ConfigError(f'--out-config "{out_config}" must end with .py '
-                          f'(it is a Python config).')
+        raise ConfigError(f'out_config "{out_config}" must end with .py (it '
+                          f'is a Python config).')
+    if shape is not None and (len(shape) != 2 or min(shape) < 1):
+        raise ConfigError(f'shape takes H W (positive), got {list(shape)}')
+    if not tolerance >= 0:  # NaN too
+        raise ConfigError(f'tolerance must be >= 0, got {tolerance}')
     inputs = {'CHECKPOINT': checkpoint, 'CONFIG': config}
     if out_config is None:
         out_config = osp.splitext(out)[0] + '.py'
         guard_outputs([Output(out, 'OUT', (out_config, ))], inputs)
     else:
-        guard_outputs([Output(out, 'OUT'),
-                       Output(out_config, '--out-config')], inputs)
+        guard_outputs([Output(out, 'OUT'), Output(out_config, 'out_config')],
+                      inputs)
     return out_config
 
 
@@ -79,40 +76,19 @@ def _check_form(state_dict, path: str, config: str) -> None:
 
 
 def _verify(model, converted, cfg, shape, tolerance):
+    # the size's source is named as tools/convert_deploy.py's option
     (height, width), where = ((tuple(shape), '--shape')
                               if shape else input_size(cfg))
     size = (1, input_channels(cfg), height, width)
     print_log(f'verifying on a random input of shape {size} (size from '
               f'{where}) ...', logger='current')
     inputs = torch.randn(size, generator=torch.Generator().manual_seed(0))
-    reference, deployed = run_forms(model, converted, inputs)
-    worst_abs, worst_rel = verify_outputs(reference, deployed, tolerance)
+    worst_abs, worst_rel = verify_outputs(
+        *run_forms(model, converted, inputs), tolerance)
     print_log(f'max abs difference: {worst_abs:.3e}; relative to the largest '
               f'output: {worst_rel:.3e} (tolerance {tolerance:g})',
               logger='current')
     return worst_abs, worst_rel
-
-
-def _check_shape(shape: Optional[Sequence[int]]) -> None:
-    if shape is not None and (len(shape) != 2 or min(shape) < 1):
-        raise ConfigError(f'--shape takes H W (positive), got {list(shape)}')
-
-
-def _write(loaded, converted, checkpoint: str, cfg, out: str,
-           out_config: str) -> None:
-    """Both files or none (and no folder created for them)."""
-    created = make_folders(osp.dirname(osp.abspath(out))) + make_folders(
-        osp.dirname(osp.abspath(out_config)))
-    try:
-        atomic_save(deploy_checkpoint(loaded, converted, checkpoint), out)
-        try:
-            write_deploy_config(cfg, out_config)
-        except BaseException:  # never leave a checkpoint without its config
-            os.remove(out)
-            raise
-    except BaseException:
-        remove_folders(created)
-        raise
 
 
 def convert_checkpoint(config: str,
@@ -131,15 +107,12 @@ def convert_checkpoint(config: str,
     (H, W; default from the config) and fails above ``tolerance`` (max error
     relative to the largest output). Nothing is written on any failure.
     """
-    out_config = _check_paths(config, checkpoint, out, out_config)
-    _check_shape(shape)
-    if not tolerance >= 0:  # NaN too
-        raise ConfigError(f'--tolerance must be >= 0, got {tolerance}')
+    out_config = _check_arguments(config, checkpoint, out, out_config, shape,
+                                  tolerance)
     cfg = load_config(config, cfg_options)
     check_repvgg_archs(cfg)
     check_neck_channels(cfg)
     start = time.perf_counter()
-
     print_log(f'loading {checkpoint} ...', logger='current')
     loaded, state_dict = read_weights(checkpoint, unsafe_load)
     check_finite_weights(state_dict, checkpoint)
@@ -152,25 +125,34 @@ def convert_checkpoint(config: str,
             f'whose backbone is type="RepVGGMM".')
     _check_form(state_dict, checkpoint, config)
     load_state_dict_strict(model, state_dict, checkpoint)
-
-    model.eval()
     # verify needs both forms; otherwise convert in place (no copy)
-    converted = switch_to_deploy(model, inplace=not verify)
+    converted = switch_to_deploy(model.eval(), inplace=not verify)
     num_blocks = count_repvgg_blocks(converted, deployed=True)
     print_log(f'converted {num_blocks} RepVGG blocks in '
               f'{time.perf_counter() - start:.1f} s (build, load, convert)',
               logger='current')
     deploy_cfg = deploy_config(cfg)
-    layout = {k: v.shape for k, v in
-              build_model(deploy_cfg, device='meta').state_dict().items()}
-    if layout != {k: v.shape for k, v in converted.state_dict().items()}:
+    built = build_model(deploy_cfg, device='meta').state_dict()
+    if {k: v.shape for k, v in built.items()} != {
+            k: v.shape for k, v in converted.state_dict().items()}:
         raise ConfigError('the deploy config does not build the converted '
                           'model (a RepVGG module outside a type="RepVGGMM" '
                           'dict?). Nothing was written.')
-    errors = (None, None)
-    if verify:
-        errors = _verify(model, converted, cfg, shape, tolerance)
-
-    _write(loaded, converted, checkpoint, cfg, out, out_config)
-    return Conversion(out, out_config, num_blocks, errors[0], errors[1],
+    errors = (_verify(model, converted, cfg, shape, tolerance) if verify else
+              (None, None))
+    # both files or neither (and no folder created for them)
+    created = make_folders(osp.dirname(osp.abspath(out))) + make_folders(
+        osp.dirname(osp.abspath(out_config)))
+    written = []
+    try:
+        atomic_save(deploy_checkpoint(loaded, converted, checkpoint), out)
+        written.append(out)  # never a checkpoint without its config
+        with atomic_output(out_config) as tmp:
+            deploy_cfg.dump(tmp)
+    except BaseException:
+        for path in written:
+            os.remove(path)
+        remove_folders(created)
+        raise
+    return Conversion(out, out_config, num_blocks, *errors,
                       time.perf_counter() - start)
