@@ -1,5 +1,2 @@
-"""Conversion logic behind ``tools/convert_deploy.py``,
-``tools/convert_weights.py`` and ``SwitchToDeployHook``.
-
-Not imported by ``import repvgg_mm``; import the submodules directly.
-"""
+"""Conversion logic of the tools and ``SwitchToDeployHook``; not imported
+by ``import repvgg_mm`` (import the submodules)."""

@@ -1,5 +1,5 @@
-"""Building the model of an mmpretrain / mmseg / mmdet config, and its input
-shape."""
+"""Building the model of an mmpretrain / mmseg / mmdet config; its input
+shape and task."""
 import copy
 from typing import Any, Optional, Sequence, Tuple
 
@@ -14,25 +14,23 @@ from .deploy_config import BACKBONE_TYPES
 
 #: input size used when the config tells none
 DEFAULT_SIZE = (224, 224)
+#: the package's one vocabulary of tasks: mm base class module -> task
+TASKS = (('mmpretrain.', 'classifier'), ('mmseg.', 'segmentor'),
+         ('mmdet.', 'detector'))
 
 
 def build_model(cfg, device: str = 'cpu') -> nn.Module:
-    """Build ``cfg.model`` under the config's ``default_scope``, after its
-    ``custom_imports``; ``device='meta'`` builds without allocating weights.
-
-    A top-level ``data_preprocessor`` of the config goes into the model
-    unless the model sets its own, as mmengine's ``Runner`` does.
-    """
-
+    """Build ``cfg.model`` as mmengine's ``Runner`` does (``custom_imports``,
+    ``default_scope``, a top-level ``data_preprocessor``); ``device='meta'``
+    allocates no weights."""
     if cfg.get('custom_imports'):
         try:
             import_modules_from_strings(**cfg['custom_imports'])
         except ImportError as exc:
             raise ConfigError(f'custom_imports of the config failed: {exc}. '
                               f'Is the package installed?') from None
-    scope = cfg.get('default_scope')
-    if scope:
-        init_default_scope(scope)
+    if cfg.get('default_scope'):
+        init_default_scope(cfg.default_scope)
     model_cfg = cfg.model
     if cfg.get('data_preprocessor') is not None and isinstance(
             model_cfg, dict) and 'data_preprocessor' not in model_cfg:
@@ -41,21 +39,20 @@ def build_model(cfg, device: str = 'cpu') -> nn.Module:
             cfg.data_preprocessor)
     try:
         with torch.device(device):
-            model = MODELS.build(model_cfg)
+            return MODELS.build(model_cfg)
     except KeyError as exc:
-        # only an unknown type gets the hint ("X is not in the model
-        # registry"); any other error in a model's code surfaces as it is
+        # only an unknown type ("X is not in the model registry") gets the
+        # hint; any other error in a model's code surfaces as it is
         if 'registry' not in str(exc):
             raise
-        reason = exc.args[0] if exc.args else exc
         raise ConfigError(
-            f'cannot build the model of the config ({reason}). The config '
-            f'needs default_scope="mmpretrain", "mmseg" or "mmdet" and '
+            f'cannot build the model of the config '
+            f'({exc.args[0] if exc.args else exc}). The config needs '
+            f'default_scope="mmpretrain", "mmseg" or "mmdet" and '
             f'custom_imports=dict(imports=["repvgg_mm"]).') from None
-    return model
 
 
-def _hw(size: Any, wh_order: bool) -> Optional[Tuple[int, int]]:
+def _hw(size: Any, wh_order: bool = False) -> Optional[Tuple[int, int]]:
     if isinstance(size, int):
         return size, size
     if isinstance(size, Sequence) and len(size) == 2 and all(
@@ -68,52 +65,42 @@ def _size_from_pipeline(pipeline) -> Optional[Tuple[int, int]]:
     # the last transform that fixes the size wins (Resize -> CenterCrop)
     for transform in reversed(pipeline):
         name = str(transform.get('type', '')).split('.')[-1]
+        size = None
         if 'Crop' in name and 'crop_size' in transform:
             # mmpretrain's CenterCrop takes (w, h); mmseg's crops take (h, w)
-            size = _hw(transform['crop_size'], wh_order=name == 'CenterCrop')
+            size = _hw(transform['crop_size'], name == 'CenterCrop')
         elif name in ('Resize', 'ResizeEdge') and 'scale' in transform:
-            size = _hw(transform['scale'], wh_order=True)  # (w, h)
-        else:
-            continue
+            size = _hw(transform['scale'], True)  # (w, h)
         if size:
             return size
     return None
 
 
-def _padded(hw: Tuple[int, int], model) -> Tuple[int, int]:
-    divisor = (model.get('data_preprocessor') or {}).get('pad_size_divisor')
-    if not isinstance(divisor, int) or divisor <= 1:
-        return hw
-    return tuple(-(-s // divisor) * divisor for s in hw)
-
-
 def input_size(cfg) -> Tuple[Tuple[int, int], str]:
-    """``((H, W), where it came from)`` of a test input of ``cfg``.
-
-    Looked up in order: ``model.test_cfg.crop_size`` (mmseg slide
-    inference), ``model.data_preprocessor.size``, the config's ``crop_size``,
-    the test (then val) pipeline's last crop / resize, else 224x224. A
-    pipeline size is rounded up to ``model.data_preprocessor.
-    pad_size_divisor`` (mmdet pads every batch so: a 1333x800 test scale is
-    an 800x1344 network input).
-    """
+    """``((H, W), where it came from)`` of a test input of ``cfg``:
+    ``model.test_cfg.crop_size`` (mmseg slide inference),
+    ``model.data_preprocessor.size``, the config's ``crop_size``, the test
+    (then val) pipeline's last crop / resize, else 224x224. A pipeline size
+    is rounded up to ``model.data_preprocessor.pad_size_divisor`` (mmdet
+    pads every batch so: a 1333x800 test scale is an 800x1344 input)."""
     model = cfg.model
-    candidates = [
-        ('model.test_cfg.crop_size', (model.get('test_cfg') or {}).get(
-            'crop_size'), False),
-        ('model.data_preprocessor.size', (model.get('data_preprocessor')
-                                          or {}).get('size'), False),
-        ('crop_size', cfg.get('crop_size'), False),
-    ]
-    for where, size, wh_order in candidates:
-        hw = _hw(size, wh_order) if size is not None else None
-        if hw:
-            return hw, where
+    preprocessor = model.get('data_preprocessor') or {}
+    for where, size in (
+        ('model.test_cfg.crop_size',
+         (model.get('test_cfg') or {}).get('crop_size')),
+        ('model.data_preprocessor.size', preprocessor.get('size')),
+        ('crop_size', cfg.get('crop_size')),
+    ):
+        if _hw(size):
+            return _hw(size), where
+    divisor = preprocessor.get('pad_size_divisor')
+    divisor = divisor if isinstance(divisor, int) and divisor > 1 else 1
     for loader in ('test_dataloader', 'val_dataloader'):
         pipeline = dataset_pipeline(cfg.get(loader))
         hw = _size_from_pipeline(pipeline) if pipeline else None
         if hw:
-            return _padded(hw, model), f'{loader} pipeline'
+            return (tuple(-(-s // divisor) * divisor for s in hw),
+                    f'{loader} pipeline')
     return DEFAULT_SIZE, 'default'
 
 
@@ -125,15 +112,9 @@ def input_channels(cfg) -> int:
     return 3
 
 
-#: the package's one vocabulary of tasks: mm base class module -> task
-TASKS = (('mmpretrain.', 'classifier'), ('mmseg.', 'segmentor'),
-         ('mmdet.', 'detector'))
-
-
 def task_of(model: nn.Module) -> str:
-    """``'classifier'`` (mmpretrain), ``'segmentor'`` (mmseg),
-    ``'detector'`` (mmdet) or ``'module'`` (anything else), from the mm
-    base class (``Base*``) the model derives from."""
+    """``'classifier'``, ``'segmentor'``, ``'detector'`` or ``'module'``,
+    from the mm base class (``Base*``) the model derives from."""
     for module_prefix, kind in TASKS:
         for cls in type(model).__mro__:
             if cls.__module__.startswith(module_prefix) and (

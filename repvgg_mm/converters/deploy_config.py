@@ -1,12 +1,5 @@
-"""The deploy config: the original config with every RepVGG dict fused.
-
-``deploy=True`` is set on every ``type='RepVGGMM'`` (and ``'RepVGGBlock'``,
-``'QARepVGGBlock'``) dict of ``cfg.model``, wherever it sits
-(``model.backbone`` of a classifier or segmentor, a nested backbone, a list
-of modules, ...). The written file is the complete, resolved config
-(``_base_`` files merged, ``--cfg-options`` applied), so it stays valid
-wherever it is copied.
-"""
+"""The deploy config: the resolved config with ``deploy=True`` on every
+RepVGG dict of ``cfg.model``, wherever it sits."""
 import copy
 
 from ..errors import ConfigError
@@ -34,6 +27,5 @@ def deploy_config(cfg):
 
 def write_deploy_config(cfg, path: str) -> None:
     """Write ``deploy_config(cfg)`` to ``path`` atomically."""
-    deployed = deploy_config(cfg)
     with atomic_output(path) as tmp:
-        deployed.dump(tmp)
+        deploy_config(cfg).dump(tmp)

@@ -1,16 +1,8 @@
-"""Checks of a config that would otherwise fail deep inside mmengine.
-
-Each raises :class:`~repvgg_mm.errors.ConfigError` with one paragraph that
-names the problem and the fix: a ``RepVGGMM`` that cannot be built (unknown
-arch, ``frozen_stages`` / ``out_indices`` out of range, a norm layer that
-cannot be fused), a neck whose input
-widths are not the backbone's (mmdet's FPN would only fail at the first
-forward, with a conv shape error), a dataset folder or annotation file that
-does not exist.
-"""
+"""Checks of a config that would otherwise fail deep inside mmengine, each
+a :class:`~repvgg_mm.errors.ConfigError` naming the problem and the fix."""
 import os
 import os.path as osp
-from typing import Iterable, List, Sequence, Tuple
+from typing import Iterable, Sequence
 
 import torch
 
@@ -28,16 +20,9 @@ DATASET_DOCS = {
 }
 
 
-def _how_to_prepare(dataset_type) -> str:
-    doc = DATASET_DOCS.get(str(dataset_type).split('.')[-1])
-    return f'as described in {doc}' if doc else 'the config expects'
-
-
 def check_repvgg_archs(cfg) -> None:
-    """Every ``RepVGGMM`` of the model can be built: it is built on the
-    meta device (no memory, no weights), so its argument checks (arch,
-    ``out_indices``, ``frozen_stages``, ``norm_cfg``, ...) run before any
-    work."""
+    """Every ``RepVGGMM`` of the model can be built: built on the meta
+    device, its argument checks run before any work."""
     for path, backbone in find_module_dicts(cfg.get('model'), BACKBONE_TYPES):
         try:
             parse_arch(backbone.get('arch', 'a0'))
@@ -55,39 +40,31 @@ def check_repvgg_archs(cfg) -> None:
                 f'{path}.KEY=VALUE).') from None
 
 
-def _backbones_with_necks(node):
-    """``(neck path, backbone dict, neck dict)`` of every model dict under
-    ``node`` whose backbone is a ``RepVGGMM`` and that has a neck."""
-    found = []
-    for path, model in config_dicts(node):
+def check_neck_channels(cfg) -> None:
+    """A neck with a list of ``in_channels`` (FPN, PAFPN, ...) reads exactly
+    the widths of the ``RepVGGMM`` outputs (arch and ``out_indices``); mmdet
+    would only fail at the first forward."""
+    for path, model in config_dicts(cfg.get('model')):
         backbone, neck = model.get('backbone'), model.get('neck')
         neck_path = f'{path}.neck'
         if isinstance(neck, (list, tuple)) and neck:
             neck, neck_path = neck[0], f'{path}.neck[0]'  # the first reads it
-        if (isinstance(backbone, dict) and isinstance(neck, dict)
-                and type_name(backbone.get('type')) in BACKBONE_TYPES):
-            found.append((neck_path, backbone, neck))
-    return found
-
-
-def check_neck_channels(cfg) -> None:
-    """A neck with a list of ``in_channels`` (FPN, PAFPN, ...) reads exactly
-    the widths of the ``RepVGGMM`` outputs (arch and ``out_indices``)."""
-    for neck_path, backbone, neck in _backbones_with_necks(cfg.get('model')):
-        given = neck.get('in_channels')
-        if not isinstance(given, (list, tuple)):
-            continue  # one width for all inputs, or none: nothing to check
+        if not (isinstance(backbone, dict) and isinstance(neck, dict)
+                and type_name(backbone.get('type')) in BACKBONE_TYPES
+                and isinstance(neck.get('in_channels'), (list, tuple))):
+            continue
+        given = list(neck['in_channels'])
         arch = backbone.get('arch', 'a0')
         out_indices = backbone.get('out_indices', (3, ))
         try:
             expected = list(out_channels_of(arch, out_indices))
         except (ValueError, TypeError):
             continue  # reported by check_repvgg_archs / the backbone
-        if list(given) != expected:
+        if given != expected:
             name = arch if isinstance(arch, str) else 'the arch dict'
             option = str(expected).replace(' ', '')
             raise ConfigError(
-                f'{neck_path}.in_channels={list(given)} does not match the '
+                f'{neck_path}.in_channels={given} does not match the '
                 f'backbone: RepVGGMM {name} with out_indices='
                 f'{tuple(out_indices)} outputs {expected} channels. Set '
                 f'{neck_path}.in_channels={expected} in "{cfg.filename}" '
@@ -101,48 +78,40 @@ def _dataset_leaves(dataset) -> Iterable[dict]:
             yield from _dataset_leaves(item)
     elif isinstance(dataset, dict):
         inner = dataset.get('dataset', dataset.get('datasets'))
-        if inner is not None:
-            yield from _dataset_leaves(inner)
-        else:
-            yield dataset
+        yield from ([dataset] if inner is None else _dataset_leaves(inner))
 
 
-def _required_paths(dataset: dict) -> List[Tuple[str, str]]:
+def _required_paths(dataset: dict) -> Iterable[tuple]:
     """(what, path) pairs a dataset config reads from disk."""
     root = dataset.get('data_root') or ''
-    paths = []
+    ann_file, prefix = dataset.get('ann_file'), dataset.get('data_prefix')
     if root:
-        paths.append(('data_root', root))
-    ann_file = dataset.get('ann_file')
+        yield 'data_root', root
     if ann_file:
-        paths.append(('ann_file', osp.join(root, ann_file)))
-    prefix = dataset.get('data_prefix')
-    prefixes = (prefix.items() if isinstance(prefix, dict) else
-                [('data_prefix', prefix)])
-    for key, value in prefixes:
+        yield 'ann_file', osp.join(root, ann_file)
+    for key, value in (prefix.items() if isinstance(prefix, dict) else
+                       [(None, prefix)]):
         if isinstance(value, str) and value:
-            paths.append((f'data_prefix.{key}' if key != 'data_prefix' else
-                          key, osp.join(root, value)))
+            yield (f'data_prefix.{key}' if key else 'data_prefix',
+                   osp.join(root, value))
     split = dataset.get('split')
     if root and split and not prefix and not ann_file:
-        paths.append(('split', osp.join(root, split)))  # mmpretrain ImageNet
-    return paths
+        yield 'split', osp.join(root, split)  # mmpretrain's ImageNet
 
 
 def check_dataset_paths(cfg, loaders: Sequence[str]) -> None:
     """The folders/files the given dataloaders read exist."""
     for loader in loaders:
-        loader_cfg = cfg.get(loader)
-        if not loader_cfg:
-            continue
-        for dataset in _dataset_leaves(loader_cfg.get('dataset')):
+        for dataset in _dataset_leaves((cfg.get(loader) or {}).get('dataset')):
+            kind = dataset.get('type')
+            doc = DATASET_DOCS.get(str(kind).split('.')[-1])
+            how = f'as described in {doc}' if doc else 'the config expects'
             for what, path in _required_paths(dataset):
                 if not osp.exists(path):
                     raise ConfigError(
                         f'dataset path "{path}" ({loader}.dataset.{what}, '
-                        f'{dataset.get("type")}) does not exist (relative '
-                        f'paths start at the working directory '
-                        f'"{os.getcwd()}"). Prepare the dataset '
-                        f'{_how_to_prepare(dataset.get("type"))}, or point '
-                        f'the config at it, e.g. --cfg-options '
-                        f'{loader}.dataset.data_root=/path/to/data.')
+                        f'{kind}) does not exist (relative paths start at '
+                        f'the working directory "{os.getcwd()}"). Prepare '
+                        f'the dataset {how}, or point the config at it, e.g. '
+                        f'--cfg-options {loader}.dataset.data_root='
+                        f'/path/to/data.')

@@ -9,13 +9,10 @@ from ..errors import ConfigError
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """``mmengine.Config.fromfile`` with clear errors for common mistakes.
-
-    A missing file, a syntax error and a missing ``_base_`` file raise
-    :class:`~repvgg_mm.errors.ConfigError` with one paragraph; any other
-    error inside the config's own code surfaces as it is, with its
-    traceback.
-    """
+    """``mmengine.Config.fromfile``; a missing file, a syntax error, a
+    missing ``_base_`` file or no ``model`` is a one-paragraph
+    :class:`~repvgg_mm.errors.ConfigError` (other errors of the config's own
+    code surface as they are)."""
     if not os.path.isfile(path):
         raise ConfigError(
             f'config file "{path}" does not exist. Configs live in configs/, '
@@ -54,13 +51,13 @@ def config_dicts(node: Any, path: str = 'model'
             yield from config_dicts(value, f'{path}[{i}]')
 
 
-def find_module_dicts(node: Any, types: Sequence[str], path: str = 'model'
-                      ) -> List[Tuple[str, dict]]:
+def find_module_dicts(node: Any,
+                      types: Sequence[str]) -> List[Tuple[str, dict]]:
     """``(path, dict)`` of every dict under ``node`` whose ``type`` is one
     of ``types`` (a scope prefix such as ``mmseg.`` is ignored), not those
     nested inside a found one (e.g. a ``RepVGGMM``'s ``block_cfg``)."""
     found = []
-    for where, d in config_dicts(node, path):
+    for where, d in config_dicts(node):
         if type_name(d.get('type')) in types and not any(
                 where.startswith(f'{outer}.') for outer, _ in found):
             found.append((where, d))
@@ -68,9 +65,8 @@ def find_module_dicts(node: Any, types: Sequence[str], path: str = 'model'
 
 
 def innermost_dataset(node: Any) -> Any:
-    """The dataset dict of a dataloader or dataset dict that has the
-    ``pipeline`` (through wrappers such as RepeatDataset), else the
-    innermost one."""
+    """The dataset dict (of a dataloader or wrapper dict) that has the
+    ``pipeline``, else the innermost one."""
     while isinstance(node, dict) and 'pipeline' not in node and isinstance(
             node.get('dataset'), dict):
         node = node['dataset']
