@@ -55,6 +55,7 @@ LAYOUTS = {
     'backbone': Layout("a bare backbone's layout (mmpretrain / this "
                        "project)", '^' + _BLOCK_KEY, _MMPRETRAIN),
     'project': Layout("this project's layout", r'(^|\.)' + _BLOCK_KEY),
+    'unknown': Layout('no known RepVGG layout', ''),  # the fallback
 }
 #: the layouts of other code (``fmt`` of the weight importer)
 FORMATS = ('official', 'mmpretrain', 'timm')
@@ -121,13 +122,12 @@ def rename_key(key: str, fmt: str) -> str:
 
 
 def detect_layout(state_dict: Mapping[str, Any]) -> str:
-    """The name of the :data:`LAYOUTS` entry ``state_dict``'s keys are in,
-    or ``'unknown'`` (no RepVGG block found)."""
+    """The name of the first :data:`LAYOUTS` entry whose signature one of
+    ``state_dict``'s keys has (``'unknown'``: no RepVGG block found)."""
     keys = list(strip_wrapper_prefix(state_dict))
-    for name, layout in LAYOUTS.items():
-        if any(re.search(layout.signature, k) for k in keys):
-            return name
-    return 'unknown'
+    return next((name for name, layout in LAYOUTS.items()
+                 if any(re.search(layout.signature, k) for k in keys)),
+                'unknown')
 
 
 def project_keys(state_dict: Mapping[str, Any],

@@ -12,7 +12,7 @@ each module.
 """
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional
 
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -22,8 +22,7 @@ from ..io.checkpoint import state_dict_of
 from ..models.arch import parse_arch
 from .layout import (BACKBONE_PREFIX, FOREIGN, HEAD_PREFIX, LAYOUTS,
                      arch_label, detect_layout, head_classes, infer_arch,
-                     key_problems, project_keys, strip_wrapper_prefix,
-                     sub_dict)
+                     key_problems, project_keys, rename_key, sub_dict)
 
 NOTE_KEY = 'repvgg_mm_load_note'
 #: the head keys :mod:`repvgg_mm.engine.checkpoint_loader` adds for an
@@ -39,11 +38,15 @@ class LoadNote:
     """What a state dict was read from, for the backbone that loads it."""
 
     source: str  #: the file (or URL) the weights came from
+    weights: Dict[str, Any]  #: the whole file in this project's keys
     layout: str  #: :func:`~.layout.detect_layout`'s answer
     form: str  #: 'training', 'deploy', 'mixed' or 'none'
-    weights: Dict[str, Any]  #: the whole file in this project's keys
-    consumed: Tuple[str, ...] = ()  #: file keys a backbone may take
     head: str = ''  #: what happens to a classifier head, said in the log
+
+    @property
+    def bare(self) -> bool:
+        """Its backbone's keys have no ``backbone.`` prefix in the file."""
+        return self.layout in ('official', 'timm', 'backbone')
 
 
 class NotedMetadata(OrderedDict):
@@ -61,17 +64,9 @@ class NotedMetadata(OrderedDict):
         return OrderedDict, (list(self.items()), )
 
 
-def layout_name(layout: str) -> str:
-    return LAYOUTS[layout].name if layout in LAYOUTS else (
-        'no known RepVGG layout')
-
-
 def make_note(state_dict: Mapping[str, Any], source: str) -> LoadNote:
     """The note of ``state_dict`` (any layout) read from ``source``."""
-    weights, layout, form = project_keys(state_dict)
-    bare = layout in ('official', 'timm', 'backbone')  # no backbone. prefix
-    consumed = tuple(strip_wrapper_prefix(state_dict)) if bare else ()
-    return LoadNote(source, layout, form, weights, consumed)
+    return LoadNote(source, *project_keys(state_dict))
 
 
 def with_note(state_dict: Mapping[str, Any], note: LoadNote) -> OrderedDict:
@@ -109,12 +104,11 @@ def before_backbone_load(backbone, state_dict: dict, prefix: str,
     own, mapped = sub_dict(state_dict, prefix), None
     if own and detect_layout(own) in FOREIGN:  # e.g. mmpretrain SE keys
         mapped = sub_dict(project_keys(own)[0], BACKBONE_PREFIX)
-    elif not own and note is not None and note.consumed:
+    elif not own and note is not None and note.bare:
         mapped = sub_dict(note.weights, BACKBONE_PREFIX)
-        taken = set(note.consumed)
-        if note.layout == 'official':
-            taken.update(HEAD_ALIASES)
-        unexpected_keys[:] = [k for k in unexpected_keys if k not in taken]
+        # the file's keys (and an official head's aliases) are taken here
+        unexpected_keys[:] = [k for k in unexpected_keys if rename_key(
+            k, note.layout) not in note.weights]
     if mapped is not None:
         for key in [k for k in state_dict if k.startswith(prefix)]:
             del state_dict[key]
@@ -132,7 +126,7 @@ def before_backbone_load(backbone, state_dict: dict, prefix: str,
 def _not_loaded_error(prefix, note, own, problems) -> CheckpointError:
     what = 'the state dict'
     if note is not None:
-        what = f'"{note.source}" ({layout_name(note.layout)})'
+        what = f'"{note.source}" ({LAYOUTS[note.layout].name})'
     if not own or detect_layout(own) == 'unknown':
         under = f' under "{prefix}"' if prefix else ''
         hint = (f' It holds no RepVGG backbone weights{under}; layouts loaded '
@@ -170,7 +164,7 @@ def after_backbone_load(backbone, incompatible_keys) -> None:
         tail = ', QARepVGG blocks' + tail
     print_log(
         f'loaded "{note.source}" into the RepVGGMM backbone{_at(prefix)}: '
-        f'{layout_name(note.layout)}, {form}, '
+        f'{LAYOUTS[note.layout].name}, {form}, '
         f'{arch_label(infer_arch(own))}, {len(backbone.blocks())} blocks '
         f'({len(own)} tensors){tail}', logger='current')
 
@@ -183,39 +177,6 @@ def head_of(note: LoadNote) -> str:
         return ''
     name = 'linear.*' if note.layout == 'official' else 'head.fc.*'
     return f'the classifier head {name} ({classes} classes)'
-
-
-def init_cfg_weights(checkpoint: Mapping[str, Any], source: str,
-                     prefix: Optional[str]) -> OrderedDict:
-    """The backbone's part of a checkpoint read for ``init_cfg``, noted.
-    ``prefix`` as mmengine's ``Pretrained``; a layout without it (official,
-    timm, a bare backbone) is found without it."""
-    state_dict = state_dict_of(checkpoint)
-    note = make_note(state_dict, source)
-    if note.layout == 'unknown':
-        raise CheckpointError(
-            f'init_cfg checkpoint "{source}" holds no RepVGG weights of a '
-            f'known layout (first keys: {", ".join(list(state_dict)[:3])}). '
-            f'Layouts loaded directly: {ACCEPTED}.')
-    prefix = prefix or ''
-    if prefix and not prefix.endswith('.'):
-        prefix += '.'
-    part = sub_dict(note.weights, BACKBONE_PREFIX if note.consumed
-                    or not prefix else prefix)
-    if not part:
-        found = sorted({k[:k.index('stem.')] for k in note.weights
-                        if 'stem.' in k})
-        raise CheckpointError(
-            f'init_cfg prefix "{prefix}": no key of "{source}" starts with '
-            f'it; its RepVGG backbone weights are under '
-            f'{", ".join(repr(p) for p in found) or "no prefix"}. Set '
-            f'init_cfg prefix to that.')
-    others = len(note.weights) - len(part)
-    what = head_of(note) or (
-        f'{others} tensors outside the backbone' if others else '')
-    if what:
-        note.head = f'not loaded: {what}, as init_cfg loads the backbone only'
-    return with_note(part, note)
 
 
 def rename_for_model(state_dict: Mapping[str, Any],
@@ -231,10 +192,33 @@ def rename_for_model(state_dict: Mapping[str, Any],
 
 def load_init_cfg(backbone, init_cfg: Mapping[str, Any]) -> None:
     """Load ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)``
-    into ``backbone``: read by mmengine's loader (local file or URL,
-    :mod:`repvgg_mm.engine.checkpoint_loader`), any layout, all or error."""
-    source = init_cfg['checkpoint']
-    checkpoint = CheckpointLoader.load_checkpoint(
-        source, map_location=init_cfg.get('map_location', 'cpu'))
-    weights = init_cfg_weights(checkpoint, source, init_cfg.get('prefix'))
-    backbone.load_state_dict(weights, strict=False)
+    into ``backbone``: read by mmengine's loader (local file or URL), any
+    layout, all or error; a layout without the prefix (official, timm, a
+    bare backbone) is found without it."""
+    source, prefix = init_cfg['checkpoint'], init_cfg.get('prefix') or ''
+    state_dict = state_dict_of(CheckpointLoader.load_checkpoint(
+        source, map_location=init_cfg.get('map_location', 'cpu')))
+    note = make_note(state_dict, source)
+    if note.layout == 'unknown':
+        raise CheckpointError(
+            f'init_cfg checkpoint "{source}" holds no RepVGG weights of a '
+            f'known layout (first keys: {", ".join(list(state_dict)[:3])}). '
+            f'Layouts loaded directly: {ACCEPTED}.')
+    if prefix and not prefix.endswith('.'):
+        prefix += '.'
+    part = sub_dict(note.weights, BACKBONE_PREFIX if note.bare or not prefix
+                    else prefix)
+    if not part:
+        found = sorted({k[:k.index('stem.')] for k in note.weights
+                        if 'stem.' in k})
+        raise CheckpointError(
+            f'init_cfg prefix "{prefix}": no key of "{source}" starts with '
+            f'it; its RepVGG backbone weights are under '
+            f'{", ".join(repr(p) for p in found) or "no prefix"}. Set '
+            f'init_cfg prefix to that.')
+    others = len(note.weights) - len(part)
+    what = head_of(note) or (
+        f'{others} tensors outside the backbone' if others else '')
+    if what:
+        note.head = f'not loaded: {what}, as init_cfg loads the backbone only'
+    backbone.load_state_dict(with_note(part, note), strict=False)
