@@ -60,19 +60,13 @@ def _check_arguments(config: str, checkpoint: str, out: str,
 
 
 def _check_form(state_dict, path: str, config: str) -> None:
-    form = repvgg_form(state_dict)
-    if form == 'deploy':
+    if repvgg_form(state_dict) == 'deploy':
         raise ConfigError(
             f'"{path}" is already in deploy form (its RepVGG blocks are '
             f'fused: *.branch_reparam.* keys), so there is nothing to '
             f'convert and nothing was written. Use it as it is with the '
             f'deploy config (e.g. tools/test.py {config} {path} '
             f'--cfg-options model.backbone.deploy=True).')
-    if form == 'mixed':
-        raise ConfigError(
-            f'"{path}" holds both fused (branch_reparam) and training-form '
-            f'(branch_3x3) RepVGG blocks; it was not written by this '
-            f'project\'s tools. Nothing was written.')
 
 
 def _verify(model, converted, cfg, shape, tolerance):

@@ -1,14 +1,8 @@
-"""mmengine's checkpoint reads, made safe and layout-aware.
-
-``import repvgg_mm`` registers :func:`load_from_local` and
-:func:`load_from_http` as mmengine's ``CheckpointLoader`` schemes (the
-extension point of mmengine 0.10.7), so every checkpoint mmengine reads
-(``load_from``, resume, ``init_cfg``) is read weights-only by
-:func:`repvgg_mm.io.checkpoint.load_checkpoint_file` (fully unpickled only
-with ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``) and carries a
-:class:`~repvgg_mm.converters.pretrained.LoadNote`, so a ``RepVGGMM`` finds
-its weights in any layout. A URL is downloaded once into torch.hub's cache.
-"""
+"""mmengine's checkpoint reads (``load_from``, resume, ``init_cfg``), made
+safe and layout-aware: ``import repvgg_mm`` registers :func:`load_from_local`
+and :func:`load_from_http` as mmengine 0.10.7's ``CheckpointLoader``
+schemes: weights-only reads (``io.checkpoint.load_checkpoint_file``) noted
+with their source and layout for ``RepVGGMM``."""
 import contextlib
 import logging
 import os

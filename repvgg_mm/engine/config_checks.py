@@ -24,20 +24,16 @@ def check_repvgg_archs(cfg) -> None:
     """Every ``RepVGGMM`` of the model can be built: built on the meta
     device, its argument checks run before any work."""
     for path, backbone in find_module_dicts(cfg.get('model'), BACKBONE_TYPES):
+        what, option = f'{path}.arch', 'arch=NAME'
         try:
             parse_arch(backbone.get('arch', 'a0'))
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(
-                f'{exc} Fix {path}.arch in "{cfg.filename}" (or '
-                f'--cfg-options {path}.arch=NAME).') from None
-        args = {k: v for k, v in dict(backbone).items() if k != 'type'}
-        try:
+            what, option = path, 'KEY=VALUE'
             with torch.device('meta'):
-                RepVGGMM(**args)
+                RepVGGMM(**{k: v for k, v in backbone.items() if k != 'type'})
         except (ValueError, TypeError) as exc:
             raise ConfigError(
-                f'{exc} Fix {path} in "{cfg.filename}" (or --cfg-options '
-                f'{path}.KEY=VALUE).') from None
+                f'{exc} Fix {what} in "{cfg.filename}" (or --cfg-options '
+                f'{path}.{option}).') from None
 
 
 def check_neck_channels(cfg) -> None:
