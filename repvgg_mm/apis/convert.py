@@ -59,16 +59,6 @@ def _check_arguments(config: str, checkpoint: str, out: str,
     return out_config
 
 
-def _check_form(state_dict, path: str, config: str) -> None:
-    if repvgg_form(state_dict) == 'deploy':
-        raise ConfigError(
-            f'"{path}" is already in deploy form (its RepVGG blocks are '
-            f'fused: *.branch_reparam.* keys), so there is nothing to '
-            f'convert and nothing was written. Use it as it is with the '
-            f'deploy config (e.g. tools/test.py {config} {path} '
-            f'--cfg-options model.backbone.deploy=True).')
-
-
 def _verify(model, converted, cfg, shape, tolerance):
     # the size's source is named as tools/convert_deploy.py's option
     (height, width), where = ((tuple(shape), '--shape')
@@ -117,7 +107,13 @@ def convert_checkpoint(config: str,
             f'the model of {config} ({type(model).__name__}) holds no '
             f'RepVGG block, so there is nothing to convert. Use a config '
             f'whose backbone is type="RepVGGMM".')
-    _check_form(state_dict, checkpoint, config)
+    if repvgg_form(state_dict) == 'deploy':
+        raise ConfigError(
+            f'"{checkpoint}" is already in deploy form (its RepVGG blocks are '
+            f'fused: *.branch_reparam.* keys), so there is nothing to convert '
+            f'and nothing was written. Use it as it is with the deploy config '
+            f'(e.g. tools/test.py {config} {checkpoint} --cfg-options '
+            f'model.backbone.deploy=True).')
     load_state_dict_strict(model, state_dict, checkpoint)
     # verify needs both forms; otherwise convert in place (no copy)
     converted = switch_to_deploy(model.eval(), inplace=not verify)

@@ -135,7 +135,7 @@ def project_keys(state_dict: Mapping[str, Any],
     """``state_dict`` in this project's keys (a ``module.`` prefix
     dropped), its layout (detected unless given) and its RepVGG form."""
     layout = layout or detect_layout(state_dict)
-    renamed = {rename_key(k, layout) if layout in FOREIGN else k: v
+    renamed = {rename_key(k, layout): v
                for k, v in strip_wrapper_prefix(state_dict).items()}
     return renamed, layout, repvgg_form(renamed)
 

@@ -1,14 +1,11 @@
 """Pretrained weights of any layout into ``RepVGGMM``: exact, or an error.
 
-Every load into a :class:`~repvgg_mm.models.RepVGGMM` (torch's, mmengine's,
-the tools') passes through the backbone's two hooks here:
+Every load into a ``RepVGGMM`` passes through its two hooks here:
 :func:`before_backbone_load` maps a foreign layout to this project's keys
-(or takes the weights from the file's :class:`LoadNote` when nothing is
-under the prefix) and refuses another arch; :func:`after_backbone_load`
-refuses any backbone tensor left unloaded -- mmengine's non-strict loaders
-would only warn -- and logs what was loaded. The note travels as the state
-dict's ``_metadata`` (:func:`with_note`), which torch and mmengine hand to
-each module.
+(taking them from the :class:`LoadNote` that travels as the state dict's
+``_metadata`` when nothing is under the prefix) and refuses another arch;
+:func:`after_backbone_load` refuses any backbone tensor left unloaded (where
+mmengine would only warn) and logs what was loaded.
 """
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,14 +17,11 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from ..errors import CheckpointError
 from ..io.checkpoint import state_dict_of
 from ..models.arch import parse_arch
-from .layout import (BACKBONE_PREFIX, FOREIGN, HEAD_PREFIX, LAYOUTS,
-                     arch_label, detect_layout, head_classes, infer_arch,
-                     key_problems, project_keys, rename_key, sub_dict)
+from .layout import (BACKBONE_PREFIX, FOREIGN, LAYOUTS, arch_label,
+                     detect_layout, head_classes, infer_arch, key_problems,
+                     project_keys, rename_key, sub_dict)
 
 NOTE_KEY = 'repvgg_mm_load_note'
-#: the head keys :mod:`repvgg_mm.engine.checkpoint_loader` adds for an
-#: official file (its ``linear.*``)
-HEAD_ALIASES = (HEAD_PREFIX + 'weight', HEAD_PREFIX + 'bias')
 ACCEPTED = ('the official RepVGG code (training / deploy form), timm '
             'repvgg_*, mmpretrain 1.2 RepVGG, this project (RepVGGMM, '
             'QARepVGG)')

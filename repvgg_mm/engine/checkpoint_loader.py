@@ -17,7 +17,8 @@ from mmengine.logging import MMLogger, print_log
 from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint
 
 from ..converters.config_model import build_model
-from ..converters.pretrained import HEAD_ALIASES, head_of, make_note, with_note
+from ..converters.layout import HEAD_PREFIX
+from ..converters.pretrained import head_of, make_note, with_note
 from ..errors import CheckpointError
 from ..io.checkpoint import (full_unpickling_by_default, load_checkpoint_file,
                              state_dict_of, unpickling_fully_requested)
@@ -51,8 +52,8 @@ def noted_checkpoint(checkpoint, source: str):
                      f"mmengine's size-mismatch warning")
     noted = with_note(state_dict, note)
     if note.layout == 'official':
-        noted.update({k: note.weights[k] for k in HEAD_ALIASES
-                      if k in note.weights})
+        noted.update({k: v for k, v in note.weights.items()
+                      if k.startswith(HEAD_PREFIX)})
     if state_dict is checkpoint:
         return noted
     checkpoint = dict(checkpoint)
