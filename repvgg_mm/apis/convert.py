@@ -84,13 +84,10 @@ def convert_checkpoint(config: str,
                        tolerance: float = DEFAULT_REL_TOL,
                        unsafe_load: bool = False,
                        cfg_options: Optional[dict] = None) -> Conversion:
-    """Convert ``checkpoint`` (training form) of ``config`` and write the
-    deploy checkpoint ``out`` and its config (default ``out`` with ``.py``).
-
-    ``verify`` runs both forms in eval mode on a random input of ``shape``
-    (H, W; default from the config) and fails above ``tolerance`` (max error
-    relative to the largest output). Nothing is written on any failure.
-    """
+    """Write the deploy checkpoint ``out`` of ``checkpoint`` (training form)
+    and its config (default ``out`` with ``.py``); nothing on any failure.
+    ``verify`` compares both forms on a random input of ``shape`` (H, W;
+    default from the config) against ``tolerance`` (relative)."""
     out_config = _check_arguments(config, checkpoint, out, out_config, shape,
                                   tolerance)
     cfg = load_config(config, cfg_options)

@@ -77,12 +77,9 @@ def _size_from_pipeline(pipeline) -> Optional[Tuple[int, int]]:
 
 
 def input_size(cfg) -> Tuple[Tuple[int, int], str]:
-    """``((H, W), where it came from)`` of a test input of ``cfg``:
-    ``model.test_cfg.crop_size`` (mmseg slide inference),
-    ``model.data_preprocessor.size``, the config's ``crop_size``, the test
-    (then val) pipeline's last crop / resize, else 224x224. A pipeline size
-    is rounded up to ``model.data_preprocessor.pad_size_divisor`` (mmdet
-    pads every batch so: a 1333x800 test scale is an 800x1344 input)."""
+    """``((H, W), where it came from)`` of a test input of ``cfg``: the sizes
+    below, the test (then val) pipeline's last crop / resize (padded as the
+    preprocessor pads: mmdet's 1333x800 is 800x1344), else 224x224."""
     model = cfg.model
     preprocessor = model.get('data_preprocessor') or {}
     for where, size in (

@@ -153,9 +153,8 @@ def head_classes(state_dict: Mapping[str, Any]) -> Optional[int]:
 
 
 def infer_arch(backbone: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
-    """The arch (:func:`~repvgg_mm.models.arch.parse_arch` form) of a
-    backbone state dict in project keys without prefix, read from the
-    shapes; ``None`` when its blocks are incomplete."""
+    """The arch of a backbone state dict (project keys without prefix)
+    read from its shapes; ``None`` when its blocks are incomplete."""
     counts = [0] * 4
     for match in filter(None, map(_BLOCK.match, backbone)):
         stage = int(match.group(1)) - 1

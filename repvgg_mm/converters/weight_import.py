@@ -52,9 +52,8 @@ def _fit(state_dict, arch, deploy: bool, num_classes):
 
 def import_state_dict(source: Dict[str, torch.Tensor], fmt: str,
                       arch: Union[str, dict]) -> Tuple[dict, str]:
-    """``(state dict, form)``: ``source`` (layout ``fmt``) in this project's
-    keys, form ``'training'`` or ``'deploy'``. Raises
-    :class:`CheckpointError` naming the problems and any matching arch."""
+    """``(state dict, 'training' or 'deploy')``: ``source`` (layout ``fmt``)
+    in this project's keys, or an error naming any arch it fits."""
     if fmt not in FORMATS:
         raise ConfigError(f'unknown format "{fmt}"; valid: {", ".join(FORMATS)}')
     mapped, _, form = project_keys(source, fmt)

@@ -106,9 +106,7 @@ def register_checkpoint_loaders() -> None:
 
 def check_load_from(cfg, path: str, unsafe_load: bool = False) -> None:
     """Do quietly what ``load_from=path`` will do, on the config's model
-    built on the meta device, before any Runner or work dir exists: an
-    unreadable, unsafe or unfitting file raises the same
-    :class:`~repvgg_mm.errors.CheckpointError` now."""
+    built on the meta device: a bad file fails before any Runner exists."""
     model = build_model(cfg, device='meta')
     logger = MMLogger.get_current_instance()
     level = logger.level
