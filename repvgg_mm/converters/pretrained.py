@@ -112,26 +112,8 @@ def before_backbone_load(backbone, state_dict: dict, prefix: str,
     if mismatch:
         raise CheckpointError(
             f'{mismatch}. Build the backbone with the arch of the weights '
-            f'(model.backbone.arch), or use a checkpoint of '
-            f'{arch_label(infer_arch(backbone.state_dict()))}.')
+            f'(model.backbone.arch), or use a checkpoint of its arch.')
     backbone._load_watch = (prefix, note, own, error_msgs, len(error_msgs))
-
-
-def _not_loaded_error(prefix, note, own, problems) -> CheckpointError:
-    what = 'the state dict'
-    if note is not None:
-        what = f'"{note.source}" ({LAYOUTS[note.layout].name})'
-    if not own or detect_layout(own) == 'unknown':
-        under = f' under "{prefix}"' if prefix else ''
-        hint = (f' It holds no RepVGG backbone weights{under}; layouts loaded '
-                f'directly: {ACCEPTED}. For a whole model\'s checkpoint give '
-                f'init_cfg prefix="backbone.".')
-    else:
-        hint = (' Use a checkpoint of the same arch and block type '
-                f'(block_cfg), in any layout of {ACCEPTED}.')
-    return CheckpointError(
-        f'the RepVGGMM backbone{_at(prefix)} would keep its initial '
-        f'weights: {what} leaves {"; ".join(problems)}.{hint}')
 
 
 def after_backbone_load(backbone, incompatible_keys) -> None:
@@ -147,7 +129,19 @@ def after_backbone_load(backbone, incompatible_keys) -> None:
         [m.split(':')[0].replace('size mismatch for ', '')
          for m in error_msgs[start:] if f'for {prefix}' in m])
     if problems:
-        raise _not_loaded_error(prefix, note, own, problems)
+        what = (f'"{note.source}" ({LAYOUTS[note.layout].name})'
+                if note else 'the state dict')
+        if not own or detect_layout(own) == 'unknown':
+            under = f' under "{prefix}"' if prefix else ''
+            hint = (f'It holds no RepVGG backbone weights{under}; layouts '
+                    f'loaded directly: {ACCEPTED}. For a whole model\'s '
+                    f'checkpoint give init_cfg prefix="backbone.".')
+        else:
+            hint = ('Use a checkpoint of the same arch and block type '
+                    f'(block_cfg), in any layout of {ACCEPTED}.')
+        raise CheckpointError(
+            f'the RepVGGMM backbone{_at(prefix)} would keep its initial '
+            f'weights: {what} leaves {"; ".join(problems)}. {hint}')
     if note is None:
         return
     form = note.form + ' form'
