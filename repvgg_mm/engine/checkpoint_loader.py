@@ -74,26 +74,21 @@ def load_from_local(filename: str, map_location=None):
     return _read(osp.expanduser(filename), filename, map_location)
 
 
-def _cached_download(url: str) -> str:
+def load_from_http(filename: str, map_location=None):
+    """mmengine's http(s) scheme: downloaded once into torch.hub's cache
+    (rank 0 first), then read as a local file."""
     folder = osp.join(torch.hub.get_dir(), 'checkpoints')
-    path = osp.join(folder, osp.basename(urlparse(url).path) or 'download')
+    path = osp.join(folder,
+                    osp.basename(urlparse(filename).path) or 'download')
+    rank, world_size = get_dist_info()
+    if world_size > 1 and rank > 0:
+        torch.distributed.barrier()  # rank 0 has downloaded it
     if not osp.isfile(path):
         os.makedirs(folder, exist_ok=True)
         # downloads to a temporary file and renames it: never half-written
-        torch.hub.download_url_to_file(url, path, progress=False)
-    return path
-
-
-def load_from_http(filename: str, map_location=None):
-    """mmengine's http(s) scheme: downloaded once (rank 0 first), then read
-    as a local file."""
-    rank, world_size = get_dist_info()
-    if rank == 0:
-        path = _cached_download(filename)
-    if world_size > 1:
+        torch.hub.download_url_to_file(filename, path, progress=False)
+    if world_size > 1 and rank == 0:
         torch.distributed.barrier()
-        if rank > 0:
-            path = _cached_download(filename)
     return _read(path, filename, map_location)
 
 
