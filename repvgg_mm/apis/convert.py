@@ -75,11 +75,8 @@ def _verify(model, converted, cfg, shape, tolerance):
     return worst_abs, worst_rel
 
 
-def convert_checkpoint(config: str,
-                       checkpoint: str,
-                       out: str,
-                       out_config: Optional[str] = None,
-                       verify: bool = False,
+def convert_checkpoint(config: str, checkpoint: str, out: str,
+                       out_config: Optional[str] = None, verify: bool = False,
                        shape: Optional[Sequence[int]] = None,
                        tolerance: float = DEFAULT_REL_TOL,
                        unsafe_load: bool = False,
