@@ -15,32 +15,20 @@ from typing import Any, Dict, Union
 BASE_WIDTHS = (64, 128, 256, 512)
 STEM_MAX_WIDTH = 64
 
-_A = (1, 2, 4, 14, 1)
-_B = (1, 4, 6, 16, 1)
-_D = (1, 8, 14, 24, 1)
-
-#: name -> (blocks per paper stage 1..5, a, b, groups, se_ratio)
-_TABLE = {
-    'a0': (_A, 0.75, 2.5, 1, None),
-    'a1': (_A, 1, 2.5, 1, None),
-    'a2': (_A, 1.5, 2.75, 1, None),
-    'b0': (_B, 1, 2.5, 1, None),
-    'b1': (_B, 2, 4, 1, None),
-    'b1g2': (_B, 2, 4, 2, None),
-    'b1g4': (_B, 2, 4, 4, None),
-    'b2': (_B, 2.5, 5, 1, None),
-    'b2g2': (_B, 2.5, 5, 2, None),
-    'b2g4': (_B, 2.5, 5, 4, None),
-    'b3': (_B, 3, 5, 1, None),
-    'b3g2': (_B, 3, 5, 2, None),
-    'b3g4': (_B, 3, 5, 4, None),
-    'd2se': (_D, 2.5, 5, 1, 16),
-}
+_A, _B, _D = (2, 4, 14, 1), (4, 6, 16, 1), (8, 14, 24, 1)
+#: name -> (blocks per stage 2-5, a, b, group variants, se_ratio); "b1",
+#: "b1g2", "b1g4" are b1 with groups 1, 2, 4
+_TABLE = dict(a0=(_A, 0.75, 2.5, (1, ), None), a1=(_A, 1, 2.5, (1, ), None),
+              a2=(_A, 1.5, 2.75, (1, ), None), b0=(_B, 1, 2.5, (1, ), None),
+              b1=(_B, 2, 4, (1, 2, 4), None), b2=(_B, 2.5, 5, (1, 2, 4), None),
+              b3=(_B, 3, 5, (1, 2, 4), None), d2se=(_D, 2.5, 5, (1, ), 16))
 
 ARCH_SETTINGS: Dict[str, Dict[str, Any]] = {
-    name: dict(num_blocks=tuple(blocks[1:]), width_factor=(a, a, a, b),
-               groups=groups, se_ratio=se)
-    for name, (blocks, a, b, groups, se) in _TABLE.items()
+    name + (f'g{groups}' if groups > 1 else ''): dict(
+        num_blocks=blocks, width_factor=(a, a, a, b), groups=groups,
+        se_ratio=se)
+    for name, (blocks, a, b, variants, se) in _TABLE.items()
+    for groups in variants
 }
 
 ARCH_FIELDS = ('num_blocks', 'width_factor', 'groups', 'se_ratio')
