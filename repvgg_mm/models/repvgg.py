@@ -54,9 +54,8 @@ def check_norm_cfg(norm_cfg) -> None:
     """Fusion folds BN statistics into the convs: the norm layer of a
     training-form block must be of the BatchNorm family."""
     kind = norm_cfg.get('type') if isinstance(norm_cfg, dict) else None
-    cls = kind if isinstance(kind, type) else MODELS.get(kind) if isinstance(
-        kind, str) else None
-    if cls is None or not issubclass(cls, _BatchNorm):
+    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    if not isinstance(cls, type) or not issubclass(cls, _BatchNorm):
         raise ConfigError(
             f'RepVGGMM norm_cfg={norm_cfg!r}: RepVGG blocks are fused for '
             f'deployment by folding BatchNorm statistics into the convs, so '
@@ -176,22 +175,21 @@ class RepVGGMM(BaseModule):
                 f'every block. Use the RepVGGMM arguments instead (arch, '
                 f'strides, dilations, layer_dilations, norm_cfg, act_cfg, '
                 f'deploy, with_cp).')
-        return dict(block_cfg)
-
-    def _build_block(self, in_channels, out_channels, **kwargs):
-        cfg = dict(self.block_cfg, in_channels=in_channels,
-                   out_channels=out_channels, **kwargs)
+        cfg = dict(block_cfg)
         # this package's block names resolve in mmengine's root registry
         # whatever the scope: mmyolo's RepVGGBlock must not win
         if isinstance(cfg['type'], str) and cfg['type'] in MODELS.module_dict:
             cfg['type'] = MODELS.module_dict[cfg['type']]
-        block = MODELS.build(cfg)
+        return cfg
+
+    def _build_block(self, in_channels, out_channels, **kwargs):
+        block = MODELS.build(dict(self.block_cfg, in_channels=in_channels,
+                                  out_channels=out_channels, **kwargs))
         if not isinstance(block, RepVGGBlock):
             raise TypeError(
-                f'block_cfg type {self.block_cfg["type"]!r} built a '
-                f'{type(block).__name__}, which is not a RepVGGBlock '
-                f'subclass: fusion, switch_to_deploy and checkpoint '
-                f'conversion need one. Use "RepVGGBlock" or '
+                f'block_cfg built a {type(block).__name__}, which is not a '
+                f'RepVGGBlock subclass: fusion, switch_to_deploy and '
+                f'checkpoint conversion need one. Use "RepVGGBlock" or '
                 f'"QARepVGGBlock".')
         return block
 
@@ -203,21 +201,18 @@ class RepVGGMM(BaseModule):
         resolved = []
         for i, pattern in enumerate(layer_dilations):
             per_layer = [self.dilations[i]] * num_blocks[i]
-            if pattern is not None:
-                pattern = list(pattern)
-                if len(pattern) > num_blocks[i]:
-                    raise ConfigError(
-                        f'layer_dilations[{i}] has {len(pattern)} entries but '
-                        f'stage {i} has only {num_blocks[i]} layers')
-                if any(not isinstance(d, int) or d < 1 for d in pattern):
-                    raise ConfigError(f'layer_dilations[{i}] must hold '
-                                      f'positive ints, got {pattern}')
-                if pattern:
-                    per_layer[-len(pattern):] = pattern
+            pattern = list(pattern or [])
+            if len(pattern) > num_blocks[i]:
+                raise ConfigError(
+                    f'layer_dilations[{i}] has {len(pattern)} entries but '
+                    f'stage {i} has only {num_blocks[i]} layers')
+            if any(not isinstance(d, int) or d < 1 for d in pattern):
+                raise ConfigError(f'layer_dilations[{i}] must hold '
+                                  f'positive ints, got {pattern}')
+            per_layer[num_blocks[i] - len(pattern):] = pattern
             resolved.append(tuple(per_layer))
         return tuple(resolved)
 
-    # ------------------------------------------------------------------
     # loading (repvgg_mm.converters.pretrained)
     def init_weights(self):
         """mmengine's init, but a ``Pretrained`` init_cfg loads any layout,
@@ -245,7 +240,6 @@ class RepVGGMM(BaseModule):
                                       strict, missing_keys, unexpected_keys,
                                       error_msgs)
 
-    # ------------------------------------------------------------------
     def forward(self, x: torch.Tensor):
         # the four stages by name (not getattr): TorchScript compiles this
         x = self.stem(x)
@@ -273,11 +267,9 @@ class RepVGGMM(BaseModule):
     def _freeze_stages(self):
         if self.frozen_stages < 0:
             return
-        frozen = [self.stem] + [
-            getattr(self, name)
-            for name in self.stage_names[:self.frozen_stages]
-        ]
-        for module in frozen:
+        stages = [getattr(self, name)
+                  for name in self.stage_names[:self.frozen_stages]]
+        for module in [self.stem] + stages:
             module.eval()
             for param in module.parameters():
                 param.requires_grad = False

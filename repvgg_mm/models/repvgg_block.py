@@ -79,22 +79,12 @@ class ConvNorm(nn.Sequential):
 class RepVGGBlock(BaseModule):
     """RepVGG block (paper Fig. 4): training form
     ``act(se(BN(conv3x3(x)) + BN(conv1x1(x)) + BN(x)))`` (the identity only
-    where ``in_channels == out_channels`` and ``stride == 1``);
-    :meth:`switch_to_deploy` turns it into ``act(se(conv3x3(x) + b))``.
-
-    Args:
-        in_channels, out_channels, stride, groups: as for ``nn.Conv2d``.
-        dilation: dilation (and padding) of the 3x3 conv, in both forms.
-        se_ratio: add an SE gate after the branch sum (D2se uses 16).
-        norm_cfg: a BatchNorm-family layer (``BN``, ``SyncBN``, ...).
-        act_cfg: the non-linearity (in-place ReLU: it reads the fresh sum).
-        deploy: build the deploy form directly.
-        with_cp: gradient checkpointing in training; the recomputation
-            leaves the BN running statistics alone.
-
-    The forward pass scripts with ``torch.jit.script`` in both forms (the
-    other form's attributes are ``None``). A training-form state dict loaded
-    into a deploy block is fused on the fly; the opposite raises.
+    where ``in_channels == out_channels`` and ``stride == 1``), deploy form
+    ``act(se(conv3x3(x) + b))`` (``deploy=True`` or :meth:`switch_to_deploy`).
+    ``dilation`` applies to the 3x3 conv, ``se_ratio`` adds an SE gate,
+    ``norm_cfg`` is BatchNorm-family, ``with_cp`` checkpoints gradients.
+    Both forms script; a training-form state dict loaded into a deploy
+    block is fused on the fly, the opposite raises.
     """
 
     #: mmengine's BaseModule property, which TorchScript cannot compile

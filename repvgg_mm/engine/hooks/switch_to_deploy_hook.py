@@ -7,7 +7,6 @@ at ``before_*_epoch`` -- after the checkpoint is loaded and after
 training the last checkpoint is written in deploy form with its deploy config
 (docs/design.md).
 """
-import copy
 import os.path as osp
 from typing import Dict, Optional
 
@@ -54,8 +53,6 @@ class SwitchToDeployHook(Hook):
                 f'({type(model).__name__}) holds no RepVGG block. Use '
                 f'type="RepVGGMM" as the backbone, or remove the hook.')
 
-    # ------------------------------------------------------------------
-    # test / val on a converted copy
     def before_test_epoch(self, runner) -> None:
         if self.convert_test:
             self._use_converted_copy(runner, 'test')
@@ -84,8 +81,6 @@ class SwitchToDeployHook(Hook):
             f'SwitchToDeployHook: {stage} runs on a converted copy of the '
             f'model ({unfused} RepVGG blocks fused).')
 
-    # ------------------------------------------------------------------
-    # deploy checkpoint at the end of training
     def after_train(self, runner) -> None:
         if not self.save_deploy_checkpoint or not is_main_process():
             return
@@ -96,9 +91,9 @@ class SwitchToDeployHook(Hook):
                 'no deploy checkpoint is written (is CheckpointHook enabled '
                 'with a local out_dir?).')
             return
-        model = copy.deepcopy(unwrap_model(runner.model))
+        # a converted copy; the training-form weights are fused on loading
+        model = switch_to_deploy(unwrap_model(runner.model))
         checkpoint = load_weights(model, last)
-        switch_to_deploy(model, inplace=True)
         out = deploy_checkpoint_path(last)
         atomic_save(deploy_checkpoint(checkpoint, model, source=last), out)
         runner.logger.info(f'SwitchToDeployHook: wrote the deploy form of '
@@ -110,8 +105,7 @@ class SwitchToDeployHook(Hook):
         cfg_out = osp.join(runner.work_dir, f'{name}_deploy.py')
         try:
             write_deploy_config(cfg, cfg_out)
+            runner.logger.info(
+                f'SwitchToDeployHook: wrote the deploy config to {cfg_out}')
         except ConfigError as exc:  # no RepVGGMM dict: keep the checkpoint
             runner.logger.warning(f'SwitchToDeployHook: {exc}')
-            return
-        runner.logger.info(
-            f'SwitchToDeployHook: wrote the deploy config to {cfg_out}')

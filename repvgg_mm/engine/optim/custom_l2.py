@@ -53,17 +53,15 @@ class CustomL2Penalty:
                      if isinstance(m, QARepVGGBlock)]
         if qa_blocks:
             raise ValueError(
-                f'RepVGGCustomL2Constructor: the model has '
-                f'{len(qa_blocks)} QARepVGGBlock(s). The custom L2 is '
-                f'defined for RepVGG\'s three BN branches only, and the '
-                f'QARepVGG paper (arXiv 2212.01593) trains with plain weight '
-                f'decay because the custom L2 enlarges the fused kernels\' '
-                f'variance. Remove optim_wrapper.constructor (see '
-                f'configs/qarepvgg-a0_8xb32_in1k.py).')
+                f'RepVGGCustomL2Constructor: the model has {len(qa_blocks)} '
+                f'QARepVGGBlock(s), which the QARepVGG paper (arXiv '
+                f'2212.01593) trains with plain weight decay (the custom L2 '
+                f'enlarges the fused kernels\' variance). Remove '
+                f'optim_wrapper.constructor (see configs/qarepvgg-a0_8xb32_'
+                f'in1k.py).')
         self.blocks: List[RepVGGBlock] = [
             m for m in model.modules()
-            if isinstance(m, RepVGGBlock) and not m.deploy
-        ]
+            if isinstance(m, RepVGGBlock) and not m.deploy]
         if not self.blocks:
             raise ValueError(
                 'RepVGGCustomL2Constructor: the model has no training-form '
@@ -140,10 +138,8 @@ class RepVGGCustomL2Constructor(DefaultOptimWrapperConstructor):
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
-        module = unwrap_model(model)
-        penalty = CustomL2Penalty(module, self.base_wd)
-        # the parent builds the wrapper from self.optim_wrapper_cfg; this
-        # constructor is used once, so handing the penalty over here is safe.
+        penalty = CustomL2Penalty(unwrap_model(model), self.base_wd)
+        # the parent builds the wrapper from this cfg (a one-use constructor)
         self.optim_wrapper_cfg = dict(self.optim_wrapper_cfg,
                                       custom_l2=penalty)
         return super().__call__(model)
