@@ -44,14 +44,11 @@ def test_config(config: str,
         guard_output(out, '--out', {'CHECKPOINT': checkpoint,
                                     'CONFIG': config})
         evaluators = cfg.test_evaluator
-        if not isinstance(evaluators, (list, tuple)):
-            evaluators = [evaluators]
-        cfg.test_evaluator = list(evaluators) + [
-            dict(type='DumpResults', out_file_path=out)
-        ]
+        cfg.test_evaluator = (
+            list(evaluators) if isinstance(evaluators, (list, tuple)) else
+            [evaluators]) + [dict(type='DumpResults', out_file_path=out)]
     check_dataset_paths(cfg, ['test_dataloader'])
-    # unreadable or not fitting: fail before any Runner (and work dir),
-    # after the cheap checks
+    # unreadable or not fitting: fail before any Runner (and work dir)
     check_checkpoint_fits(cfg, checkpoint, unsafe_load)
     return cfg
 

@@ -70,17 +70,14 @@ def _use_amp(cfg) -> None:
 def _make_resumable(cfg) -> None:
     """Atomic checkpoints and :class:`EpochSeedHook`, each logged once."""
     if use_atomic_checkpoints(cfg):
-        print_log('training: default_hooks.checkpoint saves through the '
-                  '"atomic_local" backend (a temporary file renamed into '
-                  'place), so a killed run leaves no truncated checkpoint. '
-                  'Set the hook\'s backend_args to choose another storage.',
+        print_log('training: checkpoints are saved atomically ("atomic_local" '
+                  'backend), so a killed run leaves no truncated one.',
                   logger='current')
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(h.get('type') == 'EpochSeedHook' for h in hooks):
         hooks.append(dict(type='EpochSeedHook'))
-        print_log('training: custom_hooks += EpochSeedHook (random state '
-                  'seeded per epoch), so a resumed run repeats the '
-                  'interrupted one exactly.', logger='current')
+        print_log('training: custom_hooks += EpochSeedHook, so a resumed '
+                  'run repeats the interrupted one exactly.', logger='current')
     cfg.custom_hooks = hooks
 
 
@@ -101,17 +98,14 @@ def training_config(config: str,
     if amp:
         _use_amp(cfg)
     _make_resumable(cfg)
-    if resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif resume is not None:
-        if not osp.isfile(resume):
+    if resume is not None:
+        if resume != 'auto' and not osp.isfile(resume):
             raise ConfigError(
                 f'resume="{resume}" does not exist. Give an '
                 f'epoch_N.pth/iter_N.pth of the work dir, or resume="auto" '
                 f'to pick the latest one automatically.')
         cfg.resume = True
-        cfg.load_from = resume
+        cfg.load_from = None if resume == 'auto' else resume
     resume_from = (last_checkpoint(cfg.work_dir) if resume == 'auto' else
                    resume)
     if resume_from is not None:
@@ -126,10 +120,8 @@ def training_config(config: str,
         cfg.auto_scale_lr.enable = True
     if not validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    loaders = ['train_dataloader']
-    if cfg.get('val_cfg') is not None:
-        loaders.append('val_dataloader')
-    check_dataset_paths(cfg, loaders)
+    check_dataset_paths(cfg, ['train_dataloader'] + (
+        ['val_dataloader'] if cfg.get('val_cfg') is not None else []))
     return cfg
 
 
@@ -139,9 +131,9 @@ def check_resume_checkpoint(cfg, path: str,
     device) before any Runner or work dir: mmengine's resume loads
     non-strictly. Raises :class:`CheckpointError`."""
     _, state_dict = read_weights(path, unsafe_load)
-    layout = {k: v.shape for k, v in
-              build_model(cfg, device='meta').state_dict().items()}
-    problems = layout_problems(state_dict, layout)
+    model = build_model(cfg, device='meta')
+    problems = layout_problems(
+        state_dict, {k: v.shape for k, v in model.state_dict().items()})
     if problems:
         raise CheckpointError(
             f'cannot resume from "{path}": its weights do not match the '

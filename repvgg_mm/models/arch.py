@@ -1,14 +1,9 @@
 """RepVGG architectures (paper Tables 2-3) and their validation.
 
-An architecture is four numbers per post-stem stage plus two options:
-
-* ``num_blocks``: blocks in stages 2-5 (paper numbering; stage 1, the stem,
-  is always one block of width ``min(64, 64 * width_factor[0])``);
-* ``width_factor``: multipliers of the base widths 64, 128, 256, 512, i.e.
-  ``(a, a, a, b)`` in the paper's notation;
-* ``groups``: conv groups of the even layers, counting the first block of
-  stage 2 as layer 1 (the paper's "3rd, 5th, ..." layers counting the stem);
-* ``se_ratio``: an SE gate (reduction 16) in every block, for D2se.
+Per post-stem stage (paper stages 2-5): ``num_blocks`` and ``width_factor``
+(times 64, 128, 256, 512: ``(a, a, a, b)``; the stem is one block of width
+``min(64, 64 * a)``). ``groups``: conv groups of the even post-stem layers
+(the first block of stage 2 is layer 1). ``se_ratio``: SE gates (D2se).
 """
 from typing import Any, Dict, Union
 

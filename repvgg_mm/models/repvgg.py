@@ -44,8 +44,7 @@ def resolve_out_indices(out_indices) -> Tuple[int, ...]:
 
 def out_channels_of(arch: Union[str, dict],
                     out_indices: Sequence[int] = (3, )) -> Tuple[int, ...]:
-    """``RepVGGMM(arch, out_indices=...).out_channels`` without building it:
-    the widths of the selected post-stem stages."""
+    """``RepVGGMM(arch, out_indices=...).out_channels``, without a model."""
     _, widths = stage_widths(parse_arch(arch))
     return tuple(widths[i] for i in resolve_out_indices(out_indices))
 
@@ -73,18 +72,13 @@ class RepVGGMM(BaseModule):
     Args:
         arch: a name of :data:`ARCH_SETTINGS` (case-insensitive) or a dict
             (see :mod:`repvgg_mm.models.arch`).
-        in_channels: input image channels.
-        out_indices: which of the four post-stem stages to return (0-3,
-            negative indices allowed).
-        strides: stride of the first block of each post-stem stage.
-        dilations: dilation of every 3x3 layer of each stage.
+        out_indices: the post-stem stages to return (0-3, or negative).
+        strides, dilations: per stage, of its first block / its 3x3 convs.
         layer_dilations: per stage ``None`` or the dilations of its *last*
             layers, e.g. ``(None, None, [2]*4, [4])`` (PSPNet "-fast").
         frozen_stages: freeze the stem (0) and stages 1..n (n >= 1); -1 none.
         norm_eval: keep BN layers in eval mode while training.
-        with_cp: gradient checkpointing.
-        deploy: build the fused (deploy) form.
-        norm_cfg, act_cfg: passed to every block.
+        with_cp, deploy, norm_cfg, act_cfg: passed to every block.
         block_cfg: ``dict(type='RepVGGBlock')`` or ``'QARepVGGBlock'``, plus
             extra block arguments other than :data:`BACKBONE_BLOCK_ARGS`.
         init_cfg: mmengine init config (``Pretrained``: any layout).
@@ -157,7 +151,7 @@ class RepVGGMM(BaseModule):
             name = f'stage_{i + 1}'
             self.add_module(name, nn.Sequential(*blocks))
             self.stage_names.append(name)
-        self.out_channels = tuple(widths[i] for i in self.out_indices)
+        self.out_channels = out_channels_of(self.arch, self.out_indices)
         self._freeze_stages()
         # every load: all backbone tensors or an error, and one log line
         self.register_load_state_dict_post_hook(after_backbone_load)

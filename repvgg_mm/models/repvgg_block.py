@@ -35,10 +35,8 @@ def check_cpu_training_layout(x: Tensor, weight: Tensor) -> None:
         raise RuntimeError(
             'fp32 channels_last training on the CPU is refused: the weight '
             'gradient of oneDNN\'s channels_last fp32 convolution corrupts '
-            'the heap in torch 2.14.1 (glibc "corrupted double-linked list", '
-            'e.g. the 1x1 stride-2 conv of a 3-channel 224x224 input). '
-            'Train in the default NCHW layout, or with bf16 autocast '
-            '(train_model(amp=True) on a CPU with bf16).')
+            'the heap in torch 2.14.1. Train in the default NCHW layout, or '
+            'with bf16 autocast (train_model(amp=True) on a CPU with bf16).')
 
 
 @contextlib.contextmanager
@@ -122,7 +120,6 @@ class RepVGGBlock(BaseModule):
         self.deploy = deploy
         # to fuse a training-form state dict into a deploy-form block
         self.norm_eps = build_norm_layer(self.norm_cfg, 1)[1].eps
-
         # the attributes of the other form stay None (for TorchScript)
         self.branch_reparam: Optional[nn.Conv2d] = None
         self.branch_3x3: Optional[ConvNorm] = None
@@ -196,7 +193,6 @@ class RepVGGBlock(BaseModule):
             out = out + self.branch_norm(x)
         return out
 
-    # ------------------------------------------------------------------
     # re-parameterization (repvgg_mm.fusion)
     def _fusion_inputs(self) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
         """(convs, BN layers) the fusion reads, named relative to the block."""

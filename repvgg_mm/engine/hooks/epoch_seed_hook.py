@@ -26,8 +26,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 @HOOKS.register_module()
 class EpochSeedHook(Hook):
-    """Seed the main process and the train dataloader's workers per epoch
-    (see the module doc). ``tools/train.py`` adds it to every run."""
+    """Seed the main process and the train dataloader's workers per epoch;
+    training adds it to every run."""
 
     priority = 'VERY_HIGH'
 
