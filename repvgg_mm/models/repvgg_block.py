@@ -105,11 +105,9 @@ class RepVGGBlock(BaseModule):
                  with_cp: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        for name, value in (('in_channels', in_channels),
-                            ('out_channels', out_channels)):
-            if value % groups:
-                raise ValueError(f'groups={groups} does not divide '
-                                 f'{name}={value}')
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f'groups={groups} does not divide in_channels='
+                             f'{in_channels} and out_channels={out_channels}')
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride = stride
@@ -168,11 +166,9 @@ class RepVGGBlock(BaseModule):
 
     @torch.jit.unused
     def _checkpointed_forward(self, x: Tensor) -> Tensor:
-        def contexts():
-            return contextlib.nullcontext(), spare_norm_statistics(self)
-
-        return cp.checkpoint(self._forward, x, use_reentrant=False,
-                             context_fn=contexts)
+        return cp.checkpoint(
+            self._forward, x, use_reentrant=False, context_fn=lambda: (
+                contextlib.nullcontext(), spare_norm_statistics(self)))
 
     def _forward(self, x: Tensor) -> Tensor:
         # ``is not None`` on a submodule / None attribute is decided when
