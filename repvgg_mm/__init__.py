@@ -1,11 +1,8 @@
 """RepVGG for the OpenMMLab ecosystem.
 
-``import repvgg_mm`` (or ``custom_imports=dict(imports=['repvgg_mm'])`` in a
-config) registers ``RepVGGMM``, ``RepVGGBlock`` and ``QARepVGGBlock`` in
-mmengine's root model registry, so they build under any scope (mmpretrain,
-mmseg, ...), and the hooks in mmengine's root hook registry. It also makes
-mmengine's checkpoint reads safe and layout-aware
-(:mod:`repvgg_mm.engine.checkpoint_loader`).
+``import repvgg_mm`` (or ``custom_imports=dict(imports=['repvgg_mm'])``)
+registers the models, hooks and optimizer parts in mmengine's root
+registries, so they build under any scope (mmpretrain, mmseg, ...).
 """
 from . import engine  # noqa: F401  (registers hooks and optimizer parts)
 from .deploy import count_repvgg_blocks, switch_to_deploy
@@ -16,9 +13,8 @@ from .version import __version__
 
 # The one global change: mmengine's local and http(s) checkpoint reads
 # (load_from, resume, init_cfg) become this package's safe reader, which
-# also reads mmengine 0.10.7's own checkpoint types under torch >= 2.6 and
-# lets a RepVGGMM find its weights in any layout. torch's safe-globals list
-# is not touched.
+# also reads mmengine 0.10.7's checkpoints under torch >= 2.6 and lets a
+# RepVGGMM find its weights in any layout.
 register_checkpoint_loaders()
 
 __all__ = [

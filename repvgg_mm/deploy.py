@@ -14,27 +14,17 @@ def count_repvgg_blocks(model: nn.Module, deployed: bool = None) -> int:
 
 
 def switch_to_deploy(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """Fuse every RepVGG block of ``model`` and return the converted model.
-
-    Works for a bare backbone, an mmpretrain classifier, an mmseg segmentor or
-    any ``nn.Module`` holding :class:`RepVGGBlock`. With ``inplace=False``
-    (the default) ``model`` is left untouched and a converted deep copy is
-    returned. The outputs are the same function in eval mode only: BN
-    running statistics are folded into the convs.
-
-    Raises:
-        ValueError: ``model`` holds no RepVGG block.
-    """
+    """Fuse every RepVGG block of ``model`` (a backbone, classifier,
+    segmentor, ...) and return it; ``inplace=False`` converts a deep copy.
+    The same function as ``model`` in eval mode (BN statistics folded)."""
     if count_repvgg_blocks(model) == 0:
         raise ValueError(
             f'{type(model).__name__} holds no RepVGG block, so there is '
             f'nothing to re-parameterize. Is the backbone type="RepVGGMM"?')
     if not inplace:
         model = copy.deepcopy(model)
-    for module in model.modules():
-        if isinstance(module, RepVGGMM):
-            module.switch_to_deploy()
+    # a RepVGGMM comes before its blocks, fuses them and re-freezes stages
     for module in list(model.modules()):
-        if isinstance(module, RepVGGBlock):
+        if isinstance(module, (RepVGGMM, RepVGGBlock)):
             module.switch_to_deploy()
     return model

@@ -1,13 +1,7 @@
-"""Evaluating a checkpoint with any mmpretrain / mmseg / mmdet config.
-
-:func:`test_model` is what ``tools/test.py`` (and ``tools/dist_test.sh``)
-runs. The checkpoint is loaded strictly (:mod:`repvgg_mm.io.weights`):
-mmengine's test path would load it non-strictly and could leave random
-weights with only a warning. A training-form checkpoint loads into the
-deploy config's model (fused while loading). The checkpoint is read and
-checked against the model (built on the meta device) before the Runner
-exists, so a bad checkpoint leaves no work dir behind.
-"""
+"""Evaluating a checkpoint with any mmpretrain / mmseg / mmdet config
+(``tools/test.py``). The checkpoint loads strictly (mmengine's test load is
+non-strict) and is checked against the model on the meta device before the
+Runner exists, so a bad one leaves no work dir behind."""
 import logging
 import os
 import os.path as osp
@@ -50,28 +44,19 @@ def test_config(config: str,
         guard_output(out, '--out', {'CHECKPOINT': checkpoint,
                                     'CONFIG': config})
         evaluators = cfg.test_evaluator
-        if not isinstance(evaluators, (list, tuple)):
-            evaluators = [evaluators]
-        cfg.test_evaluator = list(evaluators) + [
-            dict(type='DumpResults', out_file_path=out)
-        ]
+        cfg.test_evaluator = (
+            list(evaluators) if isinstance(evaluators, (list, tuple)) else
+            [evaluators]) + [dict(type='DumpResults', out_file_path=out)]
     check_dataset_paths(cfg, ['test_dataloader'])
-    # unreadable or not fitting: fail before any Runner (and work dir),
-    # after the cheap checks
+    # unreadable or not fitting: fail before any Runner (and work dir)
     check_checkpoint_fits(cfg, checkpoint, unsafe_load)
     return cfg
 
 
 def check_checkpoint_fits(cfg, checkpoint: str,
                           unsafe_load: bool = False) -> None:
-    """Read ``checkpoint`` and load it strictly (the rule of
-    :mod:`repvgg_mm.io.weights`) into the config's model built on the meta
-    device: no weights are allocated, the keys, shapes and RepVGG forms are
-    checked as the real load will check them.
-
-    Raises:
-        CheckpointError: unreadable, unsafe or not fitting the model.
-    """
+    """Load ``checkpoint`` strictly into the config's model built on the
+    meta device (no weights allocated). Raises :class:`CheckpointError`."""
     _, state_dict = read_weights(checkpoint, unsafe_load)
     try:
         model = build_model(cfg, device='meta')
@@ -113,11 +98,10 @@ def _evaluate(cfg, checkpoint: str, unsafe_load: bool) -> Dict[str, float]:
 
 def test(cfg, checkpoint: str,
          unsafe_load: bool = False) -> Dict[str, float]:
-    """``Runner.test()`` of a prepared config with ``checkpoint`` loaded
+    """``Runner.test()`` of a :func:`test_config` with ``checkpoint`` loaded
     strictly; returns the metrics. ``unsafe_load``: unpickle the checkpoint
     fully (trusted files only)."""
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = '0'
+    os.environ.setdefault('LOCAL_RANK', '0')
     with runner_teardown():
         return _evaluate(cfg, checkpoint, unsafe_load)
 

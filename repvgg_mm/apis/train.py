@@ -1,15 +1,11 @@
-"""Training a model of any mmpretrain / mmseg / mmdet config.
-
-:func:`train_model` is what ``tools/train.py`` (and ``tools/dist_train.sh``)
-runs: load the config, apply the options, check what would otherwise fail
-deep inside mmengine, then ``Runner.train()`` on one or many processes.
-"""
+"""Training a model of any mmpretrain / mmseg / mmdet config
+(``tools/train.py``): options applied, inputs checked, then
+``Runner.train()`` on one or many processes."""
 import os
 import os.path as osp
 from typing import Optional
 
-from mmengine.device import (is_cuda_available, is_mlu_available,
-                             is_musa_available, is_npu_available)
+from mmengine.device import get_device
 from mmengine.logging import print_log
 
 from ..converters.config_model import build_model
@@ -43,8 +39,8 @@ def runner_config(config: str, cfg_options: Optional[dict] = None,
 
 
 def _has_amp_device() -> bool:
-    return (is_cuda_available() or is_npu_available() or is_mlu_available()
-            or is_musa_available())
+    """A device of mmengine's AmpOptimWrapper (its own assert)."""
+    return get_device() in ('cuda', 'npu', 'mlu', 'musa')
 
 
 def _use_amp(cfg) -> None:
@@ -64,32 +60,24 @@ def _use_amp(cfg) -> None:
     if not cpu_supports_bf16():
         raise ConfigError(
             'amp=True found no GPU (NPU/MLU/MUSA), and this CPU has no '
-            'native '
-            'bf16 (AVX-512 BF16 or AMX), so mixed precision would only be '
-            'slower. Train with amp=False (fp32) on this machine.')
+            'native bf16 (AVX-512 BF16 or AMX), so mixed precision would '
+            'only be slower. Train with amp=False (fp32) on this machine.')
     cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
     cfg.optim_wrapper.pop('loss_scale', None)
     cfg.optim_wrapper.pop('dtype', None)
 
 
 def _make_resumable(cfg) -> None:
-    """What training adds to every config, each logged once with why:
-    checkpoints written atomically (:mod:`..engine.atomic_checkpoint`) and
-    random state seeded per epoch (:class:`EpochSeedHook`), so that a killed
-    run leaves no truncated checkpoint and a resumed run repeats the
-    interrupted one exactly."""
+    """Atomic checkpoints and :class:`EpochSeedHook`, each logged once."""
     if use_atomic_checkpoints(cfg):
-        print_log('training: default_hooks.checkpoint saves through the '
-                  '"atomic_local" backend (a temporary file renamed into '
-                  'place), so a killed run leaves no truncated checkpoint. '
-                  'Set the hook\'s backend_args to choose another storage.',
+        print_log('training: checkpoints are saved atomically ("atomic_local" '
+                  'backend), so a killed run leaves no truncated one.',
                   logger='current')
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(h.get('type') == 'EpochSeedHook' for h in hooks):
         hooks.append(dict(type='EpochSeedHook'))
-        print_log('training: custom_hooks += EpochSeedHook (random state '
-                  'seeded per epoch), so a resumed run repeats the '
-                  'interrupted one exactly.', logger='current')
+        print_log('training: custom_hooks += EpochSeedHook, so a resumed '
+                  'run repeats the interrupted one exactly.', logger='current')
     cfg.custom_hooks = hooks
 
 
@@ -103,25 +91,21 @@ def training_config(config: str,
                     validate: bool = True,
                     unsafe_load: bool = False):
     """The config :func:`train_model` trains with, options applied and
-    inputs checked. ``resume``: a checkpoint path, or ``'auto'`` for the
-    latest checkpoint of the work dir. ``unsafe_load``: read the resume
-    checkpoint with full unpickling (trusted files only; pass it to
-    :func:`train` too)."""
+    inputs checked. ``resume``: a checkpoint or ``'auto'`` (the work dir's
+    latest). ``unsafe_load``: unpickle the resume checkpoint fully (trusted
+    files only; pass it to :func:`train` too)."""
     cfg = runner_config(config, cfg_options, work_dir, launcher)
     if amp:
         _use_amp(cfg)
     _make_resumable(cfg)
-    if resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif resume is not None:
-        if not osp.isfile(resume):
+    if resume is not None:
+        if resume != 'auto' and not osp.isfile(resume):
             raise ConfigError(
                 f'resume="{resume}" does not exist. Give an '
                 f'epoch_N.pth/iter_N.pth of the work dir, or resume="auto" '
                 f'to pick the latest one automatically.')
         cfg.resume = True
-        cfg.load_from = resume
+        cfg.load_from = None if resume == 'auto' else resume
     resume_from = (last_checkpoint(cfg.work_dir) if resume == 'auto' else
                    resume)
     if resume_from is not None:
@@ -136,28 +120,20 @@ def training_config(config: str,
         cfg.auto_scale_lr.enable = True
     if not validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    loaders = ['train_dataloader']
-    if cfg.get('val_cfg') is not None:
-        loaders.append('val_dataloader')
-    check_dataset_paths(cfg, loaders)
+    check_dataset_paths(cfg, ['train_dataloader'] + (
+        ['val_dataloader'] if cfg.get('val_cfg') is not None else []))
     return cfg
 
 
 def check_resume_checkpoint(cfg, path: str,
                             unsafe_load: bool = False) -> None:
-    """Read ``path`` safely (``unsafe_load``: fully unpickled) and check its
-    weights against the config's model (built on the meta device), before
-    the Runner exists.
-
-    mmengine's resume would give a traceback for an unreadable file and
-    loads the weights non-strictly; here an unreadable, unsafe or
-    mismatching checkpoint is one :class:`CheckpointError` and no work dir
-    is created.
-    """
+    """Check ``path``'s weights against the config's model (on the meta
+    device) before any Runner or work dir: mmengine's resume loads
+    non-strictly. Raises :class:`CheckpointError`."""
     _, state_dict = read_weights(path, unsafe_load)
-    layout = {k: v.shape for k, v in
-              build_model(cfg, device='meta').state_dict().items()}
-    problems = layout_problems(state_dict, layout)
+    model = build_model(cfg, device='meta')
+    problems = layout_problems(
+        state_dict, {k: v.shape for k, v in model.state_dict().items()})
     if problems:
         raise CheckpointError(
             f'cannot resume from "{path}": its weights do not match the '
@@ -176,8 +152,7 @@ def last_checkpoint(work_dir: str) -> Optional[str]:
 
 
 def _run_training(cfg, unsafe_load: bool) -> None:
-    """Build the Runner and train; the Runner lives in this frame only
-    (:func:`runner_teardown`)."""
+    """Train; the Runner lives in this frame only (runner_teardown)."""
     runner = build_runner(cfg)
     if unsafe_load:
         # mmengine reads the resume / load_from checkpoint with a plain
@@ -194,12 +169,10 @@ def _run_training(cfg, unsafe_load: bool) -> None:
 
 
 def train(cfg, unsafe_load: bool = False) -> Optional[str]:
-    """``Runner.train()`` on a prepared config (:func:`training_config`);
-    returns the last checkpoint written (``None`` if none was).
-    ``unsafe_load``: mmengine's read of the resume / ``load_from``
-    checkpoint unpickles fully (trusted files only)."""
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = '0'
+    """``Runner.train()`` on a :func:`training_config`; returns the last
+    checkpoint (or ``None``). ``unsafe_load``: mmengine's read of the
+    resume / ``load_from`` checkpoint unpickles fully (trusted files)."""
+    os.environ.setdefault('LOCAL_RANK', '0')
     with runner_teardown():
         _run_training(cfg, unsafe_load)
     return last_checkpoint(cfg.work_dir)

@@ -1,23 +1,16 @@
 """Multi-process runs on GPUs or CPUs, and the Runner's orderly teardown.
 
-* :func:`setup_distributed`: CPU runs use the gloo backend. mmengine 0.10.7's
-  ``init_dist`` calls ``torch.cuda.set_device`` for the pytorch, slurm and
-  mpi launchers (``mmengine/dist/utils.py``, ``_init_dist_pytorch``), so
-  without a GPU the process group is initialised here, before the Runner is
-  built (the Runner then skips its own initialisation), and the model is
-  wrapped with ``device_ids=None``. With GPUs nothing changes: mmengine
-  initialises nccl itself.
-* :func:`build_runner`: ``Runner.from_cfg`` after that set-up.
-* :func:`runner_teardown`: frees the Runner before the process group is
-  destroyed, so no rank aborts at exit.
-* :func:`unwrap_model`: the model inside a DDP / mmengine wrapper.
+mmengine 0.10.7's ``init_dist`` calls ``torch.cuda.set_device`` for every
+launcher (``_init_dist_pytorch``), so without a GPU :func:`setup_distributed`
+initialises a gloo group itself before the Runner is built and wraps the
+model with ``device_ids=None``. With GPUs mmengine initialises nccl.
 """
 import contextlib
 import gc
 import os
 import subprocess
 import traceback
-from typing import Iterator, Tuple
+from typing import Iterator
 
 import torch
 import torch.distributed as torch_dist
@@ -27,19 +20,10 @@ from mmengine.runner import Runner
 
 from ..errors import ConfigError
 
-LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
-
 
 def unwrap_model(model: nn.Module) -> nn.Module:
     """``model.module`` for (Distributed)DataParallel-style wrappers."""
     return model.module if is_model_wrapper(model) else model
-
-
-def available_devices() -> Tuple[int, str]:
-    """(how many ranks this machine can run, what they are)."""
-    if torch.cuda.is_available():
-        return torch.cuda.device_count(), 'GPUs'
-    return os.cpu_count() or 1, 'CPU cores'
 
 
 def _env_from_launcher(launcher: str) -> None:
@@ -74,9 +58,9 @@ def setup_distributed(cfg) -> None:
     launcher = cfg.get('launcher', 'none')
     if launcher == 'none':
         return
-    count, kind = available_devices()
-    local_rank = int(os.environ.get('LOCAL_RANK', 0))
-    if kind == 'GPUs':
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        local_rank = int(os.environ.get('LOCAL_RANK', 0))
         if local_rank >= count:
             raise ConfigError(
                 f'local rank {local_rank} has no GPU: this machine has '
@@ -101,19 +85,11 @@ def build_runner(cfg):
 
 @contextlib.contextmanager
 def runner_teardown() -> Iterator[None]:
-    """Run a body that uses a Runner, then free the Runner and tear the
-    process group down, in that order.
-
-    The model's ``DistributedDataParallel`` wrapper holds a reference to the
-    process group, and the Runner <-> loop reference cycles keep the wrapper
-    alive until the interpreter's final garbage collection. The gloo group
-    was then destroyed during interpreter shutdown, and now and then its
-    worker threads aborted the process ("terminate called without an active
-    exception", SIGABRT, exit code -6; torch 2.14.1, seen in 2 of 60 runs of
-    ``tests/stress_dist_exit.py`` under CPU load). So the body must keep the
-    Runner in its own frame (not the caller's), and here it is collected
-    while the group is still alive; the group is destroyed afterwards.
-    """
+    """Run a body that keeps a Runner in its own frame, then collect the
+    Runner and destroy the process group, in that order: a DDP wrapper kept
+    alive by reference cycles until interpreter shutdown made gloo abort
+    the process now and then (SIGABRT, "terminate called without an active
+    exception"; torch 2.14.1, tests/stress_dist_exit.py)."""
     try:
         yield
     except BaseException as exc:

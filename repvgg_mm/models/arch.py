@@ -1,46 +1,29 @@
 """RepVGG architectures (paper Tables 2-3) and their validation.
 
-An architecture is four numbers per post-stem stage plus two options:
-
-* ``num_blocks``: blocks in stages 2-5 (paper numbering; stage 1, the stem,
-  is always one block of width ``min(64, 64 * width_factor[0])``);
-* ``width_factor``: multipliers of the base widths 64, 128, 256, 512, i.e.
-  ``(a, a, a, b)`` in the paper's notation;
-* ``groups``: conv groups of the even layers, counting the first block of
-  stage 2 as layer 1 (the paper's "3rd, 5th, ..." layers counting the stem);
-* ``se_ratio``: an SE gate (reduction 16) in every block, for D2se.
+Per post-stem stage (paper stages 2-5): ``num_blocks`` and ``width_factor``
+(times 64, 128, 256, 512: ``(a, a, a, b)``; the stem is one block of width
+``min(64, 64 * a)``). ``groups``: conv groups of the even post-stem layers
+(the first block of stage 2 is layer 1). ``se_ratio``: SE gates (D2se).
 """
 from typing import Any, Dict, Union
 
 BASE_WIDTHS = (64, 128, 256, 512)
 STEM_MAX_WIDTH = 64
 
-_A = (1, 2, 4, 14, 1)
-_B = (1, 4, 6, 16, 1)
-_D = (1, 8, 14, 24, 1)
-
-#: name -> (blocks per paper stage 1..5, a, b, groups, se_ratio)
-_TABLE = {
-    'a0': (_A, 0.75, 2.5, 1, None),
-    'a1': (_A, 1, 2.5, 1, None),
-    'a2': (_A, 1.5, 2.75, 1, None),
-    'b0': (_B, 1, 2.5, 1, None),
-    'b1': (_B, 2, 4, 1, None),
-    'b1g2': (_B, 2, 4, 2, None),
-    'b1g4': (_B, 2, 4, 4, None),
-    'b2': (_B, 2.5, 5, 1, None),
-    'b2g2': (_B, 2.5, 5, 2, None),
-    'b2g4': (_B, 2.5, 5, 4, None),
-    'b3': (_B, 3, 5, 1, None),
-    'b3g2': (_B, 3, 5, 2, None),
-    'b3g4': (_B, 3, 5, 4, None),
-    'd2se': (_D, 2.5, 5, 1, 16),
-}
+_A, _B, _D = (2, 4, 14, 1), (4, 6, 16, 1), (8, 14, 24, 1)
+#: name -> (blocks per stage 2-5, a, b, group variants, se_ratio); "b1",
+#: "b1g2", "b1g4" are b1 with groups 1, 2, 4
+_TABLE = dict(a0=(_A, 0.75, 2.5, (1, ), None), a1=(_A, 1, 2.5, (1, ), None),
+              a2=(_A, 1.5, 2.75, (1, ), None), b0=(_B, 1, 2.5, (1, ), None),
+              b1=(_B, 2, 4, (1, 2, 4), None), b2=(_B, 2.5, 5, (1, 2, 4), None),
+              b3=(_B, 3, 5, (1, 2, 4), None), d2se=(_D, 2.5, 5, (1, ), 16))
 
 ARCH_SETTINGS: Dict[str, Dict[str, Any]] = {
-    name: dict(num_blocks=tuple(blocks[1:]), width_factor=(a, a, a, b),
-               groups=groups, se_ratio=se)
-    for name, (blocks, a, b, groups, se) in _TABLE.items()
+    name + (f'g{groups}' if groups > 1 else ''): dict(
+        num_blocks=blocks, width_factor=(a, a, a, b), groups=groups,
+        se_ratio=se)
+    for name, (blocks, a, b, variants, se) in _TABLE.items()
+    for groups in variants
 }
 
 ARCH_FIELDS = ('num_blocks', 'width_factor', 'groups', 'se_ratio')

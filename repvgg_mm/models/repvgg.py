@@ -44,22 +44,17 @@ def resolve_out_indices(out_indices) -> Tuple[int, ...]:
 
 def out_channels_of(arch: Union[str, dict],
                     out_indices: Sequence[int] = (3, )) -> Tuple[int, ...]:
-    """``RepVGGMM(arch, out_indices=...).out_channels`` without building it:
-    the widths of the selected post-stem stages."""
+    """``RepVGGMM(arch, out_indices=...).out_channels``, without a model."""
     _, widths = stage_widths(parse_arch(arch))
     return tuple(widths[i] for i in resolve_out_indices(out_indices))
 
 
-def check_norm_cfg(norm_cfg, deploy: bool = False) -> None:
-    """A training-form RepVGG block must be fusable: its norm layer is of
-    the BatchNorm family (``BN``, ``SyncBN``, ...; fusion folds the running
-    statistics into the conv). ``deploy=True`` builds no norm layer."""
-    if deploy:
-        return
+def check_norm_cfg(norm_cfg) -> None:
+    """Fusion folds BN statistics into the convs: the norm layer of a
+    training-form block must be of the BatchNorm family."""
     kind = norm_cfg.get('type') if isinstance(norm_cfg, dict) else None
-    cls = kind if isinstance(kind, type) else MODELS.get(kind) if isinstance(
-        kind, str) else None
-    if cls is None or not issubclass(cls, _BatchNorm):
+    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    if not isinstance(cls, type) or not issubclass(cls, _BatchNorm):
         raise ConfigError(
             f'RepVGGMM norm_cfg={norm_cfg!r}: RepVGG blocks are fused for '
             f'deployment by folding BatchNorm statistics into the convs, so '
@@ -70,39 +65,23 @@ def check_norm_cfg(norm_cfg, deploy: bool = False) -> None:
 
 @MODELS.register_module()
 class RepVGGMM(BaseModule):
-    """RepVGG backbone ("RepVGG: Making VGG-style ConvNets Great Again").
-
-    A stem block (stride 2) and four stages ``stage_1`` .. ``stage_4`` (paper
-    stages 2-5) of RepVGG blocks (:class:`RepVGGBlock`, or the block type of
-    ``block_cfg``); the first block of each stage has the
-    stage's stride. Outputs are the stage outputs selected by ``out_indices``.
+    """RepVGG backbone ("RepVGG: Making VGG-style ConvNets Great Again"): a
+    stem block (stride 2) and stages ``stage_1`` .. ``stage_4`` (paper stages
+    2-5) of blocks; each stage's first block has the stage's stride.
 
     Args:
-        arch: ``'a0' 'a1' 'a2' 'b0' 'b1' 'b1g2' 'b1g4' 'b2' 'b2g2' 'b2g4' 'b3'
-            'b3g2' 'b3g4' 'd2se'`` (case-insensitive) or a dict with
-            ``num_blocks``, ``width_factor``, ``groups``, ``se_ratio``
+        arch: a name of :data:`ARCH_SETTINGS` (case-insensitive) or a dict
             (see :mod:`repvgg_mm.models.arch`).
-        in_channels: input image channels.
-        out_indices: which of the four post-stem stages to return (0-3,
-            negative indices allowed).
-        strides: stride of the first block of each post-stem stage.
-        dilations: dilation of every 3x3 layer of each stage.
-        layer_dilations: per stage ``None`` or a list of dilations for the
-            *last* ``len(list)`` layers of that stage (the other layers keep
-            ``dilations[i]``). The "-fast" PSPNet variant is
-            ``strides=(2, 2, 1, 1), layer_dilations=(None, None, [2]*4, [4])``.
+        out_indices: the post-stem stages to return (0-3, or negative).
+        strides, dilations: per stage, of its first block / its 3x3 convs.
+        layer_dilations: per stage ``None`` or the dilations of its *last*
+            layers, e.g. ``(None, None, [2]*4, [4])`` (PSPNet "-fast").
         frozen_stages: freeze the stem (0) and stages 1..n (n >= 1); -1 none.
         norm_eval: keep BN layers in eval mode while training.
-        with_cp: gradient checkpointing.
-        deploy: build the fused (deploy) form.
-        norm_cfg, act_cfg: passed to every block.
-        block_cfg: the block type, built through the model registry (as
-            mmyolo's YOLOv6 selects its block): ``dict(type='RepVGGBlock')``
-            (default) or ``dict(type='QARepVGGBlock')``; any other key is an
-            extra argument of the block. The arguments the backbone sets
-            (:data:`BACKBONE_BLOCK_ARGS`) cannot be given here.
-        init_cfg: mmengine init config, e.g. ``dict(type='Pretrained',
-            checkpoint='cls.pth', prefix='backbone.')``.
+        with_cp, deploy, norm_cfg, act_cfg: passed to every block.
+        block_cfg: ``dict(type='RepVGGBlock')`` or ``'QARepVGGBlock'``, plus
+            extra block arguments other than :data:`BACKBONE_BLOCK_ARGS`.
+        init_cfg: mmengine init config (``Pretrained``: any layout).
     """
 
     #: mmengine's BaseModule property, which TorchScript cannot compile
@@ -132,11 +111,12 @@ class RepVGGMM(BaseModule):
             self.arch = parse_arch(arch)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f'RepVGGMM arch: {exc}') from None
-        check_norm_cfg(norm_cfg, deploy)
+        if not deploy:  # a deploy block has no norm layer
+            check_norm_cfg(norm_cfg)
         self.strides = _four('strides', strides)
         self.dilations = _four('dilations', dilations)
         self.layer_dilations = self._resolve_layer_dilations(layer_dilations)
-        self.out_indices = self._resolve_out_indices(out_indices)
+        self.out_indices = resolve_out_indices(out_indices)
         if isinstance(frozen_stages, bool) or not isinstance(
                 frozen_stages, int) or not -1 <= frozen_stages <= NUM_STAGES:
             raise ConfigError(
@@ -148,7 +128,6 @@ class RepVGGMM(BaseModule):
         self.deploy = deploy
 
         stem_width, widths = stage_widths(self.arch)
-        self._check_groups(stem_width, widths)
         self.block_cfg = self._resolve_block_cfg(block_cfg)
         shared = dict(se_ratio=self.arch['se_ratio'], norm_cfg=norm_cfg,
                       act_cfg=act_cfg, deploy=deploy, with_cp=with_cp)
@@ -159,24 +138,24 @@ class RepVGGMM(BaseModule):
         for i, width in enumerate(widths):
             blocks = []
             for j, dilation in enumerate(self.layer_dilations[i]):
-                blocks.append(
-                    self._build_block(
-                        channels, width,
-                        stride=self.strides[i] if j == 0 else 1,
-                        dilation=dilation,
-                        groups=layer_groups(self.arch, layer_idx),
-                        **shared))
+                groups = layer_groups(self.arch, layer_idx)
+                if channels % groups or width % groups:
+                    raise ConfigError(
+                        f'arch["groups"]={groups} does not divide the '
+                        f'channels ({channels} -> {width}) of layer '
+                        f'{layer_idx} (stage {i})')
+                blocks.append(self._build_block(
+                    channels, width, stride=self.strides[i] if j == 0 else 1,
+                    dilation=dilation, groups=groups, **shared))
                 channels, layer_idx = width, layer_idx + 1
             name = f'stage_{i + 1}'
             self.add_module(name, nn.Sequential(*blocks))
             self.stage_names.append(name)
-        self.out_channels = tuple(widths[i] for i in self.out_indices)
+        self.out_channels = out_channels_of(self.arch, self.out_indices)
         self._freeze_stages()
         # every load: all backbone tensors or an error, and one log line
         self.register_load_state_dict_post_hook(after_backbone_load)
 
-    # ------------------------------------------------------------------
-    # argument checks
     @staticmethod
     def _resolve_block_cfg(block_cfg) -> dict:
         if not isinstance(block_cfg, dict) or 'type' not in block_cfg:
@@ -190,23 +169,21 @@ class RepVGGMM(BaseModule):
                 f'every block. Use the RepVGGMM arguments instead (arch, '
                 f'strides, dilations, layer_dilations, norm_cfg, act_cfg, '
                 f'deploy, with_cp).')
-        return dict(block_cfg)
-
-    def _build_block(self, in_channels, out_channels, **kwargs):
-        cfg = dict(self.block_cfg, in_channels=in_channels,
-                   out_channels=out_channels, **kwargs)
-        # This package's block names resolve in mmengine's root registry,
-        # where they are registered, whatever the default scope: a scope with
-        # a block of the same name (mmyolo's RepVGGBlock) must not win.
+        cfg = dict(block_cfg)
+        # this package's block names resolve in mmengine's root registry
+        # whatever the scope: mmyolo's RepVGGBlock must not win
         if isinstance(cfg['type'], str) and cfg['type'] in MODELS.module_dict:
             cfg['type'] = MODELS.module_dict[cfg['type']]
-        block = MODELS.build(cfg)
+        return cfg
+
+    def _build_block(self, in_channels, out_channels, **kwargs):
+        block = MODELS.build(dict(self.block_cfg, in_channels=in_channels,
+                                  out_channels=out_channels, **kwargs))
         if not isinstance(block, RepVGGBlock):
             raise TypeError(
-                f'block_cfg type {self.block_cfg["type"]!r} built a '
-                f'{type(block).__name__}, which is not a RepVGGBlock '
-                f'subclass: fusion, switch_to_deploy and checkpoint '
-                f'conversion need one. Use "RepVGGBlock" or '
+                f'block_cfg built a {type(block).__name__}, which is not a '
+                f'RepVGGBlock subclass: fusion, switch_to_deploy and '
+                f'checkpoint conversion need one. Use "RepVGGBlock" or '
                 f'"QARepVGGBlock".')
         return block
 
@@ -218,43 +195,22 @@ class RepVGGMM(BaseModule):
         resolved = []
         for i, pattern in enumerate(layer_dilations):
             per_layer = [self.dilations[i]] * num_blocks[i]
-            if pattern is not None:
-                pattern = list(pattern)
-                if len(pattern) > num_blocks[i]:
-                    raise ConfigError(
-                        f'layer_dilations[{i}] has {len(pattern)} entries but '
-                        f'stage {i} has only {num_blocks[i]} layers')
-                if any(not isinstance(d, int) or d < 1 for d in pattern):
-                    raise ConfigError(f'layer_dilations[{i}] must hold '
-                                      f'positive ints, got {pattern}')
-                if pattern:
-                    per_layer[-len(pattern):] = pattern
+            pattern = list(pattern or [])
+            if len(pattern) > num_blocks[i]:
+                raise ConfigError(
+                    f'layer_dilations[{i}] has {len(pattern)} entries but '
+                    f'stage {i} has only {num_blocks[i]} layers')
+            if any(not isinstance(d, int) or d < 1 for d in pattern):
+                raise ConfigError(f'layer_dilations[{i}] must hold '
+                                  f'positive ints, got {pattern}')
+            per_layer[num_blocks[i] - len(pattern):] = pattern
             resolved.append(tuple(per_layer))
         return tuple(resolved)
 
-    @staticmethod
-    def _resolve_out_indices(out_indices):
-        return resolve_out_indices(out_indices)
-
-    def _check_groups(self, stem_width, widths):
-        groups = self.arch['groups']
-        channels = stem_width
-        layer_idx = 1
-        for i, width in enumerate(widths):
-            for _ in range(self.arch['num_blocks'][i]):
-                if layer_groups(self.arch, layer_idx) > 1 and (
-                        channels % groups or width % groups):
-                    raise ConfigError(
-                        f'arch["groups"]={groups} does not divide the '
-                        f'channels ({channels} -> {width}) of layer '
-                        f'{layer_idx} (stage {i})')
-                channels, layer_idx = width, layer_idx + 1
-
-    # ------------------------------------------------------------------
     # loading (repvgg_mm.converters.pretrained)
     def init_weights(self):
-        """mmengine's init; a ``Pretrained`` init_cfg is loaded here (any
-        layout, all tensors or an error; mmengine's is non-strict)."""
+        """mmengine's init, but a ``Pretrained`` init_cfg loads any layout,
+        all tensors or an error (mmengine's is non-strict)."""
         cfgs = self.init_cfg if isinstance(self.init_cfg, list) else (
             [self.init_cfg] if self.init_cfg else [])
         pretrained = [c for c in cfgs if c.get('type') == 'Pretrained']
@@ -278,7 +234,6 @@ class RepVGGMM(BaseModule):
                                       strict, missing_keys, unexpected_keys,
                                       error_msgs)
 
-    # ------------------------------------------------------------------
     def forward(self, x: torch.Tensor):
         # the four stages by name (not getattr): TorchScript compiles this
         x = self.stem(x)
@@ -306,11 +261,9 @@ class RepVGGMM(BaseModule):
     def _freeze_stages(self):
         if self.frozen_stages < 0:
             return
-        frozen = [self.stem] + [
-            getattr(self, name)
-            for name in self.stage_names[:self.frozen_stages]
-        ]
-        for module in frozen:
+        stages = [getattr(self, name)
+                  for name in self.stage_names[:self.frozen_stages]]
+        for module in [self.stem] + stages:
             module.eval()
             for param in module.parameters():
                 param.requires_grad = False

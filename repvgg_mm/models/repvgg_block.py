@@ -1,6 +1,6 @@
 """The RepVGG block: three branches for training, one 3x3 conv for deploy."""
 import contextlib
-from typing import Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -9,9 +9,9 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..fusion import NormStats, equivalent_kernel_bias
-from .norm_statistics import spare_norm_statistics
 from .se_layer import SEGate
 
 #: key stems of the training-form branches, relative to the block's prefix
@@ -25,16 +25,9 @@ def _channels_last(t: Tensor) -> bool:
 
 
 def check_cpu_training_layout(x: Tensor, weight: Tensor) -> None:
-    """Refuse an fp32 channels_last training step on the CPU.
-
-    torch 2.14.1 (CPU, oneDNN): the weight gradient of an fp32 channels_last
-    convolution can corrupt the heap and abort the process ("corrupted
-    double-linked list", "corrupted size vs. prev_size"). The smallest case
-    found: ``conv2d`` 3 -> 48 channels, 1x1, stride 2, on a 1x3x224x224
-    channels_last input, then ``backward`` -- a RepVGG stem's 1x1 branch.
-    Forward passes are fine; it does not happen in NCHW, with
-    ``torch.backends.mkldnn.enabled = False`` or under bf16 autocast.
-    """
+    """Refuse an fp32 channels_last training step on the CPU: in torch
+    2.14.1 (oneDNN) its weight gradient can corrupt the heap (e.g. a stem's
+    1x1 stride-2 branch on 1x3x224x224); NCHW and bf16 autocast are fine."""
     if torch.is_grad_enabled() and x.device.type == 'cpu' and \
             x.dtype == torch.float32 and \
             not torch.is_autocast_enabled('cpu') and (
@@ -42,10 +35,29 @@ def check_cpu_training_layout(x: Tensor, weight: Tensor) -> None:
         raise RuntimeError(
             'fp32 channels_last training on the CPU is refused: the weight '
             'gradient of oneDNN\'s channels_last fp32 convolution corrupts '
-            'the heap in torch 2.14.1 (glibc "corrupted double-linked list", '
-            'e.g. the 1x1 stride-2 conv of a 3-channel 224x224 input). '
-            'Train in the default NCHW layout, or with bf16 autocast '
-            '(train_model(amp=True) on a CPU with bf16).')
+            'the heap in torch 2.14.1. Train in the default NCHW layout, or '
+            'with bf16 autocast (train_model(amp=True) on a CPU with bf16).')
+
+
+@contextlib.contextmanager
+def spare_norm_statistics(module: nn.Module) -> Iterator[None]:
+    """Let the BN layers of ``module`` update copies of their running
+    statistics and put the originals back: gradient checkpointing's
+    recomputation would otherwise update them twice per step."""
+    saved = []
+    for norm in module.modules():
+        if isinstance(norm, _BatchNorm) and norm.track_running_stats:
+            originals = {name: getattr(norm, name) for name in (
+                'running_mean', 'running_var', 'num_batches_tracked')}
+            for name, buffer in originals.items():
+                setattr(norm, name, buffer.clone())
+            saved.append((norm, originals))
+    try:
+        yield
+    finally:
+        for norm, originals in saved:
+            for name, buffer in originals.items():
+                setattr(norm, name, buffer)
 
 
 class ConvNorm(nn.Sequential):
@@ -63,41 +75,22 @@ class ConvNorm(nn.Sequential):
 
 @MODELS.register_module()
 class RepVGGBlock(BaseModule):
-    """RepVGG block (paper Fig. 4).
-
-    Training form ``act(se(BN(conv3x3(x)) + BN(conv1x1(x)) + BN(x)))``; the
-    identity branch exists only when ``in_channels == out_channels`` and
-    ``stride == 1``. :meth:`switch_to_deploy` turns it into
-    ``act(se(conv3x3(x) + b))``, the same function in eval mode.
-
-    Args:
-        in_channels, out_channels, stride, groups: as for ``nn.Conv2d``.
-        dilation: dilation of the 3x3 conv, in both forms (padding = dilation).
-            The 1x1 branch keeps the block's stride.
-        se_ratio: add an SE gate after the branch sum (D2se uses 16).
-        norm_cfg: a BatchNorm-family layer (``BN``, ``SyncBN``, ...).
-        act_cfg: the non-linearity, in-place ReLU by default (it only ever
-            reads the block's own fresh sum).
-        deploy: build the deploy form directly.
-        with_cp: gradient checkpointing in training.
-
-    Gradient checkpointing recomputes the block in the backward pass with
-    the running statistics of its BN layers frozen, so they are updated once
-    per step, as without it. The forward pass scripts with
-    ``torch.jit.script`` in both forms: the attributes of the other form are
-    ``None`` and TorchScript drops the code that uses them.
-
-    State-dict keys: ``branch_3x3.{conv,norm}.*``,
-    ``branch_1x1.{conv,norm}.*``,
-    ``branch_norm.*`` (training form), ``branch_reparam.*`` (deploy form),
-    ``se.*``. A training-form state dict loaded into a deploy block is fused
-    on the fly; a deploy-form one loaded into a training block raises.
+    """RepVGG block (paper Fig. 4): training form
+    ``act(se(BN(conv3x3(x)) + BN(conv1x1(x)) + BN(x)))`` (the identity only
+    where ``in_channels == out_channels`` and ``stride == 1``), deploy form
+    ``act(se(conv3x3(x) + b))`` (``deploy=True`` or :meth:`switch_to_deploy`).
+    ``dilation`` applies to the 3x3 conv, ``se_ratio`` adds an SE gate,
+    ``norm_cfg`` is BatchNorm-family, ``with_cp`` checkpoints gradients.
+    Both forms script; a training-form state dict loaded into a deploy
+    block is fused on the fly, the opposite raises.
     """
 
     #: mmengine's BaseModule property, which TorchScript cannot compile
     __jit_unused_properties__ = ['is_init']
     #: attributes holding the training-form branches (removed when fused)
     train_branches = TRAIN_BRANCHES
+    #: the 1x1 weight key of the other block type, and that type
+    other_block = ('branch_1x1.weight', 'QARepVGGBlock')
 
     def __init__(self,
                  in_channels: int,
@@ -112,11 +105,9 @@ class RepVGGBlock(BaseModule):
                  with_cp: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        for name, value in (('in_channels', in_channels),
-                            ('out_channels', out_channels)):
-            if value % groups:
-                raise ValueError(f'groups={groups} does not divide '
-                                 f'{name}={value}')
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f'groups={groups} does not divide in_channels='
+                             f'{in_channels} and out_channels={out_channels}')
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride = stride
@@ -124,11 +115,9 @@ class RepVGGBlock(BaseModule):
         self.groups = groups
         self.norm_cfg = dict(norm_cfg)
         self.with_cp = with_cp
-        self.deploy = False
-        # eps of this block's norm layers: needed to fuse a training-form state
-        # dict into a block that was built in deploy form.
+        self.deploy = deploy
+        # to fuse a training-form state dict into a deploy-form block
         self.norm_eps = build_norm_layer(self.norm_cfg, 1)[1].eps
-
         # the attributes of the other form stay None (for TorchScript)
         self.branch_reparam: Optional[nn.Conv2d] = None
         self.branch_3x3: Optional[ConvNorm] = None
@@ -136,7 +125,6 @@ class RepVGGBlock(BaseModule):
         self.branch_norm: Optional[nn.Module] = None
         if deploy:
             self.branch_reparam = self._deploy_conv()
-            self.deploy = True
         else:
             self._build_train_branches()
         self.se = SEGate(out_channels, se_ratio) if se_ratio else None
@@ -144,7 +132,6 @@ class RepVGGBlock(BaseModule):
                     if act_cfg is not None else nn.Identity())
 
     def _build_train_branches(self) -> None:
-        """Create the training-form branches (named in ``train_branches``)."""
         args = (self.in_channels, self.out_channels)
         self.branch_3x3 = ConvNorm(*args, 3, self.stride, self.dilation,
                                    self.dilation, self.groups, self.norm_cfg)
@@ -179,11 +166,9 @@ class RepVGGBlock(BaseModule):
 
     @torch.jit.unused
     def _checkpointed_forward(self, x: Tensor) -> Tensor:
-        def contexts():
-            return contextlib.nullcontext(), spare_norm_statistics(self)
-
-        return cp.checkpoint(self._forward, x, use_reentrant=False,
-                             context_fn=contexts)
+        return cp.checkpoint(
+            self._forward, x, use_reentrant=False, context_fn=lambda: (
+                contextlib.nullcontext(), spare_norm_statistics(self)))
 
     def _forward(self, x: Tensor) -> Tensor:
         # ``is not None`` on a submodule / None attribute is decided when
@@ -204,19 +189,30 @@ class RepVGGBlock(BaseModule):
             out = out + self.branch_norm(x)
         return out
 
-    # ------------------------------------------------------------------
-    # re-parameterization
+    # re-parameterization (repvgg_mm.fusion)
+    def _fusion_inputs(self) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+        """(convs, BN layers) the fusion reads, named relative to the block."""
+        norms = ['branch_3x3.norm', 'branch_1x1.norm']
+        if self.has_identity:
+            norms.append('branch_norm')
+        return ('branch_3x3.conv', 'branch_1x1.conv'), tuple(norms)
+
+    def _fuse(self, kernels: List[Tensor],
+              norms: List[NormStats]) -> Tuple[Tensor, Tensor]:
+        """The fused kernel and bias of :meth:`_fusion_inputs`' tensors."""
+        return equivalent_kernel_bias(
+            kernels[0], norms[0], kernels[1], norms[1],
+            norms[2] if self.has_identity else None, self.groups)
+
     def get_equivalent_kernel_bias(self) -> Tuple[Tensor, Tensor]:
         """Differentiable 3x3 kernel and bias equal to the training form."""
         if self.deploy:
             return self.branch_reparam.weight, self.branch_reparam.bias
-        return equivalent_kernel_bias(
-            self.branch_3x3.conv.weight,
-            NormStats.from_module(self.branch_3x3.norm),
-            self.branch_1x1.conv.weight,
-            NormStats.from_module(self.branch_1x1.norm),
-            (NormStats.from_module(self.branch_norm)
-             if self.branch_norm is not None else None), self.groups)
+        convs, norms = self._fusion_inputs()
+        return self._fuse(
+            [self.get_submodule(name).weight for name in convs],
+            [NormStats.from_module(self.get_submodule(name))
+             for name in norms])
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
@@ -238,9 +234,7 @@ class RepVGGBlock(BaseModule):
     def _load_from_state_dict(self, state_dict, prefix, local_metadata,
                               strict, missing_keys, unexpected_keys,
                               error_msgs):
-        # Exceptions are raised here rather than appended to error_msgs:
-        # mmengine's non-strict loader turns error_msgs into mere warnings,
-        # and a silently random block is the worst outcome.
+        # raise, not error_msgs: mmengine's non-strict load only warns
         has_train = any(
             k.startswith(f'{prefix}branch_3x3.') for k in state_dict)
         has_deploy = f'{prefix}{DEPLOY_BRANCH}.weight' in state_dict
@@ -259,33 +253,27 @@ class RepVGGBlock(BaseModule):
 
     def _fuse_state_dict(self, state_dict, prefix) -> None:
         """Replace training-form keys under ``prefix`` by the fused kernel."""
-        p3, p1, pid = (f'{prefix}{name}.' for name in TRAIN_BRANCHES)
-        required = [p3 + 'conv.weight', p3 + 'norm.running_mean',
-                    p3 + 'norm.running_var', p1 + 'conv.weight',
-                    p1 + 'norm.running_mean', p1 + 'norm.running_var']
-        if self.has_identity:
-            required += [pid + 'running_mean', pid + 'running_var']
+        convs, norms = self._fusion_inputs()
+        required = [f'{prefix}{name}.weight' for name in convs] + [
+            f'{prefix}{name}.{stat}' for name in norms
+            for stat in ('running_mean', 'running_var')]
         missing = [k for k in required if k not in state_dict]
         if missing:
+            other_key, other_type = self.other_block
             hint = ''
-            if p1 + 'weight' in state_dict:
-                hint = (' The keys are those of a QARepVGGBlock (a 1x1 '
-                        'branch without BN): build the model with '
-                        'block_cfg=dict(type="QARepVGGBlock").')
+            if prefix + other_key in state_dict:
+                hint = (f' The keys are those of a {other_type}: build the '
+                        f'model with block_cfg=dict(type="{other_type}").')
             raise RuntimeError(
-                f'cannot fuse the training-form weights of RepVGG block '
-                f'"{prefix[:-1]}" into its deploy form: missing {missing}.'
-                f'{hint}')
-        eps = self.norm_eps
-        kernel, bias = equivalent_kernel_bias(
-            state_dict[p3 + 'conv.weight'],
-            NormStats.from_state_dict(state_dict, p3 + 'norm.', eps),
-            state_dict[p1 + 'conv.weight'],
-            NormStats.from_state_dict(state_dict, p1 + 'norm.', eps),
-            (NormStats.from_state_dict(state_dict, pid, eps)
-             if self.has_identity else None), self.groups)
-        for key in [k for k in state_dict
-                    if k.startswith((p3, p1, pid))]:
+                f'cannot fuse the training-form weights of '
+                f'{type(self).__name__} "{prefix[:-1]}" into its deploy '
+                f'form: missing {missing}.{hint}')
+        kernel, bias = self._fuse(
+            [state_dict[f'{prefix}{name}.weight'] for name in convs],
+            [NormStats.from_state_dict(state_dict, f'{prefix}{name}.',
+                                       self.norm_eps) for name in norms])
+        stems = tuple(f'{prefix}{name}.' for name in self.train_branches)
+        for key in [k for k in state_dict if k.startswith(stems)]:
             del state_dict[key]
         state_dict[f'{prefix}{DEPLOY_BRANCH}.weight'] = kernel
         state_dict[f'{prefix}{DEPLOY_BRANCH}.bias'] = bias

@@ -5,16 +5,9 @@ from mmengine.model import BaseModule
 
 
 class SEGate(BaseModule):
-    """``x * sigmoid(expand(relu(reduce(mean_hw(x)))))``.
-
-    Pools globally over H and W whatever the input's aspect ratio (the
-    official code pools with a square kernel of the input's width, which does
-    not pool non-square inputs globally; see docs/design.md).
-
-    Args:
-        channels: channels of the gated tensor.
-        ratio: reduction ratio of the hidden layer (16 in D2se).
-    """
+    """``x * sigmoid(expand(relu(reduce(mean_hw(x)))))`` with reduction
+    ``ratio``. Pools over the whole of H and W (the official code's square
+    pooling kernel misses part of non-square inputs; see docs/design.md)."""
 
     #: mmengine's BaseModule property, which TorchScript cannot compile
     __jit_unused_properties__ = ['is_init']

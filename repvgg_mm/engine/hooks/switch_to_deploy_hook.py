@@ -1,32 +1,12 @@
-"""``SwitchToDeployHook``: validate, test and ship the converted RepVGG model.
+"""``SwitchToDeployHook``: validate, test and ship the converted model.
 
-Use it through ``custom_hooks=[dict(type='SwitchToDeployHook')]``.
-
-How it stays correct (mmengine 0.10.7 behaviour, see docs/design.md):
-
-* It never converts the model the runner trains or loaded. At the start of a
-  test or validation epoch it converts a *deep copy* of the (unwrapped)
-  model and points ``runner.model`` at the copy; the loops read
-  ``runner.model`` on every iteration (mmengine 0.10.7 ``ValLoop`` /
-  ``TestLoop``). At the end of the epoch the original is put back.
-* It converts at ``before_test_epoch`` / ``before_val_epoch``, i.e. after
-  ``Runner.test()`` has loaded the checkpoint (``before_run`` fires before
-  loading, and loading is non-strict by default).
-* Its priority is ``LOW`` (70), so in ``before_*_epoch`` it runs after
-  ``EMAHook`` (``NORMAL``, 50) has swapped the EMA weights into the model:
-  the copy carries the EMA weights. ``EMAHook`` swaps by zipping the
-  parameter lists of the model and of its EMA copy; as the model itself is
-  never converted, those lists keep pairing the right tensors, and the order
-  of the two hooks in ``after_*_epoch`` does not matter.
-* Training is not disturbed: the trained model is neither modified nor put
-  in eval mode (``ValLoop`` calls ``.eval()`` on ``runner.model``, i.e. on
-  the copy), so training continues bit-identically.
-* At the end of training it reads the last checkpoint back (with EMA, its
-  ``state_dict`` holds the EMA weights), converts it and writes
-  ``<name>_deploy.pth`` next to it (atomically), plus the matching deploy
-  config ``<config name>_deploy.py`` in the work dir.
+Test / val epochs run on a converted deep copy (``runner.model`` points at it
+until the epoch ends; mmengine 0.10.7's loops read it every iteration), made
+at ``before_*_epoch`` -- after the checkpoint is loaded and after
+``EMAHook`` swapped in the EMA weights -- so training is untouched. After
+training the last checkpoint is written in deploy form with its deploy config
+(docs/design.md).
 """
-import copy
 import os.path as osp
 from typing import Dict, Optional
 
@@ -46,15 +26,9 @@ from ..distributed import unwrap_model
 
 @HOOKS.register_module()
 class SwitchToDeployHook(Hook):
-    """Run validation / test on the converted (deploy) form of the model.
-
-    Args:
-        convert_test: test the converted model (``Runner.test()``).
-        convert_val: validate the converted model (``Runner.val()`` and
-            validation during training); the trained model is untouched.
-        save_deploy_checkpoint: after training, write the deploy form of the
-            last checkpoint next to it as ``<name>_deploy.pth`` and the deploy
-            config as ``<work_dir>/<config name>_deploy.py``.
+    """Test (``convert_test``) and validate (``convert_val``) the converted
+    model; ``save_deploy_checkpoint``: after training write
+    ``<last checkpoint>_deploy.pth`` and ``<work_dir>/<config>_deploy.py``.
     """
 
     # After EMAHook (NORMAL) in before_*_epoch, so the copy gets the EMA
@@ -72,31 +46,28 @@ class SwitchToDeployHook(Hook):
         self._original = None
 
     def before_run(self, runner) -> None:
-        if count_repvgg_blocks(unwrap_model(runner.model)) == 0:
+        model = unwrap_model(runner.model)
+        if count_repvgg_blocks(model) == 0:
             raise ValueError(
                 f'SwitchToDeployHook is in custom_hooks, but the model '
-                f'({type(unwrap_model(runner.model)).__name__}) holds no '
-                f'RepVGG '
-                f'block. Use type="RepVGGMM" as the backbone, or remove the '
-                f'hook.')
+                f'({type(model).__name__}) holds no RepVGG block. Use '
+                f'type="RepVGGMM" as the backbone, or remove the hook.')
 
-    # ------------------------------------------------------------------
-    # test / val on a converted copy
     def before_test_epoch(self, runner) -> None:
         if self.convert_test:
             self._use_converted_copy(runner, 'test')
-
-    def after_test_epoch(self, runner,
-                         metrics: Optional[Dict[str, float]] = None) -> None:
-        self._restore(runner)
 
     def before_val_epoch(self, runner) -> None:
         if self.convert_val:
             self._use_converted_copy(runner, 'val')
 
-    def after_val_epoch(self, runner,
-                        metrics: Optional[Dict[str, float]] = None) -> None:
-        self._restore(runner)
+    def after_test_epoch(self, runner,
+                         metrics: Optional[Dict[str, float]] = None) -> None:
+        if self._original is not None:  # put the trained model back
+            runner.model = self._original
+            self._original = None
+
+    after_val_epoch = after_test_epoch
 
     def _use_converted_copy(self, runner, stage: str) -> None:
         model = unwrap_model(runner.model)
@@ -110,13 +81,6 @@ class SwitchToDeployHook(Hook):
             f'SwitchToDeployHook: {stage} runs on a converted copy of the '
             f'model ({unfused} RepVGG blocks fused).')
 
-    def _restore(self, runner) -> None:
-        if self._original is not None:
-            runner.model = self._original
-            self._original = None
-
-    # ------------------------------------------------------------------
-    # deploy checkpoint at the end of training
     def after_train(self, runner) -> None:
         if not self.save_deploy_checkpoint or not is_main_process():
             return
@@ -127,9 +91,9 @@ class SwitchToDeployHook(Hook):
                 'no deploy checkpoint is written (is CheckpointHook enabled '
                 'with a local out_dir?).')
             return
-        model = copy.deepcopy(unwrap_model(runner.model))
+        # a converted copy; the training-form weights are fused on loading
+        model = switch_to_deploy(unwrap_model(runner.model))
         checkpoint = load_weights(model, last)
-        switch_to_deploy(model, inplace=True)
         out = deploy_checkpoint_path(last)
         atomic_save(deploy_checkpoint(checkpoint, model, source=last), out)
         runner.logger.info(f'SwitchToDeployHook: wrote the deploy form of '
@@ -141,8 +105,7 @@ class SwitchToDeployHook(Hook):
         cfg_out = osp.join(runner.work_dir, f'{name}_deploy.py')
         try:
             write_deploy_config(cfg, cfg_out)
+            runner.logger.info(
+                f'SwitchToDeployHook: wrote the deploy config to {cfg_out}')
         except ConfigError as exc:  # no RepVGGMM dict: keep the checkpoint
             runner.logger.warning(f'SwitchToDeployHook: {exc}')
-            return
-        runner.logger.info(
-            f'SwitchToDeployHook: wrote the deploy config to {cfg_out}')

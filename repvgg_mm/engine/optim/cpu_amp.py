@@ -1,9 +1,7 @@
 """Mixed precision on CPU: bf16 autocast (no loss scaling needed).
 
 mmengine 0.10.7's ``AmpOptimWrapper`` asserts a CUDA/NPU/MLU/MUSA device,
-so ``--amp`` on a CPU uses :class:`CPUAmpOptimWrapper`: the forward pass
-(``optim_context``) runs under ``torch.autocast('cpu', torch.bfloat16)``.
-bf16 has fp32's exponent range, so gradients need no scaling.
+so ``--amp`` on a CPU uses :class:`CPUAmpOptimWrapper`.
 """
 from contextlib import contextmanager
 
@@ -20,16 +18,13 @@ def cpu_supports_bf16() -> bool:
                 and check())
 
 
-class CPUAmpMixin:
-    """Runs the forward pass under CPU bf16 autocast."""
+@OPTIM_WRAPPERS.register_module()
+class CPUAmpOptimWrapper(OptimWrapper):
+    """``OptimWrapper`` whose forward runs in bf16 autocast on the CPU (bf16
+    has fp32's exponent range: gradients need no scaling)."""
 
     @contextmanager
     def optim_context(self, model):
         with super().optim_context(model), torch.autocast(
                 'cpu', dtype=torch.bfloat16):
             yield
-
-
-@OPTIM_WRAPPERS.register_module()
-class CPUAmpOptimWrapper(CPUAmpMixin, OptimWrapper):
-    """``OptimWrapper`` whose forward runs in bf16 autocast on the CPU."""

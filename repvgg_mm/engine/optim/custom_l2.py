@@ -1,28 +1,18 @@
 """The "custom L2" of the RepVGG paper (Sec. 3.3) as an mmengine constructor.
 
-Plain weight decay on the 3x3 and 1x1 branch kernels of a block is replaced
-by the L2 of the block's *equivalent* kernel, normalised by the branch BN
-scales (the official ``get_custom_L2``). For a block with kernels ``K3``,
-``K1`` and BN scales ``t3 = gamma3 / sqrt(var3 + eps)``, ``t1`` likewise (both
-treated as constants)::
+Plain weight decay on a block's 3x3 and 1x1 branch kernels ``K3``, ``K1`` is
+replaced by the L2 of its equivalent kernel, normalised by the (constant) BN
+scales ``t3``, ``t1`` (the official ``get_custom_L2``)::
 
     l2 = sum(K3 ** 2) - sum(K3c ** 2)
          + sum((K3c * t3 + K1 * t1) ** 2 / (t3 ** 2 + t1 ** 2))
 
-where ``K3c`` is the centre tap of ``K3``; ``0.5 * weight_decay * sum(l2)``
-over all training-form blocks is added to the loss before every update.
-
-Switch it on in a config with one line::
-
-    optim_wrapper = dict(constructor='RepVGGCustomL2Constructor')
-
-It keeps every other weight-decay rule of the config (``paramwise_cfg``) and
-gives the two branch kernels ``decay_mult=0``. ``OptimWrapper`` and
-``AmpOptimWrapper`` (``--amp``) are both supported.
+(``K3c``: the centre tap); ``0.5 * weight_decay * sum(l2)`` is added to the
+loss before every update. Enable it with
+``optim_wrapper = dict(constructor='RepVGGCustomL2Constructor')``.
 """
 from typing import List, Optional
 
-import torch
 import torch.nn as nn
 from mmengine.logging import MessageHub
 from mmengine.optim import (AmpOptimWrapper, DefaultOptimWrapperConstructor,
@@ -30,7 +20,7 @@ from mmengine.optim import (AmpOptimWrapper, DefaultOptimWrapperConstructor,
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
 from torch import Tensor
 
-from ...fusion import NormStats, fuse_conv_norm
+from ...fusion import NormStats, norm_scale
 from ...models.qarepvgg_block import QARepVGGBlock
 from ...models.repvgg_block import RepVGGBlock
 from ..distributed import unwrap_model
@@ -42,29 +32,16 @@ CUSTOM_L2_KEYS = ('branch_3x3.conv.weight', 'branch_1x1.conv.weight')
 LOG_KEY = 'train/custom_l2'
 
 
-def _detached(stats: NormStats) -> NormStats:
-    return NormStats(*(t.detach() if torch.is_tensor(t) else t
-                       for t in stats))
-
-
-def _branch_scale(stats: NormStats, like: Tensor) -> Tensor:
-    """``gamma / sqrt(var + eps)`` as ``(C, 1, 1, 1)`` (the fusion maths)."""
-    ones = torch.ones(stats.running_var.shape[0], 1, 1, 1, dtype=like.dtype,
-                      device=like.device)
-    return fuse_conv_norm(ones, stats)[0]
-
-
 def block_custom_l2(block: RepVGGBlock) -> Tensor:
     """The custom L2 of one training-form block (differentiable in K3, K1)."""
     k3 = block.branch_3x3.conv.weight
     k1 = block.branch_1x1.conv.weight
-    n3 = _detached(NormStats.from_module(block.branch_3x3.norm))
-    n1 = _detached(NormStats.from_module(block.branch_1x1.norm))
-    t3, t1 = _branch_scale(n3, k3), _branch_scale(n1, k1)
+    t3 = norm_scale(NormStats.from_module(block.branch_3x3.norm)).detach()
+    t1 = norm_scale(NormStats.from_module(block.branch_1x1.norm)).detach()
     centre = k3[:, :, 1:2, 1:2]
     ring = (k3**2).sum() - (centre**2).sum()
     # the centre tap of the equivalent kernel, without the identity branch
-    eq_centre = fuse_conv_norm(centre, n3)[0] + fuse_conv_norm(k1, n1)[0]
+    eq_centre = centre * t3 + k1 * t1
     return ring + (eq_centre**2 / (t3**2 + t1**2)).sum()
 
 
@@ -76,17 +53,15 @@ class CustomL2Penalty:
                      if isinstance(m, QARepVGGBlock)]
         if qa_blocks:
             raise ValueError(
-                f'RepVGGCustomL2Constructor: the model has '
-                f'{len(qa_blocks)} QARepVGGBlock(s). The custom L2 is '
-                f'defined for RepVGG\'s three BN branches only, and the '
-                f'QARepVGG paper (arXiv 2212.01593) trains with plain weight '
-                f'decay because the custom L2 enlarges the fused kernels\' '
-                f'variance. Remove optim_wrapper.constructor (see '
-                f'configs/qarepvgg-a0_8xb32_in1k.py).')
+                f'RepVGGCustomL2Constructor: the model has {len(qa_blocks)} '
+                f'QARepVGGBlock(s), which the QARepVGG paper (arXiv '
+                f'2212.01593) trains with plain weight decay (the custom L2 '
+                f'enlarges the fused kernels\' variance). Remove '
+                f'optim_wrapper.constructor (see configs/qarepvgg-a0_8xb32_'
+                f'in1k.py).')
         self.blocks: List[RepVGGBlock] = [
             m for m in model.modules()
-            if isinstance(m, RepVGGBlock) and not m.deploy
-        ]
+            if isinstance(m, RepVGGBlock) and not m.deploy]
         if not self.blocks:
             raise ValueError(
                 'RepVGGCustomL2Constructor: the model has no training-form '
@@ -133,35 +108,23 @@ class CustomL2CPUAmpOptimWrapper(CustomL2Mixin, CPUAmpOptimWrapper):
     """``CPUAmpOptimWrapper`` + RepVGG custom L2 (built by the constructor)."""
 
 
-_L2_WRAPPERS = {
-    'CPUAmpOptimWrapper': 'CustomL2CPUAmpOptimWrapper',
-    'CustomL2CPUAmpOptimWrapper': 'CustomL2CPUAmpOptimWrapper',
-    'OptimWrapper': 'CustomL2OptimWrapper',
-    'AmpOptimWrapper': 'CustomL2AmpOptimWrapper',
-    'CustomL2OptimWrapper': 'CustomL2OptimWrapper',
-    'CustomL2AmpOptimWrapper': 'CustomL2AmpOptimWrapper',
-}
-
-
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class RepVGGCustomL2Constructor(DefaultOptimWrapperConstructor):
-    """Default constructor + the custom L2 of RepVGG (paper Sec. 3.3).
-
-    The config's ``paramwise_cfg`` applies unchanged, except that the
-    branch kernels (:data:`CUSTOM_L2_KEYS`) get ``decay_mult=0``: their
-    regularisation is the custom L2, weighted by the optimizer's
-    ``weight_decay``.
-    """
+    """Default constructor + the custom L2; ``paramwise_cfg`` applies, and
+    the branch kernels (:data:`CUSTOM_L2_KEYS`) get ``decay_mult=0``."""
 
     def __init__(self, optim_wrapper_cfg: dict,
                  paramwise_cfg: Optional[dict] = None):
         optim_wrapper_cfg = dict(optim_wrapper_cfg)
         wrapper_type = optim_wrapper_cfg.get('type', 'OptimWrapper')
-        if wrapper_type not in _L2_WRAPPERS:
+        base = wrapper_type[len('CustomL2'):] if wrapper_type.startswith(
+            'CustomL2') else wrapper_type  # python 3.8: no removeprefix
+        if base not in ('OptimWrapper', 'AmpOptimWrapper',
+                        'CPUAmpOptimWrapper'):
             raise ValueError(
                 f'RepVGGCustomL2Constructor supports optim_wrapper.type '
                 f'OptimWrapper or AmpOptimWrapper, got "{wrapper_type}".')
-        optim_wrapper_cfg['type'] = _L2_WRAPPERS[wrapper_type]
+        optim_wrapper_cfg['type'] = 'CustomL2' + base
         weight_decay = optim_wrapper_cfg['optimizer'].get('weight_decay')
         if not weight_decay:
             raise ValueError(
@@ -175,10 +138,8 @@ class RepVGGCustomL2Constructor(DefaultOptimWrapperConstructor):
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
-        module = unwrap_model(model)
-        penalty = CustomL2Penalty(module, self.base_wd)
-        # the parent builds the wrapper from self.optim_wrapper_cfg; this
-        # constructor is used once, so handing the penalty over here is safe.
+        penalty = CustomL2Penalty(unwrap_model(model), self.base_wd)
+        # the parent builds the wrapper from this cfg (a one-use constructor)
         self.optim_wrapper_cfg = dict(self.optim_wrapper_cfg,
                                       custom_l2=penalty)
         return super().__call__(model)
