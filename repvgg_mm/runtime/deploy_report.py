@@ -1,22 +1,60 @@
-"""What the deploy job writes for people: ``report.md`` (one table, best
-first), ``model_card.md`` (how to feed and run the shipped model) and the
-speed-vs-accuracy plot."""
+"""The deploy job's output folder: checked before any work, written all or
+nothing at the end: the chosen model, ``report.json``, ``report.md`` (one
+table, best first), ``model_card.md`` (how to feed and run the model) and
+the speed-vs-accuracy plot."""
 import json
+import os
 import os.path as osp
-from typing import List
+import platform
+import shutil
+from typing import Dict
 
-from .stats import format_summary
+import torch
+
+from ..errors import ConfigError
+from ..io.atomic import atomic_directory, atomic_write_json
+from ..io.output_guard import guard_output
+from .rounds import format_summary
+
+TOOL = 'tools/deploy.py'
 
 #: table order: what to ship first, what could not run last
 STATUS_ORDER = ('chosen', 'tied', 'slower', 'rejected', 'baseline', 'failed')
 
 
-def ordered_rows(report: dict) -> List[dict]:
-    """Rows best first: by status, then by speed."""
-    def key(row):
-        speed = (row.get('images_per_s') or {}).get('median', 0)
-        return STATUS_ORDER.index(row.get('status', 'failed')), -speed
-    return sorted(report['servings'], key=key)
+def check_out_dir(out_dir: str, inputs: Dict[str, str]) -> None:
+    """``out_dir`` can be written: new, empty, or an earlier output of this
+    tool not holding an input. Nothing is created."""
+    guard_output(out_dir, 'OUT_DIR', inputs, folder=True)
+    path = osp.abspath(out_dir)
+    for given in inputs.values():
+        if osp.abspath(given).startswith(path + os.sep):
+            raise ConfigError(f'OUT_DIR "{out_dir}" holds the input '
+                              f'"{given}"; choose another folder.')
+    if osp.isdir(path) and os.listdir(path):
+        try:
+            with open(osp.join(path, 'report.json')) as f:
+                tool = json.load(f).get('tool')
+        except (OSError, ValueError, AttributeError):
+            tool = None
+        if tool != TOOL:
+            raise ConfigError(
+                f'OUT_DIR "{out_dir}" is a non-empty folder that was not '
+                f'written by {TOOL}; choose a new or empty folder '
+                f'(nothing was written).')
+
+
+def versions() -> Dict[str, str]:
+    """The versions the figures were measured with."""
+    out = dict(python=platform.python_version(), torch=torch.__version__,
+               platform=platform.platform())
+    for name in ('onnxruntime', 'openvino', 'nncf', 'mmengine',
+                 'mmpretrain', 'mmseg'):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:  # not installed: not part of this run
+            pass
+    return out
 
 
 def _metric(value, unit=''):
@@ -37,7 +75,9 @@ def format_table(report: dict) -> str:
              f'vs {report["baseline"]} | GMAC/s | % of ceiling | same '
              f'prediction | why |',
              '|---|---|---|---|---|---|---|---|---|---|---|']
-    for row in ordered_rows(report):
+    for row in sorted(report['servings'], key=lambda r: (
+            STATUS_ORDER.index(r.get('status', 'failed')),
+            -(r.get('images_per_s') or {}).get('median', 0))):
         speed = row.get('images_per_s')
         agreement = row.get('agreement')
         lines.append('| ' + ' | '.join([
@@ -109,17 +149,10 @@ def format_markdown(report: dict) -> str:
     return '\n'.join(out)
 
 
-def _preprocessing(metadata: dict) -> dict:
-    try:
-        return json.loads(metadata.get('preprocessing', '{}'))
-    except ValueError:
-        return {}
-
-
 def format_model_card(report: dict) -> str:
     """``model_card.md``: input, output, how to run it, metric, speed."""
     meta = report['graph_metadata']
-    prep = _preprocessing(meta)
+    prep = json.loads(meta.get('preprocessing', '{}'))
     row = next(r for r in report['servings']
                if r['name'] == report['chosen'])
     model = report['shipped'][0]
@@ -206,3 +239,29 @@ def plot(report: dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write_out_dir(out_dir: str, report: dict, models: Dict[str, str],
+                  fp32_graph: str) -> None:
+    """The chosen model as ``model.*`` (a torch serving: the fp32 graph),
+    ``report.json``, ``report.md``, the plot and (when a serving met the
+    bound) ``model_card.md``, all or nothing."""
+    with atomic_directory(out_dir) as tmp:
+        chosen = report['chosen']
+        report['shipped'] = []
+        if chosen:
+            model = models.get(chosen, fp32_graph)
+            stem, suffix = osp.splitext(model)
+            pairs = [(model, 'model' + suffix)] + (
+                [(stem + '.bin', 'model.bin')] if suffix == '.xml' else [])
+            for source, name in pairs:
+                shutil.copyfile(source, osp.join(tmp, name))
+                report['shipped'].append(name)
+        atomic_write_json(report, osp.join(tmp, 'report.json'))
+        texts = {'report.md': format_markdown(report)}
+        if chosen:
+            texts['model_card.md'] = format_model_card(report)
+        for name, text in texts.items():
+            with open(osp.join(tmp, name), 'w') as f:
+                f.write(text)
+        plot(report, osp.join(tmp, 'speed_vs_accuracy.png'))
