@@ -31,7 +31,7 @@ from ..runtime.cpu import cpu_features, cpu_name
 from ..runtime.evaluate import (build_split_dataset, calibration_batches,
                                 evaluation_key, graph_inputs, loader_key)
 from ..runtime.graph import InferenceGraph
-from ..runtime.openvino_export import save_openvino
+from ..runtime.onnx_export import save_openvino
 from ..runtime.quantize import quantize_with_accuracy_control
 from ..runtime.session import onnx_metadata
 from ..utils.config import load_config

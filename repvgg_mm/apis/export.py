@@ -25,8 +25,7 @@ from ..io.output_guard import guard_output
 from ..io.weights import load_state_dict_strict, read_weights, repvgg_form
 from ..runtime.graph import (InferenceGraph, class_names, graph_metadata,
                              preprocessing_of)
-from ..runtime.onnx_export import check_opset, export_onnx
-from ..runtime.openvino_export import save_openvino
+from ..runtime.onnx_export import check_opset, export_onnx, save_openvino
 from ..runtime.session import open_session
 from ..utils.config import load_config
 from ..utils.verify import (REL_TOL, check_finite_weights, flatten_outputs,
@@ -149,7 +148,7 @@ def export_model(config: str,
     ``verify`` runs the written model in its runtime and compares it with
     the PyTorch deploy form (max |d| <= ``REL_TOL`` max |y| over every
     output, all finite; :func:`repvgg_mm.utils.verify.verify_outputs`).
-    ``opset``: see :func:`repvgg_mm.runtime.onnx_export.opset_range`.
+    ``opset``: see :data:`repvgg_mm.runtime.onnx_export.OPSET_RANGE`.
     """
     timer = Timer()
     fmt = _format_of(out, fmt)

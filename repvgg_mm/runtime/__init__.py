@@ -27,8 +27,7 @@ if _MISSING:
 
 from .cpu import cpu_features, supports_bf16  # noqa: E402
 from .graph import InferenceGraph, preprocessing_of  # noqa: E402
-from .onnx_export import export_onnx  # noqa: E402
-from .openvino_export import save_openvino  # noqa: E402
+from .onnx_export import export_onnx, save_openvino  # noqa: E402
 from .session import RuntimeSession, open_session  # noqa: E402
 
 __all__ = ['InferenceGraph', 'RuntimeSession', 'cpu_features', 'export_onnx',
