@@ -159,7 +159,7 @@ def deploy_model(config: str,
                 candidates.append(name)
                 control = quantize_with_accuracy_control(
                     cfg, model, onnx_path, calib_batches,
-                    osp.join(work, sv.MODEL_FILES[name]), max_drop,
+                    osp.join(work, sv.SERVINGS[name][2]), max_drop,
                     models['openvino-int8'])
                 models[name] = control['path']
                 extra = sv.build_servings([name], {}, models, batch, threads,

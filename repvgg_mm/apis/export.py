@@ -1,11 +1,7 @@
-"""Exporting a trained model to ONNX or OpenVINO IR, verified.
-
-:func:`export_model` is what ``tools/export.py`` runs. From a training- or
-deploy-form checkpoint of any mmpretrain / mmseg (/ mmdet) config, RepVGG or
-not, it writes the inference graph of :class:`repvgg_mm.runtime.graph.
-InferenceGraph`: RepVGG blocks always fused first, the config's data
-preprocessor inside, metadata attached. Nothing is written on any failure.
-"""
+"""Exporting a trained model to ONNX or OpenVINO IR, verified
+(``tools/export.py``): the :class:`~repvgg_mm.runtime.graph.InferenceGraph`
+of any mmpretrain / mmseg (/ mmdet) checkpoint, fused first; nothing is
+written on any failure."""
 import os.path as osp
 from typing import NamedTuple, Optional, Sequence, Tuple
 
@@ -35,8 +31,6 @@ FORMATS = {'.onnx': 'onnx', '.xml': 'openvino'}
 
 
 class Export(NamedTuple):
-    """What :func:`export_model` wrote and measured."""
-
     paths: Tuple[str, ...]  #: ``.onnx``, or ``.xml`` and ``.bin``
     format: str
     task: str
@@ -140,14 +134,11 @@ def export_model(config: str,
                  cfg_options: Optional[dict] = None,
                  unsafe_load: bool = False) -> Export:
     """Export ``checkpoint`` of ``config`` to ``out`` (``.onnx`` or
-    ``.xml``).
-
-    ``shape``: H W of the example input (default from the config, see
-    :func:`repvgg_mm.converters.config_model.input_size`); ``batch`` its
-    batch size; ``dynamic`` leaves batch, height and width free.
-    ``verify`` runs the written model in its runtime and compares it with
-    the PyTorch deploy form (max |d| <= ``REL_TOL`` max |y| over every
-    output, all finite; :func:`repvgg_mm.utils.verify.verify_outputs`).
+    ``.xml``). ``shape``: H W of the example input (default: the config's,
+    :func:`~repvgg_mm.converters.config_model.input_size`), ``batch`` its
+    batch size; ``dynamic`` leaves N, H, W free. ``verify`` runs the file
+    in its runtime against the PyTorch deploy form
+    (:func:`~repvgg_mm.utils.verify.verify_outputs`, ``REL_TOL``).
     ``opset``: see :data:`repvgg_mm.runtime.onnx_export.OPSET_RANGE`.
     """
     timer = Timer()

@@ -1,10 +1,6 @@
-"""Post-training INT8 of a checkpoint: export the deploy form, calibrate on
-real images of the config's dataset, quantize, optionally evaluate.
-
-:func:`quantize_model` is what ``tools/quantize.py`` runs. The exported
-graph holds the config's data preprocessor, so calibration and evaluation
-feed it the pipeline's images as float32 in 0-255.
-"""
+"""Post-training INT8 of a checkpoint (``tools/quantize.py``): export the
+deploy form, calibrate on real images of the config's dataset, quantize,
+optionally evaluate."""
 import os
 import os.path as osp
 import tempfile
@@ -32,19 +28,6 @@ from ..utils.verify import check_finite_weights
 from .export import export_model
 
 
-def _check_evaluation(cfg, model) -> None:
-    """``evaluate``: a val (or test) split with images, a task the
-    evaluator supports, an evaluator in the config."""
-    key = evaluation_key(cfg)
-    packer(model)  # classifiers and segmentors only
-    build_evaluator(cfg)
-    split = key.split('_')[0]
-    if len(build_split_dataset(cfg, split)) == 0:
-        raise ConfigError(f'the {split} split ({key}) has no images, so '
-                          f'--eval has nothing to evaluate. Prepare the '
-                          f'dataset, or drop --eval.')
-
-
 def load_deploy_model(cfg, checkpoint: str, unsafe_load: bool = False):
     """The deploy form of ``cfg``'s model in eval mode with ``checkpoint``
     (training or deploy form) loaded strictly."""
@@ -68,34 +51,23 @@ def quantize_model(config: str,
                    unsafe_load: bool = False,
                    progress: bool = True,
                    json_out: Optional[str] = None) -> dict:
-    """INT8 model of ``checkpoint`` (training or deploy form) at ``out``.
-
-    Args:
-        backend: ``'openvino'`` (NNCF; ``out`` ends with ``.xml``, a
-            ``.bin`` is written beside it) or ``'onnxruntime'`` (``.onnx``).
-        calib: number of calibration images, a seeded random subset of
-            ``split`` read through the config's dataset with its evaluation
-            pipeline.
-        method: calibration setting (see
-            :data:`repvgg_mm.runtime.quantize.METHODS`); the backend's
-            default if None.
-        per_channel: INT8 weights with one scale per output channel (the
-            default of both backends); False: one per tensor.
-        evaluate: also run the config's evaluator on the fp32 and the INT8
-            graph over the val split.
-        json_out: also write the result to this ``.json`` file.
-
-    Every precondition (outputs, checkpoint readable and finite, splits
-    present and non-empty, a task ``evaluate`` supports) is checked before
-    the export starts; nothing is written on any failure.
+    """INT8 model of ``checkpoint`` (training or deploy form) at ``out``
+    (``.xml`` + ``.bin`` for ``backend='openvino'``, ``.onnx`` for
+    ``'onnxruntime'``), calibrated on ``calib`` images of ``split`` (a
+    seeded random subset, through the evaluation pipeline) with ``method``
+    (:data:`repvgg_mm.runtime.quantize.METHODS`; None: the backend's
+    default); ``per_channel=False``: one weight scale per tensor.
+    ``evaluate``: the config's evaluator on the fp32 and INT8 graphs over
+    the val split; ``json_out``: also write the result there. Everything
+    is checked before the export starts; nothing is written on failure.
 
     Returns:
         dict with ``int8_path``, ``backend``, ``method``, ``split``,
         ``num_calibration_images``, ``seconds`` and, with ``evaluate``,
         ``metrics`` (``{'fp32': {...}, 'int8': {...}}``), ``metric`` (the
-        headline key: ``'accuracy/top1'`` or ``'mIoU'``), ``top1_fp32``,
-        ``top1_int8`` (top-1 in %, or mIoU), ``agreement`` (share of
-        identical predictions, 0-1), ``output_sqnr_db``, ``num_val_images``.
+        headline key), ``top1_fp32``, ``top1_int8`` (top-1 in %, or
+        mIoU), ``agreement`` (share of identical predictions, 0-1),
+        ``output_sqnr_db``, ``num_val_images``.
     """
     # every check before anything is computed or written
     method = check_backend(backend, method)
@@ -115,13 +87,18 @@ def quantize_model(config: str,
     cfg = load_config(config, cfg_options)
     check_repvgg_archs(cfg)
     loader_key(cfg, split)
-    if evaluate:
-        evaluation_key(cfg)
+    key = evaluate and evaluation_key(cfg)
     # readable, and finite (the INT8 scales of NaN / Inf are meaningless)
     check_finite_weights(read_weights(checkpoint, unsafe_load)[1], checkpoint)
     model = load_deploy_model(cfg, checkpoint, unsafe_load)
-    if evaluate:
-        _check_evaluation(cfg, model)
+    if evaluate:  # a task and an evaluator to evaluate, and images
+        packer(model)
+        build_evaluator(cfg)
+        if len(build_split_dataset(cfg, key.split('_')[0])) == 0:
+            raise ConfigError(f'the {key.split("_")[0]} split ({key}) has '
+                              f'no images, so --eval has nothing to '
+                              f'evaluate. Prepare the dataset, or drop '
+                              f'--eval.')
     seconds = {}
     timer = Timer()
     batches = calibration_batches(cfg, split, calib, calib_batch, seed,

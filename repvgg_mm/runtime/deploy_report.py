@@ -57,15 +57,11 @@ def versions() -> Dict[str, str]:
     return out
 
 
-def _metric(value, unit=''):
-    return '-' if value is None else f'{value:.2f}{unit}'
-
-
-def _cell(row: dict, key: str, fmt: str) -> str:
-    value = row.get(key)
+def _fmt(value, spec: str = '.2f') -> str:
+    """``value`` (a summary: its median) formatted, ``-`` when None."""
     if isinstance(value, dict):
         value = value.get('median')
-    return '-' if value is None else format(value, fmt)
+    return '-' if value is None else format(value, spec)
 
 
 def format_table(report: dict) -> str:
@@ -83,12 +79,12 @@ def format_table(report: dict) -> str:
         lines.append('| ' + ' | '.join([
             '**>**' if row.get('status') == 'chosen' else '',
             f'`{row["name"]}`', row['precision'],
-            _metric(row.get('metric')), _metric(row.get('drop')),
+            _fmt(row.get('metric')), _fmt(row.get('drop')),
             format_summary(speed) if speed else '-',
-            _cell(row, 'vs_baseline', '.2f') + ('x' if row.get(
+            _fmt(row.get('vs_baseline')) + ('x' if row.get(
                 'vs_baseline') else ''),
-            _cell(row, 'gmacs_per_s', '.1f'),
-            _cell(row, 'pct_of_ceiling', '.0f'),
+            _fmt(row.get('gmacs_per_s'), '.1f'),
+            _fmt(row.get('pct_of_ceiling'), '.0f'),
             '-' if agreement is None else f'{100 * agreement:.2f} %',
             row.get('reason', '')]) + ' |')
     return '\n'.join(lines)
@@ -102,7 +98,7 @@ def format_markdown(report: dict) -> str:
     bound = ('no accuracy bound (speed only: the weights were not '
              'evaluated)' if report['max_drop'] is None else
              f'{report["metric_name"]} within {report["max_drop"]:g} points '
-             f'of the fp32 model ({_metric(report["reference_metric"])})')
+             f'of the fp32 model ({_fmt(report["reference_metric"])})')
     out = [f'# Deployment of {report["config"]}', '',
            f'- checkpoint: `{report["checkpoint"]}`',
            f'- CPU: {host["cpu"]} ({flags}), '
@@ -117,8 +113,8 @@ def format_markdown(report: dict) -> str:
         row = next(r for r in report['servings'] if r['name'] == chosen)
         out.append(f'**Chosen: `{chosen}`** ({row["precision"]}), '
                    f'{format_summary(row["images_per_s"])} images/s, '
-                   f'{_cell(row, "vs_baseline", ".2f")}x the training form '
-                   f'in torch fp32 eager, drop {_metric(row.get("drop"))}; '
+                   f'{_fmt(row.get("vs_baseline"))}x the training form '
+                   f'in torch fp32 eager, drop {_fmt(row.get("drop"))}; '
                    f'shipped as {", ".join(report["shipped"])}.')
     else:
         out.append(f'**No serving meets the bound.** Closest: '
@@ -196,14 +192,14 @@ def format_model_card(report: dict) -> str:
                          f'PyTorch; the file is its fp32 graph.)')
     speed = row['images_per_s']
     lines += ['', '## Accuracy and speed', '',
-              f'- {report["metric_name"]}: {_metric(row.get("metric"))} '
-              f'(fp32: {_metric(report["reference_metric"])}, drop '
-              f'{_metric(row.get("drop"))}) on {report["eval_split"]}',
+              f'- {report["metric_name"]}: {_fmt(row.get("metric"))} '
+              f'(fp32: {_fmt(report["reference_metric"])}, drop '
+              f'{_fmt(row.get("drop"))}) on {report["eval_split"]}',
               f'- `{row["name"]}` ({row["precision"]}): '
               f'{format_summary(speed)} images/s at batch '
               f'{report["batch_size"]} on {report["host"]["cpu"]}, '
               f'{report["host"]["threads"]} threads; '
-              f'{_cell(row, "vs_baseline", ".2f")}x the training form in '
+              f'{_fmt(row.get("vs_baseline"))}x the training form in '
               f'torch fp32 eager', '']
     return '\n'.join(lines)
 

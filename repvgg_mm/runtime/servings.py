@@ -2,24 +2,12 @@
 the precision ceilings, and the fastest within the bound chosen.
 
 Every serving is one callable on the exported graph's input (float32 NCHW,
-0-255, the pipeline's channel order) that returns the first output:
-
-==================  ===========  =========  ================================
-serving             runtime      precision  what
-==================  ===========  =========  ================================
-torch-train         torch        fp32       the training form, eager (the
-                                            speed baseline, never shipped)
-torch               torch        fp32       the deploy form, eager
-torch-channels_last torch        fp32       ... NHWC tensors (oneDNN's)
-torch-jit           torch        fp32       ... traced, frozen, optimised
-onnxruntime         onnxruntime  fp32       the exported graph
-openvino            openvino     fp32
-openvino-bf16       openvino     bf16       CPUs with native bf16 only
-onnxruntime-int8    onnxruntime  int8       static QDQ, per-channel weights
-openvino-int8       openvino     int8       NNCF
-openvino-int8-ac    openvino     int8/fp32  NNCF with accuracy control (when
-                                            plain INT8 misses the bound)
-==================  ===========  =========  ================================
+0-255) returning the first output. ``torch-train`` is the training form
+(the speed baseline, never shipped), ``torch`` the deploy form (the fp32
+reference), ``torch-channels_last`` / ``torch-jit`` (traced, frozen) its
+faster torch forms; the runtime servings run the exported graph, INT8 ones
+calibrated on the train split (``openvino-int8-ac``: NNCF accuracy control,
+only when plain INT8 misses the bound).
 """
 import copy
 import os.path as osp
@@ -38,18 +26,19 @@ from .quantize import quantize_graph
 from .rounds import Entry, paired_ratios, ranges_overlap, run_rounds, summary
 from .session import open_session
 
-#: name -> (runtime, precision of the ceiling it is compared with)
+#: name -> (runtime, precision (of the ceiling it is compared with), model
+#: file in the work folder: the fp32 graph or the INT8 one quantized there)
 SERVINGS = {
-    'torch-train': ('torch', 'fp32'),
-    'torch': ('torch', 'fp32'),
-    'torch-channels_last': ('torch', 'fp32'),
-    'torch-jit': ('torch', 'fp32'),
-    'onnxruntime': ('onnxruntime', 'fp32'),
-    'openvino': ('openvino', 'fp32'),
-    'openvino-bf16': ('openvino', 'bf16'),
-    'onnxruntime-int8': ('onnxruntime', 'int8'),
-    'openvino-int8': ('openvino', 'int8'),
-    'openvino-int8-ac': ('openvino', 'int8'),
+    'torch-train': ('torch', 'fp32', None),
+    'torch': ('torch', 'fp32', None),
+    'torch-channels_last': ('torch', 'fp32', None),
+    'torch-jit': ('torch', 'fp32', None),
+    'onnxruntime': ('onnxruntime', 'fp32', 'model.onnx'),
+    'openvino': ('openvino', 'fp32', 'model.xml'),
+    'openvino-bf16': ('openvino', 'bf16', 'model.xml'),
+    'onnxruntime-int8': ('onnxruntime', 'int8', 'model_int8.onnx'),
+    'openvino-int8': ('openvino', 'int8', 'model_int8.xml'),
+    'openvino-int8-ac': ('openvino', 'int8', 'model_int8_ac.xml'),
 }
 #: the speed baseline and the accuracy reference
 BASELINE, FP32_SERVING = 'torch-train', 'torch'
@@ -59,13 +48,6 @@ SELECTABLE = tuple(n for n in SERVINGS if n not in (
 #: earlier spellings accepted in ``servings``
 ALIASES = {'ort': 'onnxruntime', 'ort-int8': 'onnxruntime-int8',
            'eager': 'torch'}
-#: the model file of each runtime serving: the fp32 ONNX / IR, or the INT8
-#: graph quantized into the work folder
-MODEL_FILES = {'onnxruntime': 'model.onnx', 'openvino': 'model.xml',
-               'openvino-bf16': 'model.xml',
-               'onnxruntime-int8': 'model_int8.onnx',
-               'openvino-int8': 'model_int8.xml',
-               'openvino-int8-ac': 'model_int8_ac.xml'}
 #: slack for the drop comparison (metrics are sums of floats)
 EPS = 1e-9
 
@@ -98,11 +80,12 @@ def quantize_models(names: List[str], work: str,
     graphs quantized (from ``work/model.onnx``) into ``work``."""
     models = {}
     for name in names:
-        if name in MODEL_FILES:
-            models[name] = osp.join(work, MODEL_FILES[name])
-            if SERVINGS[name][1] == 'int8':
-                quantize_graph(SERVINGS[name][0], osp.join(
-                    work, 'model.onnx'), batches, models[name])
+        runtime, precision, filename = SERVINGS[name]
+        if filename:
+            models[name] = osp.join(work, filename)
+        if precision == 'int8':
+            quantize_graph(runtime, osp.join(work, 'model.onnx'), batches,
+                           models[name])
     return models
 
 
@@ -138,7 +121,7 @@ def build_servings(names: List[str], graphs: dict, models: Dict[str, str],
     name is appended to ``rows``, with the ``error`` of one that fails."""
     built = {}
     for name in names:
-        runtime, precision = SERVINGS[name]
+        runtime, precision, _ = SERVINGS[name]
         row = dict(name=name, runtime=runtime, precision=precision)
         rows.append(row)
         try:

@@ -91,26 +91,16 @@ class RuntimeSession:
                     f'--dynamic). Resize the images, or export with '
                     f'--dynamic.')
         array = np.ascontiguousarray(array, dtype=np.float32)
-        self._check_range(array)
+        high = float(np.max(np.abs(array))) if array.size else 0
+        if not self.range_warned and 0 < high <= 1 and '0-255' in \
+                self.metadata.get('input', ''):
+            self.range_warned = True
+            warnings.warn(f'the images are in 0-1 (max |x| = {high:.3g}) '
+                          f'but the graph takes 0-255 pixel values (it '
+                          f'normalises them itself): multiply by 255, or '
+                          f'every prediction may be the same class.',
+                          stacklevel=3)
         return array
-
-    def _check_range(self, array: np.ndarray) -> None:
-        if self.range_warned or not array.size:
-            return
-        expected = self.metadata.get('input', '')
-        high = float(np.max(np.abs(array)))
-        if '0-255' in expected and 0 < high <= 1.0:
-            message = ('the images are in 0-1 (max |x| = %.3g) but the graph '
-                       'takes 0-255 pixel values (it normalises them '
-                       'itself): multiply by 255, or every prediction may '
-                       'be the same class.' % high)
-        elif '0-1' in expected and high > 1.5:
-            message = ('the images look like 0-255 pixel values (max |x| = '
-                       '%.3g) but the graph takes 0-1: divide by 255.' % high)
-        else:
-            return
-        self.range_warned = True
-        warnings.warn(message, stacklevel=3)
 
     def scores(self, images) -> np.ndarray:
         """The first output (class scores or per-pixel logits)."""
@@ -134,14 +124,9 @@ def _dims(shape) -> List[Optional[int]]:
     """A runtime's input shape as ints, None where dynamic."""
     dims = []
     for d in list(shape)[:4]:
-        try:
-            if hasattr(d, 'is_static'):  # openvino.Dimension
-                value = d.get_length() if d.is_static else -1
-            else:  # ONNX Runtime: an int, or a name / None when dynamic
-                value = int(d)
-        except (TypeError, ValueError):
-            value = -1
-        dims.append(value if value > 0 else None)
+        if hasattr(d, 'is_static'):  # openvino.Dimension
+            d = d.get_length() if d.is_static else None
+        dims.append(d if isinstance(d, int) and d > 0 else None)
     return dims + [None] * (4 - len(dims))
 
 
