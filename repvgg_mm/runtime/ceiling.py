@@ -27,11 +27,9 @@ PRECISIONS = ('fp32', 'bf16', 'int8')
 
 class Layer(NamedTuple):
     kind: str  #: ``'conv3x3'``, ``'conv'`` or ``'linear'``
-    in_channels: int
     out_channels: int
     height: int  #: output size
     width: int
-    stride: int
     groups: int
     macs: int  #: per image
 
@@ -41,20 +39,14 @@ def layers_of(model: nn.Module, example: torch.Tensor) -> List[Layer]:
     found = []
 
     def hook(module, args, output):
-        n = output.shape[0]
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            h, w = output.shape[2:]
-            macs = (module.in_channels // module.groups) * k * \
-                module.out_channels * h * w
-            kind = 'conv3x3' if module.kernel_size == (3, 3) else 'conv'
-            found.append(Layer(kind, module.in_channels, module.out_channels,
-                               h, w, module.stride[0], module.groups, macs))
+        # MACs per image: one output value costs one weight row (both types)
+        macs = module.weight[0].numel() * output[0].numel()
+        if isinstance(module, nn.Linear):
+            found.append(Layer('linear', module.out_features, 1, 1, 1, macs))
         else:
-            macs = module.in_features * module.out_features * (
-                output.numel() // output.shape[-1] // n)
-            found.append(Layer('linear', module.in_features,
-                               module.out_features, 1, 1, 1, 1, macs))
+            found.append(Layer(
+                'conv3x3' if module.kernel_size == (3, 3) else 'conv',
+                module.out_channels, *output.shape[2:], module.groups, macs))
 
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, (nn.Conv2d, nn.Linear))]

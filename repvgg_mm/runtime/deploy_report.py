@@ -122,13 +122,11 @@ def format_markdown(report: dict) -> str:
                    f'drops below (a QARepVGG model, or more calibration '
                    f'images, may help).')
     out += ['', format_table(report), '']
-    for precision, ceiling in report['ceilings'].items():
-        line = (f'- ceiling {precision}: {ceiling["macs_per_s"] / 1e9:.1f} '
-                f'GMAC/s (OpenVINO, a stack of 3x3 convs at C, H, W = '
-                f'{report["ceiling_shape"]})')
-        if ceiling.get('note'):
-            line += f'; {ceiling["note"]}'
-        out.append(line)
+    out += [f'- ceiling {precision}: {ceiling["macs_per_s"] / 1e9:.1f} GMAC/s '
+            f'(OpenVINO, a stack of 3x3 convs at C, H, W = '
+            f'{report["ceiling_shape"]})' + (f'; {ceiling["note"]}' if
+                                             ceiling.get('note') else '')
+            for precision, ceiling in report['ceilings'].items()]
     control = report.get('accuracy_control')
     if control:
         layers, plain = control['layers'], control.get('plain_layers')
@@ -174,9 +172,8 @@ def format_model_card(report: dict) -> str:
                      + (' ...' if len(names) > 20 else ''))
     lines += ['', '## Run it', '']
     if model.endswith('.xml'):
-        hint = ('{"INFERENCE_PRECISION_HINT": "bf16"}'
-                if row['precision'] == 'bf16' else
-                '{"INFERENCE_PRECISION_HINT": "f32"}')
+        hint = '{"INFERENCE_PRECISION_HINT": "%s"}' % (
+            'bf16' if row['precision'] == 'bf16' else 'f32')
         lines += ['```python', 'import numpy as np, openvino as ov',
                   f'compiled = ov.Core().compile_model("{model}", "CPU", '
                   f'{hint})',

@@ -1,12 +1,9 @@
 """The config's own datasets and evaluator, fed to exported graphs.
 
-A graph's input is a float32 NCHW batch in 0-255, channels in the order the
-pipeline loads them (the data preprocessor is inside the graph). Images of
-every split, calibration included, go through the *evaluation* pipeline
-(no random augmentation): a quantized graph serves inference inputs. Graph
-outputs are packed into data samples as the model's ``predict`` does
-(mmpretrain classifiers, mmseg segmentors) for ``cfg.val_evaluator`` (else
-``test_evaluator``).
+Images of every split, calibration included, go through the *evaluation*
+pipeline (a quantized graph serves inference inputs) and become the graph's
+float32 NCHW 0-255 input; outputs are packed into data samples as the
+model's ``predict`` does, for ``cfg.val_evaluator`` (else ``test_``).
 """
 import copy
 import math
@@ -57,8 +54,7 @@ def evaluation_key(cfg) -> str:
 
 
 def build_split_dataset(cfg, split: str):
-    """The dataset of ``split`` with the evaluation pipeline (the test,
-    else val, dataset's)."""
+    """The dataset of ``split`` with the test (else val) pipeline."""
     key = loader_key(cfg, split)
     if cfg.get('default_scope'):
         init_default_scope(cfg.default_scope)
@@ -94,8 +90,8 @@ def graph_inputs(inputs) -> np.ndarray:
 def calibration_batches(cfg, split: str = 'train', num_images: int = 300,
                         batch_size: int = 16, seed: int = 0,
                         progress: bool = True) -> List[np.ndarray]:
-    """A seeded random subset of ``num_images`` images of ``split`` as
-    graph inputs in batches of ``batch_size``."""
+    """``num_images`` random (seeded) images of ``split`` as graph inputs in
+    batches of ``batch_size``."""
     if isinstance(num_images, bool) or not isinstance(
             num_images, int) or num_images < 1:
         raise ConfigError(f'the number of calibration images must be a '

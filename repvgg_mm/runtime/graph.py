@@ -97,39 +97,31 @@ class InferenceGraph(nn.Module):
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 
-def _dataset_classes(cfg) -> Optional[List[str]]:
-    for loader in ('test_dataloader', 'val_dataloader'):
-        dataset = (cfg.get(loader) or {}).get('dataset') or {}
-        meta = dataset.get('metainfo') or {}
-        names = meta.get('classes') or dataset.get('classes')
-        if names and not isinstance(names, str):
-            return list(names)
-        if dataset.get('type') and cfg.get('default_scope'):
-            registry = importlib.import_module(
-                f'{cfg.default_scope}.registry').DATASETS
-            cls = registry.get(dataset['type'])
-            names = (getattr(cls, 'METAINFO', None) or {}).get('classes')
-            if names:
-                return list(names)
-    return None
-
-
 def class_names(cfg, checkpoint: Any,
                 num_classes: Optional[int]) -> Optional[List[str]]:
     """From the checkpoint's ``meta.dataset_meta``, else the config's test
-    dataset (its ``metainfo`` or its class's ``METAINFO``); only when they
-    are as many as the model's classes."""
-    names = None
+    (val) dataset: its ``metainfo``, or its class's ``METAINFO``; only when
+    they are as many as the model's classes."""
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
-    if isinstance(meta, dict):
-        names = (meta.get('dataset_meta') or {}).get('classes')
-    try:
-        names = names or _dataset_classes(cfg)
-    except Exception:  # an unregistered dataset type: no names
-        names = None
-    if names and num_classes is not None and len(names) != num_classes:
+    names = ((meta if isinstance(meta, dict) else {}).get('dataset_meta')
+             or {}).get('classes')
+    for loader in ('test_dataloader', 'val_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset') or {}
+        if names:
+            break
+        names = (dataset.get('metainfo') or {}).get('classes') or \
+            dataset.get('classes')
+        if not names or isinstance(names, str):
+            try:
+                cls = importlib.import_module(
+                    f'{cfg.default_scope}.registry').DATASETS.get(
+                        dataset.get('type'))
+            except Exception:  # no scope, an unregistered type: no names
+                cls = None
+            names = (getattr(cls, 'METAINFO', None) or {}).get('classes')
+    if not names or num_classes is not None and len(names) != num_classes:
         return None
-    return list(names) if names else None
+    return list(names)
 
 
 def arch_of(cfg) -> str:

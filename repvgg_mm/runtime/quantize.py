@@ -70,18 +70,6 @@ def equal_batches(batches: Sequence[np.ndarray],
     return [images[i:i + size] for i in range(0, len(images), size)]
 
 
-def _input_name(model_path: str) -> str:
-    # lazy: onnx takes ~1 s to import; only this step reads ONNX files
-    import onnx
-    model = onnx.load(model_path, load_external_data=False)
-    initializers = {init.name for init in model.graph.initializer}
-    names = [i.name for i in model.graph.input if i.name not in initializers]
-    if len(names) != 1:
-        raise ConfigError(f'"{model_path}" has {len(names)} inputs {names}; '
-                          f'quantization needs a graph with one image input.')
-    return names[0]
-
-
 def _onnxruntime(model_path: str, batches: Sequence[np.ndarray], out: str,
                  method: str, per_channel: bool, progress: bool) -> str:
     # lazy: only ONNX Runtime INT8 needs its quantization tools
@@ -89,7 +77,6 @@ def _onnxruntime(model_path: str, batches: Sequence[np.ndarray], out: str,
                                           CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
-    name = _input_name(model_path)
     batches = equal_batches(batches)
     bar = None
     if progress:
@@ -98,17 +85,14 @@ def _onnxruntime(model_path: str, batches: Sequence[np.ndarray], out: str,
         bar = ProgressBar(len(batches))
 
     class Reader(CalibrationDataReader):
-
-        def __init__(self):
-            self._items = iter(batches)
+        items = iter(batches)
 
         def get_next(self):
-            batch = next(self._items, None)
-            if batch is None:
-                return None
-            if bar:
+            batch = next(self.items, None)
+            if bar and batch is not None:
                 bar.update()
-            return {name: batch}
+            # the input of every graph of export_onnx
+            return None if batch is None else {'images': batch}
 
     methods = dict(minmax=CalibrationMethod.MinMax,
                    percentile=CalibrationMethod.Percentile,

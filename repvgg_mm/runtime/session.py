@@ -48,8 +48,6 @@ class RuntimeSession:
     output_names: List[str]
     metadata: Dict[str, str]
     backend: str
-    precision: str
-    threads: Optional[int]
     #: (N, C, H, W) of the graph's input, None where dynamic
     input_shape: Tuple[Optional[int], ...] = (None, ) * 4
     range_warned: bool = False
@@ -152,7 +150,7 @@ def _onnxruntime(path: str, threads: Optional[int]) -> RuntimeSession:
         lambda x: session.run(None, {name: x}),
         [o.name for o in session.get_outputs()],
         dict(session.get_modelmeta().custom_metadata_map), 'onnxruntime',
-        'fp32', threads, _dims(session.get_inputs()[0].shape))
+        _dims(session.get_inputs()[0].shape))
 
 
 def _openvino(path: str, precision: str,
@@ -178,9 +176,9 @@ def _openvino(path: str, precision: str,
         result = request.infer({0: x})
         return [np.asarray(result[o]) for o in compiled.outputs]
 
+    shape = _dims(compiled.inputs[0].get_partial_shape())
     return RuntimeSession(run, [o.get_any_name() for o in compiled.outputs],
-                          meta, 'openvino', precision, threads,
-                          _dims(compiled.inputs[0].get_partial_shape()))
+                          meta, 'openvino', shape)
 
 
 def open_session(path: str, backend: Optional[str] = None,
