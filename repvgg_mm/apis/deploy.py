@@ -1,13 +1,7 @@
-"""From a trained checkpoint to the fastest serving that keeps its accuracy.
-
-:func:`deploy_model` is what ``tools/deploy.py`` runs: it fuses and exports
-the model, builds every serving this machine can run
-(:mod:`repvgg_mm.runtime.servings`), evaluates each with the config's own
-evaluator on the val split, quantizes with calibration on the train split
-(with NNCF accuracy control when plain INT8 misses the bound), times every
-serving and the precision ceilings in the same alternating rounds, picks
-the fastest within ``max_drop`` and writes ``out_dir`` atomically.
-"""
+"""From a trained checkpoint to the fastest serving that keeps its accuracy
+(``tools/deploy.py``): export, quantize, then one call into
+:mod:`repvgg_mm.runtime.servings` per stage (build, evaluate, time,
+select) and :mod:`~repvgg_mm.runtime.deploy_report` for the output."""
 import copy
 import datetime
 import os

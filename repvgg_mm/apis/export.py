@@ -47,10 +47,8 @@ def _format_of(out: str, fmt: Optional[str]) -> str:
     if suffix not in FORMATS:
         raise ConfigError(f'OUT "{out}" must end in .onnx (ONNX) or .xml '
                           f'(OpenVINO IR, written with its .bin).')
-    if fmt is not None and fmt not in FORMATS.values():
-        raise ConfigError(f'unknown format "{fmt}"; use onnx or openvino.')
-    if fmt is not None and fmt != FORMATS[suffix]:
-        raise ConfigError(f'--format {fmt} does not match OUT "{out}" (a '
+    if fmt not in (None, FORMATS[suffix]):
+        raise ConfigError(f'format "{fmt}" does not match OUT "{out}" (a '
                           f'{suffix} file is {FORMATS[suffix]}).')
     return FORMATS[suffix]
 
