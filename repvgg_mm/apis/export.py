@@ -109,15 +109,10 @@ def reference_outputs(model, images: torch.Tensor):
 def _verify(path: str, model, images: torch.Tensor):
     session = open_session(path)  # the backend from the suffix
     got = [torch.from_numpy(o) for o in session(images.numpy())]
-    worst_abs, worst_rel = verify_outputs(
+    return verify_outputs(
         flatten_outputs(reference_outputs(model, images)), got, REL_TOL,
         session.output_names, ('the PyTorch deploy form',
                                f'the exported model ({session.backend})'))
-    print_log(f'verify ({session.backend}, fp32, input '
-              f'{tuple(images.shape)}): max |d| = {worst_abs:.3e}, '
-              f'{worst_rel:.3e} of max |y| (tolerance {REL_TOL:g})',
-              logger='current')
-    return worst_abs, worst_rel
 
 
 def export_model(config: str,

@@ -78,7 +78,6 @@ class Ceiling(NamedTuple):
     precision: str
     forward: Callable[[], object]  #: one batch through the stack
     macs_per_call: int
-    shape: Tuple[int, int, int, int]  #: the stack's input (N, C, H, W)
 
 
 def ceiling_entries(shape: Tuple[int, int, int], batch: int,
@@ -109,8 +108,7 @@ def ceiling_entries(shape: Tuple[int, int, int], batch: int,
                     work_dir, 'ceiling_stack_int8.xml'), progress=False)
             hint = 'fp32'
         session = open_session(model, 'openvino', hint, threads)
-        out.append(Ceiling(precision, lambda s=session: s(array), macs,
-                           tuple(inputs.shape)))
+        out.append(Ceiling(precision, lambda s=session: s(array), macs))
     return out
 
 

@@ -177,7 +177,7 @@ def measure(rows: List[dict], built: Dict[str, Callable], graph,
     stack = ceiling_entries(shape, len(batch), precisions, work, threads)
     entries = [Entry(name, (lambda r=run: r(batch)), len(batch))
                for name, run in built.items()]
-    entries += [Entry(f'ceiling/{c.precision}', c.forward, c.shape[0])
+    entries += [Entry(f'ceiling/{c.precision}', c.forward, len(batch))
                 for c in stack]
     print_log(f'timing {len(entries)} entries x {rounds} rounds (at least '
               f'{min_time:g} s each per round, alternating)',
