@@ -26,7 +26,6 @@ from ..runtime.evaluate import (build_split_dataset, calibration_batches,
                                 evaluation_key, graph_inputs, loader_key)
 from ..runtime.graph import InferenceGraph
 from ..runtime.onnx_export import save_openvino
-from ..runtime.quantize import quantize_with_accuracy_control
 from ..runtime.session import onnx_metadata
 from ..utils.config import load_config
 from .export import export_model, fuse, image_like, load_model
@@ -143,26 +142,11 @@ def deploy_model(config: str,
         built = sv.build_servings(names, graphs, models, batch, threads, rows)
         reference, split, control = None, None, None
         if not speed_only:
-            reference, split = sv.evaluate_rows(cfg, model, built, rows, None,
-                                                progress)
-            plain = next((r for r in rows if r['name'] == 'openvino-int8'),
-                         None)
-            if plain and plain.get('drop') is not None and \
-                    plain['drop'] > max_drop:
-                name = 'openvino-int8-ac'
-                candidates.append(name)
-                control = quantize_with_accuracy_control(
-                    cfg, model, onnx_path, calib_batches,
-                    osp.join(work, sv.SERVINGS[name][2]), max_drop,
-                    models['openvino-int8'])
-                models[name] = control['path']
-                extra = sv.build_servings([name], {}, models, batch, threads,
-                                          rows)
-                built.update(extra)
-                if extra:
-                    sv.evaluate_rows(cfg, model, {
-                        sv.FP32_SERVING: built[sv.FP32_SERVING], **extra},
-                        rows, reference, progress)
+            reference, split, control = sv.evaluate_servings(
+                cfg, model, built, rows, models, work, calib_batches, batch,
+                threads, max_drop, progress)
+            if control:
+                candidates.append('openvino-int8-ac')
         baseline = sv.BASELINE if sv.BASELINE in built else sv.FP32_SERVING
         speed = sv.measure(rows, built, graph, batch, baseline, rounds,
                            min_time, work, threads, progress)

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from .ceiling import ceiling_entries, ceilings, dominant_shape, layers_of
 from .cpu import supports_bf16
 from .evaluate import evaluate_sessions, top1
-from .quantize import quantize_graph
+from .quantize import quantize_graph, quantize_with_accuracy_control
 from .rounds import Entry, paired_ratios, ranges_overlap, run_rounds, summary
 from .session import open_session
 
@@ -140,8 +140,8 @@ def build_servings(names: List[str], graphs: dict, models: Dict[str, str],
     return built
 
 
-def evaluate_rows(cfg, model, built: Dict[str, Callable], rows: List[dict],
-                  reference: Optional[float], progress: bool):
+def _evaluate_rows(cfg, model, built: Dict[str, Callable], rows: List[dict],
+                   reference: Optional[float], progress: bool):
     """Fill the ``metric``, ``drop``, ``agreement`` and ``output_sqnr_db``
     of the rows of ``built`` against the fp32 reference (``reference``
     None: its metric, measured here); return ``(reference, split)``."""
@@ -159,6 +159,32 @@ def evaluate_rows(cfg, model, built: Dict[str, Callable], rows: List[dict],
             row['agreement'] = result['agreement'].get(row['name'], 1.0)
             row['output_sqnr_db'] = result['output_sqnr_db'].get(row['name'])
     return reference, result['split']
+
+
+def evaluate_servings(cfg, model, built: Dict[str, Callable],
+                      rows: List[dict], models: Dict[str, str], work: str,
+                      calib_batches: Sequence[np.ndarray], batch: np.ndarray,
+                      threads: int, max_drop: float, progress: bool):
+    """Evaluate every serving (:func:`_evaluate_rows`); when plain OpenVINO
+    INT8 misses ``max_drop``, add ``openvino-int8-ac`` (NNCF accuracy
+    control) to ``built`` / ``rows``. Returns ``(reference metric, split,
+    the accuracy control's record or None)``."""
+    reference, split = _evaluate_rows(cfg, model, built, rows, None,
+                                      progress)
+    plain = next((r for r in rows if r['name'] == 'openvino-int8'), None)
+    if not plain or plain.get('drop') is None or plain['drop'] <= max_drop:
+        return reference, split, None
+    name = 'openvino-int8-ac'
+    control = quantize_with_accuracy_control(
+        cfg, model, osp.join(work, 'model.onnx'), calib_batches,
+        osp.join(work, SERVINGS[name][2]), max_drop, models['openvino-int8'])
+    models[name] = control['path']
+    extra = build_servings([name], {}, models, batch, threads, rows)
+    if extra:
+        built.update(extra)
+        _evaluate_rows(cfg, model, {FP32_SERVING: built[FP32_SERVING],
+                                    **extra}, rows, reference, progress)
+    return reference, split, control
 
 
 def measure(rows: List[dict], built: Dict[str, Callable], graph,
