@@ -21,7 +21,7 @@ from harness.benchmark.paper import (accuracy_table, load_paper_results,
 from harness.benchmark.serving import Serving, parse_serving
 from harness.benchmark.sources import BenchModel
 from repvgg_mm.io.checkpoint import atomic_save
-from repvgg_mm.runtime.stats import paired_ratios, summary
+from repvgg_mm.runtime.rounds import paired_ratios, summary
 from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
 
 TINY_ARCH = ("dict(num_blocks=[1, 2, 1, 1], "

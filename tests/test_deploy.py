@@ -19,10 +19,8 @@ from test_quantize import _options, call_tool, cfg_args, digits_root  # noqa
 
 from repvgg_mm.errors import ConfigError
 from repvgg_mm.runtime.ceiling import ceilings, dominant_shape, layers_of
-from repvgg_mm.runtime.rounds import time_forward
-from repvgg_mm.runtime.selection import select
-from repvgg_mm.runtime.servings import check_servings
-from repvgg_mm.runtime.stats import summary
+from repvgg_mm.runtime.rounds import summary, time_forward
+from repvgg_mm.runtime.servings import check_servings, select
 
 CONFIG = os.path.join(ROOT, 'configs/demo/repvgg-tiny_digits.py')
 

@@ -111,7 +111,7 @@ def test_segmentor_from_training_and_deploy_checkpoints(tmp_path, capsys):
     out = str(tmp_path / 'psp.onnx')
     # 64x64, the config's crop: the 1/8 feature map (8x8) is not a multiple
     # of the pool scales 3 and 6, which torch's own export of adaptive
-    # pooling refused (see repvgg_mm/runtime/adaptive_pool.py)
+    # pooling refused (see repvgg_mm/runtime/onnx_export.py)
     code, stdout, err = _run_tool([PSP, ckpt, out, '--verify'], capsys)
     assert code == 0, err
     session = open_session(out)
@@ -137,8 +137,8 @@ def test_segmentor_from_training_and_deploy_checkpoints(tmp_path, capsys):
 
 @pytest.mark.parametrize('size', [(8, 8), (90, 90), (7, 13), (3, 5)])
 def test_matrix_adaptive_pooling_is_torchs(size):
-    from repvgg_mm.runtime.adaptive_pool import (MatrixAdaptiveAvgPool2d,
-                                                 exportable_adaptive_pooling)
+    from repvgg_mm.runtime.onnx_export import (MatrixAdaptiveAvgPool2d,
+                                               exportable_adaptive_pooling)
     x = torch.randn(2, 4, *size)
     for bins in (1, 2, 3, 6, (2, 5), (None, 3)):
         expected = torch.nn.functional.adaptive_avg_pool2d(x, bins)

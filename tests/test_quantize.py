@@ -20,7 +20,7 @@ from harness.benchmark.int8_analysis import (W_QMAX, analyse,
 from repvgg_mm.apis.quantize import load_deploy_model, quantize_model
 from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.io.checkpoint import atomic_save
-from repvgg_mm.runtime.calibration import build_split_dataset, graph_inputs
+from repvgg_mm.runtime.evaluate import build_split_dataset, graph_inputs
 from repvgg_mm.runtime.graph import InferenceGraph
 from repvgg_mm.utils.config import load_config
 

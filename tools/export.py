@@ -25,7 +25,7 @@ from repvgg_mm.utils.verify import REL_TOL
 def parse_args(argv=None):
     from mmengine.config import DictAction
 
-    from repvgg_mm.runtime.onnx_export import opset_range
+    from repvgg_mm.runtime.onnx_export import OPSET_RANGE
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -45,7 +45,7 @@ def parse_args(argv=None):
                       help='batch size of the graph (default 1)')
     size.add_argument('--dynamic', action='store_true',
                       help='leave batch, height and width free')
-    low, high = opset_range()
+    low, high = OPSET_RANGE
     parser.add_argument('--opset', type=int, default=17,
                         help=f'ONNX opset, {low} to {high} (default 17)')
     parser.add_argument('--verify', action='store_true',

@@ -1,19 +1,14 @@
-"""Exporting a trained model to ONNX or OpenVINO IR, verified.
-
-:func:`export_model` is what ``tools/export.py`` runs. From a training- or
-deploy-form checkpoint of any mmpretrain / mmseg (/ mmdet) config, RepVGG or
-not, it writes the inference graph of :class:`repvgg_mm.runtime.graph.
-InferenceGraph`: RepVGG blocks always fused first, the config's data
-preprocessor inside, metadata attached. Nothing is written on any failure.
-"""
-import os
+"""Exporting a trained model to ONNX or OpenVINO IR, verified
+(``tools/export.py``): the :class:`~repvgg_mm.runtime.graph.InferenceGraph`
+of any mmpretrain / mmseg (/ mmdet) checkpoint, fused first; nothing is
+written on any failure."""
 import os.path as osp
-import time
 from typing import NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
+from mmengine.utils import Timer
 
 from ..converters.compare import forward_tensor
 from ..converters.config_model import build_model, input_channels, input_size
@@ -24,10 +19,9 @@ from ..errors import ConfigError
 from ..io.atomic import atomic_files, atomic_output
 from ..io.output_guard import guard_output
 from ..io.weights import load_state_dict_strict, read_weights, repvgg_form
-from ..runtime.graph import InferenceGraph, preprocessing_of
-from ..runtime.metadata import class_names, graph_metadata
-from ..runtime.onnx_export import check_opset, export_onnx
-from ..runtime.openvino_export import save_openvino
+from ..runtime.graph import (InferenceGraph, class_names, graph_metadata,
+                             preprocessing_of)
+from ..runtime.onnx_export import check_opset, export_onnx, save_openvino
 from ..runtime.session import open_session
 from ..utils.config import load_config
 from ..utils.verify import (REL_TOL, check_finite_weights, flatten_outputs,
@@ -37,8 +31,6 @@ FORMATS = {'.onnx': 'onnx', '.xml': 'openvino'}
 
 
 class Export(NamedTuple):
-    """What :func:`export_model` wrote and measured."""
-
     paths: Tuple[str, ...]  #: ``.onnx``, or ``.xml`` and ``.bin``
     format: str
     task: str
@@ -55,45 +47,38 @@ def _format_of(out: str, fmt: Optional[str]) -> str:
     if suffix not in FORMATS:
         raise ConfigError(f'OUT "{out}" must end in .onnx (ONNX) or .xml '
                           f'(OpenVINO IR, written with its .bin).')
-    if fmt is not None and fmt not in FORMATS.values():
-        raise ConfigError(f'unknown format "{fmt}"; use onnx or openvino.')
-    if fmt is not None and fmt != FORMATS[suffix]:
-        raise ConfigError(f'--format {fmt} does not match OUT "{out}" (a '
+    if fmt not in (None, FORMATS[suffix]):
+        raise ConfigError(f'format "{fmt}" does not match OUT "{out}" (a '
                           f'{suffix} file is {FORMATS[suffix]}).')
     return FORMATS[suffix]
 
 
-def _check_out(out: str, fmt: str, checkpoint: str, config: str) -> None:
-    """OUT (and the ``.bin`` of an ``.xml``) guarded before any work."""
-    sidecars = (osp.splitext(out)[0] + '.bin', ) if fmt == 'openvino' \
-        else ()
-    guard_output(out, 'OUT', {'CHECKPOINT': checkpoint, 'CONFIG': config},
-                 sidecars)
-
-
-def _deploy_model(cfg, state_dict, checkpoint: str):
-    """Build, load strictly, fuse; ``(model, fused blocks)``."""
+def load_model(cfg, state_dict, checkpoint: str):
+    """The config's model in the form of ``state_dict`` (training or
+    deploy), loaded strictly, in eval mode."""
     form = repvgg_form(state_dict)
     if form == 'mixed':
         raise ConfigError(f'"{checkpoint}" holds both fused and training-form '
                           f'RepVGG blocks; it was not written by this '
                           f'project\'s tools.')
-    if form == 'deploy':
-        cfg = deploy_config(cfg)
-    model = build_model(cfg)
+    model = build_model(deploy_config(cfg) if form == 'deploy' else cfg)
     load_state_dict_strict(model, state_dict, checkpoint)
-    model.eval()
-    fused = 0
-    if count_repvgg_blocks(model, deployed=False):
-        fused = count_repvgg_blocks(model, deployed=False)
+    return model.eval()
+
+
+def fuse(model) -> int:
+    """Fuse ``model`` in place (its RepVGG blocks, else the modules of other
+    re-parameterizable backbones, e.g. mmpretrain's RepVGG); returns the
+    number of RepVGG blocks fused."""
+    fused = count_repvgg_blocks(model, deployed=False)
+    if fused:
         switch_to_deploy(model, inplace=True)
-    else:  # other re-parameterizable backbones (mmpretrain's RepVGG, ...)
-        for module in model.modules():
-            if callable(getattr(module, 'switch_to_deploy', None)) and (
-                    not getattr(module, 'deploy', True)):
-                module.switch_to_deploy()
-    assert count_repvgg_blocks(model, deployed=False) == 0
-    return model.eval(), fused
+        return fused
+    for module in model.modules():
+        if callable(getattr(module, 'switch_to_deploy', None)) and (
+                not getattr(module, 'deploy', True)):
+            module.switch_to_deploy()
+    return 0
 
 
 def image_like(shape: Sequence[int], seed: int = 0) -> torch.Tensor:
@@ -121,18 +106,13 @@ def reference_outputs(model, images: torch.Tensor):
     return forward_tensor(model, inputs)
 
 
-def _verify(path: str, fmt: str, model, images: torch.Tensor):
-    session = open_session(path, 'openvino' if fmt == 'openvino' else 'ort')
+def _verify(path: str, model, images: torch.Tensor):
+    session = open_session(path)  # the backend from the suffix
     got = [torch.from_numpy(o) for o in session(images.numpy())]
-    worst_abs, worst_rel = verify_outputs(
+    return verify_outputs(
         flatten_outputs(reference_outputs(model, images)), got, REL_TOL,
         session.output_names, ('the PyTorch deploy form',
                                f'the exported model ({session.backend})'))
-    print_log(f'verify ({session.backend}, fp32, input '
-              f'{tuple(images.shape)}): max |d| = {worst_abs:.3e}, '
-              f'{worst_rel:.3e} of max |y| (tolerance {REL_TOL:g})',
-              logger='current')
-    return worst_abs, worst_rel
 
 
 def export_model(config: str,
@@ -147,19 +127,18 @@ def export_model(config: str,
                  cfg_options: Optional[dict] = None,
                  unsafe_load: bool = False) -> Export:
     """Export ``checkpoint`` of ``config`` to ``out`` (``.onnx`` or
-    ``.xml``).
-
-    ``shape``: H W of the example input (default from the config, see
-    :func:`repvgg_mm.converters.config_model.input_size`); ``batch`` its
-    batch size; ``dynamic`` leaves batch, height and width free.
-    ``verify`` runs the written model in its runtime and compares it with
-    the PyTorch deploy form (max |d| <= ``REL_TOL`` max |y| over every
-    output, all finite; :func:`repvgg_mm.utils.verify.verify_outputs`).
-    ``opset``: see :func:`repvgg_mm.runtime.onnx_export.opset_range`.
+    ``.xml``). ``shape``: H W of the example input (default: the config's,
+    :func:`~repvgg_mm.converters.config_model.input_size`), ``batch`` its
+    batch size; ``dynamic`` leaves N, H, W free. ``verify`` runs the file
+    in its runtime against the PyTorch deploy form
+    (:func:`~repvgg_mm.utils.verify.verify_outputs`, ``REL_TOL``).
+    ``opset``: see :data:`repvgg_mm.runtime.onnx_export.OPSET_RANGE`.
     """
-    start = time.perf_counter()
+    timer = Timer()
     fmt = _format_of(out, fmt)
-    _check_out(out, fmt, checkpoint, config)
+    guard_output(out, 'OUT', {'CHECKPOINT': checkpoint, 'CONFIG': config},
+                 (osp.splitext(out)[0] + '.bin', ) if fmt == 'openvino' else
+                 ())
     check_opset(opset)
     if shape is not None and (len(shape) != 2 or min(shape) < 1):
         raise ConfigError(f'--shape takes H W (positive), got {list(shape)}')
@@ -172,7 +151,8 @@ def export_model(config: str,
     print_log(f'loading {checkpoint} ...', logger='current')
     loaded, state_dict = read_weights(checkpoint, unsafe_load)
     check_finite_weights(state_dict, checkpoint)
-    model, fused = _deploy_model(cfg, state_dict, checkpoint)
+    model = load_model(cfg, state_dict, checkpoint)
+    fused = fuse(model)
     prep = preprocessing_of(model)
     channels = len(prep.mean) if prep.mean else input_channels(cfg)
     graph = InferenceGraph(model, prep, channels).eval()
@@ -187,10 +167,9 @@ def export_model(config: str,
             f'{where}): {first}. Give a larger --shape H W.') from None
     num_classes = outputs[0].shape[1] if graph.task in (
         'classifier', 'segmentor') else None
-    metadata = graph_metadata(
-        cfg, config, graph.task, (height, width), channels, prep.to_rgb,
-        prep.mean, prep.std, dynamic,
-        class_names(cfg, loaded, num_classes))
+    metadata = graph_metadata(cfg, config, graph.task, (height, width),
+                              channels, prep, dynamic,
+                              class_names(cfg, loaded, num_classes))
     names = graph.output_names(len(outputs))
     print_log(f'exporting the {graph.task} ({fused} RepVGG blocks fused) to '
               f'{fmt}, input {tuple(images.shape)}'
@@ -202,18 +181,15 @@ def export_model(config: str,
         with atomic_output(out) as tmp:
             export_onnx(graph, images, tmp, names, opset, dynamic, metadata)
             if verify:
-                errors = _verify(tmp, fmt, model, images)
+                errors = _verify(tmp, model, images)
     else:
         paths = (out, osp.splitext(out)[0] + '.bin')
+        # the temporary .onnx goes with atomic_files' temporary folder
         with atomic_files([paths[1], paths[0]]) as (_, tmp_xml):
             tmp_onnx = osp.splitext(tmp_xml)[0] + '.onnx'
-            try:
-                export_onnx(graph, images, tmp_onnx, names, opset, dynamic)
-                save_openvino(tmp_onnx, tmp_xml, metadata)
-            finally:
-                if osp.exists(tmp_onnx):
-                    os.remove(tmp_onnx)
+            export_onnx(graph, images, tmp_onnx, names, opset, dynamic)
+            save_openvino(tmp_onnx, tmp_xml, metadata)
             if verify:
-                errors = _verify(tmp_xml, fmt, model, images)
+                errors = _verify(tmp_xml, model, images)
     return Export(paths, fmt, graph.task, tuple(images.shape), dynamic, fused,
-                  errors[0], errors[1], time.perf_counter() - start)
+                  errors[0], errors[1], timer.since_start())

@@ -1,15 +1,13 @@
-"""Post-training INT8 of a checkpoint: export the deploy form, calibrate on
-real images of the config's dataset, quantize, optionally evaluate.
-
-:func:`quantize_model` is what ``tools/quantize.py`` runs. The exported
-graph holds the config's data preprocessor, so calibration and evaluation
-feed it the pipeline's images as float32 in 0-255.
-"""
+"""Post-training INT8 of a checkpoint (``tools/quantize.py``): export the
+deploy form, calibrate on real images of the config's dataset, quantize,
+optionally evaluate."""
 import os
 import os.path as osp
 import tempfile
-import time
 from typing import Optional
+
+import torch
+from mmengine.utils import Timer
 
 from ..converters.config_model import build_model
 from ..converters.deploy_config import deploy_config
@@ -18,58 +16,16 @@ from ..errors import ConfigError
 from ..io.atomic import atomic_write_json
 from ..io.output_guard import Output, guard_outputs
 from ..io.weights import load_weights, read_weights
-from ..runtime.calibration import (build_split_dataset, calibration_batches,
-                                   evaluation_key, loader_key)
-from ..runtime.evaluate import build_evaluator, evaluate_sessions, packer, top1
+from ..runtime.evaluate import (build_evaluator, build_split_dataset,
+                                calibration_batches, evaluate_sessions,
+                                evaluation_key, loader_key, packer, top1)
 from ..runtime.onnx_export import check_opset
 from ..runtime.quantize import (check_backend, check_quantized_path,
-                                inference_session, quantize_graph)
+                                quantize_graph)
+from ..runtime.session import open_session
 from ..utils.config import load_config
 from ..utils.verify import check_finite_weights
 from .export import export_model
-
-
-def _export_fp32(config: str, checkpoint: str, path: str,
-                 cfg_options: Optional[dict], unsafe_load: bool) -> None:
-    """The deploy form of ``checkpoint`` as an fp32 ONNX graph with a
-    dynamic batch (the exporter of ``tools/export.py``)."""
-    export_model(config, checkpoint, path, fmt='onnx', batch=1,
-                 dynamic=True, cfg_options=cfg_options,
-                 unsafe_load=unsafe_load)
-
-
-def _check_outputs(out: str, backend: str, json_out: Optional[str],
-                   config: str, checkpoint: str) -> None:
-    """OUT (and the ``.bin`` of an ``.xml``) and ``json_out``: not an
-    input, not special, writable; before any work."""
-    check_quantized_path(out, backend)
-    sidecars = (osp.splitext(out)[0] + '.bin', ) if out.endswith('.xml') \
-        else ()
-    outputs = [Output(out, 'OUT', sidecars)]
-    if json_out is not None:
-        if not json_out.endswith('.json'):
-            raise ConfigError(f'--json "{json_out}" must end with .json.')
-        outputs.append(Output(json_out, '--json'))
-    guard_outputs(outputs, {'CHECKPOINT': checkpoint, 'CONFIG': config})
-
-
-def _check_checkpoint(checkpoint: str, unsafe_load: bool) -> None:
-    """Readable, and no NaN/Inf in its weights (the INT8 scales of a
-    non-finite tensor are meaningless)."""
-    check_finite_weights(read_weights(checkpoint, unsafe_load)[1], checkpoint)
-
-
-def _check_evaluation(cfg, model) -> None:
-    """``evaluate``: a val (or test) split with images, a task the
-    evaluator supports, an evaluator in the config."""
-    key = evaluation_key(cfg)
-    packer(model)  # classifiers and segmentors only
-    build_evaluator(cfg)
-    split = key.split('_')[0]
-    if len(build_split_dataset(cfg, split)) == 0:
-        raise ConfigError(f'the {split} split ({key}) has no images, so '
-                          f'--eval has nothing to evaluate. Prepare the '
-                          f'dataset, or drop --eval.')
 
 
 def load_deploy_model(cfg, checkpoint: str, unsafe_load: bool = False):
@@ -95,81 +51,83 @@ def quantize_model(config: str,
                    unsafe_load: bool = False,
                    progress: bool = True,
                    json_out: Optional[str] = None) -> dict:
-    """INT8 model of ``checkpoint`` (training or deploy form) at ``out``.
-
-    Args:
-        backend: ``'openvino'`` (NNCF; ``out`` ends with ``.xml``, a
-            ``.bin`` is written beside it) or ``'onnxruntime'`` (``.onnx``).
-        calib: number of calibration images, a seeded random subset of
-            ``split`` read through the config's dataset with its evaluation
-            pipeline.
-        method: calibration setting (see
-            :data:`repvgg_mm.runtime.quantize.METHODS`); the backend's
-            default if None.
-        per_channel: INT8 weights with one scale per output channel (the
-            default of both backends); False: one per tensor.
-        evaluate: also run the config's evaluator on the fp32 and the INT8
-            graph over the val split.
-        json_out: also write the result to this ``.json`` file.
-
-    Every precondition (outputs, checkpoint readable and finite, splits
-    present and non-empty, a task ``evaluate`` supports) is checked before
-    the export starts; nothing is written on any failure.
+    """INT8 model of ``checkpoint`` (training or deploy form) at ``out``
+    (``.xml`` + ``.bin`` for ``backend='openvino'``, ``.onnx`` for
+    ``'onnxruntime'``), calibrated on ``calib`` images of ``split`` (a
+    seeded random subset, through the evaluation pipeline) with ``method``
+    (:data:`repvgg_mm.runtime.quantize.METHODS`; None: the backend's
+    default); ``per_channel=False``: one weight scale per tensor.
+    ``evaluate``: the config's evaluator on the fp32 and INT8 graphs over
+    the val split; ``json_out``: also write the result there. Everything
+    is checked before the export starts; nothing is written on failure.
 
     Returns:
         dict with ``int8_path``, ``backend``, ``method``, ``split``,
         ``num_calibration_images``, ``seconds`` and, with ``evaluate``,
         ``metrics`` (``{'fp32': {...}, 'int8': {...}}``), ``metric`` (the
-        headline key: ``'accuracy/top1'`` or ``'mIoU'``), ``top1_fp32``,
-        ``top1_int8`` (top-1 in %, or mIoU), ``agreement`` (share of
-        identical predictions, 0-1), ``output_sqnr_db``, ``num_val_images``.
+        headline key), ``top1_fp32``, ``top1_int8`` (top-1 in %, or
+        mIoU), ``agreement`` (share of identical predictions, 0-1),
+        ``output_sqnr_db``, ``num_val_images``.
     """
     # every check before anything is computed or written
     method = check_backend(backend, method)
-    _check_outputs(out, backend, json_out, config, checkpoint)
+    check_quantized_path(out, backend)
+    sidecars = (osp.splitext(out)[0] + '.bin', ) if out.endswith('.xml') \
+        else ()
+    outputs = [Output(out, 'OUT', sidecars)]
+    if json_out is not None:
+        if not json_out.endswith('.json'):
+            raise ConfigError(f'--json "{json_out}" must end with .json.')
+        outputs.append(Output(json_out, '--json'))
+    guard_outputs(outputs, {'CHECKPOINT': checkpoint, 'CONFIG': config})
     if isinstance(calib, bool) or not isinstance(calib, int) or calib < 1:
         raise ConfigError(f'--calib must be a positive whole number of '
                           f'images, got {calib!r}.')
-    check_opset(17)  # the exporter's default, as _export_fp32 uses it
+    check_opset(17)  # the exporter's default, which the export below uses
     cfg = load_config(config, cfg_options)
     check_repvgg_archs(cfg)
     loader_key(cfg, split)
-    if evaluate:
-        evaluation_key(cfg)
-    _check_checkpoint(checkpoint, unsafe_load)
+    key = evaluate and evaluation_key(cfg)
+    # readable, and finite (the INT8 scales of NaN / Inf are meaningless)
+    check_finite_weights(read_weights(checkpoint, unsafe_load)[1], checkpoint)
     model = load_deploy_model(cfg, checkpoint, unsafe_load)
-    if evaluate:
-        _check_evaluation(cfg, model)
+    if evaluate:  # a task and an evaluator to evaluate, and images
+        packer(model)
+        build_evaluator(cfg)
+        if len(build_split_dataset(cfg, key.split('_')[0])) == 0:
+            raise ConfigError(f'the {key.split("_")[0]} split ({key}) has '
+                              f'no images, so --eval has nothing to '
+                              f'evaluate. Prepare the dataset, or drop '
+                              f'--eval.')
     seconds = {}
-    start = time.perf_counter()
+    timer = Timer()
     batches = calibration_batches(cfg, split, calib, calib_batch, seed,
                                   progress)
-    seconds['read_calibration'] = time.perf_counter() - start
+    seconds['read_calibration'] = timer.since_last_check()
     result = dict(int8_path=out, backend=backend, method=method,
                   split=split, per_channel_weights=per_channel,
                   num_calibration_images=sum(len(b) for b in batches))
     with tempfile.TemporaryDirectory(prefix='repvgg-quant-') as work:
         fp32 = os.path.join(work, 'fp32.onnx')
-        clock = time.perf_counter()
-        _export_fp32(config, checkpoint, fp32, cfg_options, unsafe_load)
-        seconds['export'] = time.perf_counter() - clock
-        clock = time.perf_counter()
+        export_model(config, checkpoint, fp32, fmt='onnx', batch=1,
+                     dynamic=True, cfg_options=cfg_options,
+                     unsafe_load=unsafe_load)
+        seconds['export'] = timer.since_last_check()
         quantize_graph(backend, fp32, batches, out, method, per_channel,
                        progress)
-        seconds['quantize'] = time.perf_counter() - clock
+        seconds['quantize'] = timer.since_last_check()
         if evaluate:
-            clock = time.perf_counter()
-            sessions = dict(fp32=inference_session(fp32, backend),
-                            int8=inference_session(out, backend))
+            sessions = {form: open_session(path, backend, threads=torch.
+                                           get_num_threads()).scores
+                        for form, path in (('fp32', fp32), ('int8', out))}
             evaluation = evaluate_sessions(cfg, model, sessions, progress)
-            seconds['evaluate'] = time.perf_counter() - clock
-            fp32_metrics = evaluation['metrics']['fp32']
+            seconds['evaluate'] = timer.since_last_check()
+            metrics = evaluation['metrics']
             result.update(
-                metric=('accuracy/top1' if 'accuracy/top1' in fp32_metrics
-                        else 'mIoU' if 'mIoU' in fp32_metrics else None),
-                metrics=evaluation['metrics'],
-                top1_fp32=top1(evaluation['metrics']['fp32']),
-                top1_int8=top1(evaluation['metrics']['int8']),
+                metric=('accuracy/top1' if 'accuracy/top1' in metrics['fp32']
+                        else 'mIoU' if 'mIoU' in metrics['fp32'] else None),
+                metrics=metrics, top1_fp32=top1(metrics['fp32']),
+                top1_int8=top1(metrics['int8']),
                 agreement=evaluation['agreement']['int8'],
                 output_sqnr_db=evaluation['output_sqnr_db']['int8'],
                 num_val_images=evaluation['num_images'],
@@ -179,14 +137,8 @@ def quantize_model(config: str,
         try:
             atomic_write_json(result, json_out)
         except BaseException:  # both outputs or none
-            _remove_quantized(out)
+            for path in (out, ) + sidecars:
+                if osp.isfile(path):
+                    os.remove(path)
             raise
     return result
-
-
-def _remove_quantized(out: str) -> None:
-    paths = [out] + ([osp.splitext(out)[0] + '.bin'] if out.endswith('.xml')
-                     else [])
-    for path in paths:
-        if osp.isfile(path):
-            os.remove(path)

@@ -1,25 +1,35 @@
-"""Deploying beyond PyTorch: ONNX / OpenVINO export, runtime sessions and
-INT8 quantization. Needs the ``[deploy]`` extra (onnx, onnxruntime,
-openvino, nncf); importing this subpackage without it raises
-:class:`~repvgg_mm.errors.MissingDependency` naming the install command.
-
-* :func:`repvgg_mm.apis.export_model` (``tools/export.py``) writes the file;
-* :func:`open_session` runs it (ONNX Runtime or OpenVINO);
-* :func:`repvgg_mm.apis.quantize_model` (``tools/quantize.py``) makes INT8
-  graphs (:mod:`.quantize`, calibration data: :mod:`.calibration`).
+"""Deploying beyond PyTorch: ONNX / OpenVINO export, runtime sessions, INT8
+quantization and the deploy job. Needs the ``[deploy]`` extra; importing
+this subpackage without it raises :class:`~repvgg_mm.errors.MissingDependency`
+naming the install command (checked without importing the slow packages).
 """
-from .dependencies import require_deploy_extra
+import importlib.util
 
-require_deploy_extra()
+from ..errors import MissingDependency
+
+
+def _missing(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is None
+    except (ImportError, ValueError):  # sys.modules[name] is None
+        return True
+
+
+_MISSING = [n for n in ('onnx', 'onnxruntime', 'openvino', 'nncf')
+            if _missing(n)]
+if _MISSING:
+    raise MissingDependency(
+        f'deployment (ONNX / OpenVINO export, runtime sessions, INT8) needs '
+        f'{", ".join(_MISSING)}, which '
+        f'{"is" if len(_MISSING) == 1 else "are"} not installed. Install the '
+        f'deploy extra: pip install "repvgg_mm[deploy]" (or, in a checkout, '
+        f'pip install -e ".[deploy]").')
 
 from .cpu import cpu_features, supports_bf16  # noqa: E402
-from .graph import (InferenceGraph, Preprocessing, preprocessing_of,  # noqa
-                    task_of)
-from .onnx_export import export_onnx  # noqa: E402
-from .openvino_export import save_openvino  # noqa: E402
+from .graph import InferenceGraph, preprocessing_of  # noqa: E402
+from .onnx_export import export_onnx, save_openvino  # noqa: E402
 from .session import RuntimeSession, open_session  # noqa: E402
 
-__all__ = ['InferenceGraph', 'Preprocessing', 'RuntimeSession',
-           'cpu_features', 'export_onnx', 'open_session', 'preprocessing_of',
-           'require_deploy_extra', 'save_openvino', 'supports_bf16',
-           'task_of']
+__all__ = ['InferenceGraph', 'RuntimeSession', 'cpu_features', 'export_onnx',
+           'open_session', 'preprocessing_of', 'save_openvino',
+           'supports_bf16']

@@ -1,17 +1,11 @@
-"""What the hardware can give a model: the layer shapes and MACs of a
-network, and the *ceiling* rate per precision on this machine.
+"""What the hardware can give a model: the layers and MACs of a network,
+and the *ceiling* rate per precision on this machine.
 
-The ceiling of a precision is the runtime's own best rate (OpenVINO: fp32,
-bf16, NNCF INT8) on a small stack of 3x3 convolutions at the model's
-dominant layer shape (the 3x3 conv shape that holds most of its MACs), at
-the same batch and threads as the model. It is timed in the same rounds as
-the servings (:mod:`.rounds`), so ``% of ceiling`` compares like with like.
-A dense matrix product (``torch.mm``) is not such a ceiling: convolutions
-reach more than it on some CPUs.
-
-``% of ceiling`` is never above 100 by construction: when a serving runs
-faster than the stack, the serving's own rate is taken as the ceiling and
-the report says so (:func:`ceilings`).
+The ceiling of a precision is OpenVINO's rate (fp32, bf16, NNCF INT8) on a
+stack of 3x3 convs at the model's dominant layer shape, same batch and
+threads, timed in the same rounds as the servings. (``torch.mm`` is no
+such ceiling: convolutions beat it on some CPUs.) A serving faster than
+the stack becomes the ceiling, so ``% of ceiling`` stays <= 100.
 """
 import os.path as osp
 from collections import defaultdict
@@ -21,44 +15,38 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .onnx_export import export_onnx
+from .quantize import quantize_graph
+from .rounds import summary
+from .session import open_session
+
 #: convolutions in the stack: enough to be compute-bound, small to build
 STACK_DEPTH = 4
 PRECISIONS = ('fp32', 'bf16', 'int8')
 
 
 class Layer(NamedTuple):
-    """One conv / linear layer as run on an example input."""
-
     kind: str  #: ``'conv3x3'``, ``'conv'`` or ``'linear'``
-    in_channels: int
     out_channels: int
     height: int  #: output size
     width: int
-    stride: int
     groups: int
     macs: int  #: per image
 
 
 def layers_of(model: nn.Module, example: torch.Tensor) -> List[Layer]:
-    """Every Conv2d / Linear of ``model`` run on ``example`` (one image is
-    enough), in forward order, with its MACs per image."""
+    """Every Conv2d / Linear run by ``model(example)``, in order."""
     found = []
 
     def hook(module, args, output):
-        n = output.shape[0]
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            h, w = output.shape[2:]
-            macs = (module.in_channels // module.groups) * k * \
-                module.out_channels * h * w
-            kind = 'conv3x3' if module.kernel_size == (3, 3) else 'conv'
-            found.append(Layer(kind, module.in_channels, module.out_channels,
-                               h, w, module.stride[0], module.groups, macs))
+        # MACs per image: one output value costs one weight row (both types)
+        macs = module.weight[0].numel() * output[0].numel()
+        if isinstance(module, nn.Linear):
+            found.append(Layer('linear', module.out_features, 1, 1, 1, macs))
         else:
-            macs = module.in_features * module.out_features * (
-                output.numel() // output.shape[-1] // n)
-            found.append(Layer('linear', module.in_features,
-                               module.out_features, 1, 1, 1, 1, macs))
+            found.append(Layer(
+                'conv3x3' if module.kernel_size == (3, 3) else 'conv',
+                module.out_channels, *output.shape[2:], module.groups, macs))
 
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -72,68 +60,44 @@ def layers_of(model: nn.Module, example: torch.Tensor) -> List[Layer]:
 
 
 def dominant_shape(layers: List[Layer]) -> Tuple[int, int, int]:
-    """``(channels, height, width)`` of the plain 3x3 conv shape (groups 1,
-    output channels as its input's) holding most MACs; any conv if the
-    model has no such layer."""
-    totals: Dict[Tuple[int, int, int], int] = defaultdict(int)
-    for layer in layers:
-        if layer.kind == 'conv3x3' and layer.groups == 1:
-            totals[(layer.out_channels, layer.height, layer.width)] += \
-                layer.macs
-    if not totals:
-        for layer in layers:
-            if layer.kind != 'linear':
-                totals[(layer.out_channels, layer.height, layer.width)] += \
-                    layer.macs
-    if not totals:
-        raise ValueError('the model has no convolution to take a ceiling '
-                         'shape from')
-    return max(totals, key=totals.get)
-
-
-class ConvStack(nn.Sequential):
-    """``depth`` 3x3 convs (``channels`` -> ``channels``, padding 1), each
-    followed by ReLU: the RepVGG deploy block, repeated."""
-
-    def __init__(self, channels: int, depth: int = STACK_DEPTH):
-        layers = []
-        for _ in range(depth):
-            layers += [nn.Conv2d(channels, channels, 3, padding=1),
-                       nn.ReLU(inplace=True)]
-        super().__init__(*layers)
-        gen = torch.Generator().manual_seed(0)
-        for module in self:
-            if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, std=(2 / (9 * channels))**0.5,
-                                generator=gen)
-                nn.init.zeros_(module.bias)
+    """``(channels, height, width)`` of the plain 3x3 conv shape (groups 1)
+    holding most MACs, else of any conv."""
+    for plain in (True, False):
+        totals: Dict[Tuple[int, int, int], int] = defaultdict(int)
+        for la in layers:
+            if la.kind == 'conv3x3' and la.groups == 1 or (
+                    not plain and la.kind != 'linear'):
+                totals[(la.out_channels, la.height, la.width)] += la.macs
+        if totals:
+            return max(totals, key=totals.get)
+    raise ValueError('the model has no convolution to take a ceiling shape '
+                     'from')
 
 
 class Ceiling(NamedTuple):
     precision: str
     forward: Callable[[], object]  #: one batch through the stack
     macs_per_call: int
-    shape: Tuple[int, int, int, int]  #: the stack's input (N, C, H, W)
 
 
 def ceiling_entries(shape: Tuple[int, int, int], batch: int,
                     precisions: List[str], work_dir: str,
                     threads: Optional[int] = None) -> List[Ceiling]:
-    """The conv stack at ``shape`` (C, H, W) for each of ``precisions``,
-    ready to be timed: OpenVINO fp32, bf16 (inference precision hint), and
-    NNCF INT8 calibrated on random inputs (the speed does not depend on
+    """The conv stack at ``shape`` (C, H, W) per precision, ready to be
+    timed (INT8 calibrated on random inputs: the speed does not depend on
     them)."""
-    from .onnx_export import export_onnx
-    from .quantize import quantize_graph
-    from .session import open_session
     channels, height, width = shape
-    stack = ConvStack(channels).eval()
     gen = torch.Generator().manual_seed(0)
+    stack = nn.Sequential(*[layer for _ in range(STACK_DEPTH) for layer in (
+        nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU())]).eval()
+    for conv in stack[::2]:
+        nn.init.normal_(conv.weight, std=(2 / (9 * channels))**0.5,
+                        generator=gen)
+        nn.init.zeros_(conv.bias)
     inputs = torch.rand(batch, channels, height, width, generator=gen)
     path = osp.join(work_dir, 'ceiling_stack.onnx')
     export_onnx(stack, inputs, path, ['output'])
-    macs = sum(channels * channels * 9 * height * width
-               for m in stack if isinstance(m, nn.Conv2d)) * batch
+    macs = STACK_DEPTH * channels * channels * 9 * height * width * batch
     array = inputs.numpy()
     out = []
     for precision in precisions:
@@ -144,31 +108,22 @@ def ceiling_entries(shape: Tuple[int, int, int], batch: int,
                     work_dir, 'ceiling_stack_int8.xml'), progress=False)
             hint = 'fp32'
         session = open_session(model, 'openvino', hint, threads)
-        out.append(Ceiling(precision, lambda s=session: s(array), macs,
-                           tuple(inputs.shape)))
+        out.append(Ceiling(precision, lambda s=session: s(array), macs))
     return out
 
 
 def ceilings(stack_rates: Dict[str, List[float]],
              serving_rates: Dict[str, Tuple[str, List[float]]]
              ) -> Dict[str, dict]:
-    """Per precision: the stack's MAC/s per round, raised to the fastest
-    serving of that precision where the serving beat the stack (so no
-    serving is above 100 %).
-
-    Args:
-        stack_rates: precision -> the stack's MAC/s, one per round.
-        serving_rates: serving name -> (precision, its MAC/s per round).
-    """
-    from .stats import summary
+    """Per precision: the stack's MAC/s (``stack_rates``: per round),
+    raised to the fastest serving of that precision that beat it
+    (``serving_rates``: name -> (precision, MAC/s per round))."""
     out = {}
     for precision, rates in stack_rates.items():
         stack = summary(rates)
-        best_name, best = None, None
-        for name, (prec, values) in serving_rates.items():
-            med = float(np.median(values))
-            if prec == precision and (best is None or med > best):
-                best_name, best = name, med
+        best, best_name = max(((float(np.median(values)), name) for name, (
+            prec, values) in serving_rates.items() if prec == precision),
+            default=(None, None))
         entry = dict(stack_macs_per_s=stack, macs_per_s=stack['median'],
                      source='conv stack')
         if best is not None and best > stack['median']:

@@ -1,33 +1,67 @@
-"""What the deploy job writes for people: ``report.md`` (one table, best
-first), ``model_card.md`` (how to feed and run the shipped model) and the
-speed-vs-accuracy plot."""
+"""The deploy job's output folder: checked before any work, written all or
+nothing at the end: the chosen model, ``report.json``, ``report.md`` (one
+table, best first), ``model_card.md`` (how to feed and run the model) and
+the speed-vs-accuracy plot."""
 import json
+import os
 import os.path as osp
-from typing import List
+import platform
+import shutil
+from typing import Dict
 
-from .stats import format_summary
+import torch
+
+from ..errors import ConfigError
+from ..io.atomic import atomic_directory, atomic_write_json
+from ..io.output_guard import guard_output
+from .rounds import format_summary
+
+TOOL = 'tools/deploy.py'
 
 #: table order: what to ship first, what could not run last
 STATUS_ORDER = ('chosen', 'tied', 'slower', 'rejected', 'baseline', 'failed')
 
 
-def ordered_rows(report: dict) -> List[dict]:
-    """Rows best first: by status, then by speed."""
-    def key(row):
-        speed = (row.get('images_per_s') or {}).get('median', 0)
-        return STATUS_ORDER.index(row.get('status', 'failed')), -speed
-    return sorted(report['servings'], key=key)
+def check_out_dir(out_dir: str, inputs: Dict[str, str]) -> None:
+    """``out_dir`` can be written: new, empty, or an earlier output of this
+    tool not holding an input. Nothing is created."""
+    guard_output(out_dir, 'OUT_DIR', inputs, folder=True)
+    path = osp.abspath(out_dir)
+    for given in inputs.values():
+        if osp.abspath(given).startswith(path + os.sep):
+            raise ConfigError(f'OUT_DIR "{out_dir}" holds the input '
+                              f'"{given}"; choose another folder.')
+    if osp.isdir(path) and os.listdir(path):
+        try:
+            with open(osp.join(path, 'report.json')) as f:
+                tool = json.load(f).get('tool')
+        except (OSError, ValueError, AttributeError):
+            tool = None
+        if tool != TOOL:
+            raise ConfigError(
+                f'OUT_DIR "{out_dir}" is a non-empty folder that was not '
+                f'written by {TOOL}; choose a new or empty folder '
+                f'(nothing was written).')
 
 
-def _metric(value, unit=''):
-    return '-' if value is None else f'{value:.2f}{unit}'
+def versions() -> Dict[str, str]:
+    """The versions the figures were measured with."""
+    out = dict(python=platform.python_version(), torch=torch.__version__,
+               platform=platform.platform())
+    for name in ('onnxruntime', 'openvino', 'nncf', 'mmengine',
+                 'mmpretrain', 'mmseg'):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:  # not installed: not part of this run
+            pass
+    return out
 
 
-def _cell(row: dict, key: str, fmt: str) -> str:
-    value = row.get(key)
+def _fmt(value, spec: str = '.2f') -> str:
+    """``value`` (a summary: its median) formatted, ``-`` when None."""
     if isinstance(value, dict):
         value = value.get('median')
-    return '-' if value is None else format(value, fmt)
+    return '-' if value is None else format(value, spec)
 
 
 def format_table(report: dict) -> str:
@@ -37,18 +71,20 @@ def format_table(report: dict) -> str:
              f'vs {report["baseline"]} | GMAC/s | % of ceiling | same '
              f'prediction | why |',
              '|---|---|---|---|---|---|---|---|---|---|---|']
-    for row in ordered_rows(report):
+    for row in sorted(report['servings'], key=lambda r: (
+            STATUS_ORDER.index(r.get('status', 'failed')),
+            -(r.get('images_per_s') or {}).get('median', 0))):
         speed = row.get('images_per_s')
         agreement = row.get('agreement')
         lines.append('| ' + ' | '.join([
             '**>**' if row.get('status') == 'chosen' else '',
             f'`{row["name"]}`', row['precision'],
-            _metric(row.get('metric')), _metric(row.get('drop')),
+            _fmt(row.get('metric')), _fmt(row.get('drop')),
             format_summary(speed) if speed else '-',
-            _cell(row, 'vs_baseline', '.2f') + ('x' if row.get(
+            _fmt(row.get('vs_baseline')) + ('x' if row.get(
                 'vs_baseline') else ''),
-            _cell(row, 'gmacs_per_s', '.1f'),
-            _cell(row, 'pct_of_ceiling', '.0f'),
+            _fmt(row.get('gmacs_per_s'), '.1f'),
+            _fmt(row.get('pct_of_ceiling'), '.0f'),
             '-' if agreement is None else f'{100 * agreement:.2f} %',
             row.get('reason', '')]) + ' |')
     return '\n'.join(lines)
@@ -62,7 +98,7 @@ def format_markdown(report: dict) -> str:
     bound = ('no accuracy bound (speed only: the weights were not '
              'evaluated)' if report['max_drop'] is None else
              f'{report["metric_name"]} within {report["max_drop"]:g} points '
-             f'of the fp32 model ({_metric(report["reference_metric"])})')
+             f'of the fp32 model ({_fmt(report["reference_metric"])})')
     out = [f'# Deployment of {report["config"]}', '',
            f'- checkpoint: `{report["checkpoint"]}`',
            f'- CPU: {host["cpu"]} ({flags}), '
@@ -77,8 +113,8 @@ def format_markdown(report: dict) -> str:
         row = next(r for r in report['servings'] if r['name'] == chosen)
         out.append(f'**Chosen: `{chosen}`** ({row["precision"]}), '
                    f'{format_summary(row["images_per_s"])} images/s, '
-                   f'{_cell(row, "vs_baseline", ".2f")}x the training form '
-                   f'in torch fp32 eager, drop {_metric(row.get("drop"))}; '
+                   f'{_fmt(row.get("vs_baseline"))}x the training form '
+                   f'in torch fp32 eager, drop {_fmt(row.get("drop"))}; '
                    f'shipped as {", ".join(report["shipped"])}.')
     else:
         out.append(f'**No serving meets the bound.** Closest: '
@@ -86,13 +122,11 @@ def format_markdown(report: dict) -> str:
                    f'drops below (a QARepVGG model, or more calibration '
                    f'images, may help).')
     out += ['', format_table(report), '']
-    for precision, ceiling in report['ceilings'].items():
-        line = (f'- ceiling {precision}: {ceiling["macs_per_s"] / 1e9:.1f} '
-                f'GMAC/s (OpenVINO, a stack of 3x3 convs at C, H, W = '
-                f'{report["ceiling_shape"]})')
-        if ceiling.get('note'):
-            line += f'; {ceiling["note"]}'
-        out.append(line)
+    out += [f'- ceiling {precision}: {ceiling["macs_per_s"] / 1e9:.1f} GMAC/s '
+            f'(OpenVINO, a stack of 3x3 convs at C, H, W = '
+            f'{report["ceiling_shape"]})' + (f'; {ceiling["note"]}' if
+                                             ceiling.get('note') else '')
+            for precision, ceiling in report['ceilings'].items()]
     control = report.get('accuracy_control')
     if control:
         layers, plain = control['layers'], control.get('plain_layers')
@@ -109,17 +143,10 @@ def format_markdown(report: dict) -> str:
     return '\n'.join(out)
 
 
-def _preprocessing(metadata: dict) -> dict:
-    try:
-        return json.loads(metadata.get('preprocessing', '{}'))
-    except ValueError:
-        return {}
-
-
 def format_model_card(report: dict) -> str:
     """``model_card.md``: input, output, how to run it, metric, speed."""
     meta = report['graph_metadata']
-    prep = _preprocessing(meta)
+    prep = json.loads(meta.get('preprocessing', '{}'))
     row = next(r for r in report['servings']
                if r['name'] == report['chosen'])
     model = report['shipped'][0]
@@ -145,9 +172,8 @@ def format_model_card(report: dict) -> str:
                      + (' ...' if len(names) > 20 else ''))
     lines += ['', '## Run it', '']
     if model.endswith('.xml'):
-        hint = ('{"INFERENCE_PRECISION_HINT": "bf16"}'
-                if row['precision'] == 'bf16' else
-                '{"INFERENCE_PRECISION_HINT": "f32"}')
+        hint = '{"INFERENCE_PRECISION_HINT": "%s"}' % (
+            'bf16' if row['precision'] == 'bf16' else 'f32')
         lines += ['```python', 'import numpy as np, openvino as ov',
                   f'compiled = ov.Core().compile_model("{model}", "CPU", '
                   f'{hint})',
@@ -163,14 +189,14 @@ def format_model_card(report: dict) -> str:
                          f'PyTorch; the file is its fp32 graph.)')
     speed = row['images_per_s']
     lines += ['', '## Accuracy and speed', '',
-              f'- {report["metric_name"]}: {_metric(row.get("metric"))} '
-              f'(fp32: {_metric(report["reference_metric"])}, drop '
-              f'{_metric(row.get("drop"))}) on {report["eval_split"]}',
+              f'- {report["metric_name"]}: {_fmt(row.get("metric"))} '
+              f'(fp32: {_fmt(report["reference_metric"])}, drop '
+              f'{_fmt(row.get("drop"))}) on {report["eval_split"]}',
               f'- `{row["name"]}` ({row["precision"]}): '
               f'{format_summary(speed)} images/s at batch '
               f'{report["batch_size"]} on {report["host"]["cpu"]}, '
               f'{report["host"]["threads"]} threads; '
-              f'{_cell(row, "vs_baseline", ".2f")}x the training form in '
+              f'{_fmt(row.get("vs_baseline"))}x the training form in '
               f'torch fp32 eager', '']
     return '\n'.join(lines)
 
@@ -206,3 +232,29 @@ def plot(report: dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write_out_dir(out_dir: str, report: dict, models: Dict[str, str],
+                  fp32_graph: str) -> None:
+    """The chosen model as ``model.*`` (a torch serving: the fp32 graph),
+    ``report.json``, ``report.md``, the plot and (when a serving met the
+    bound) ``model_card.md``, all or nothing."""
+    with atomic_directory(out_dir) as tmp:
+        chosen = report['chosen']
+        report['shipped'] = []
+        if chosen:
+            model = models.get(chosen, fp32_graph)
+            stem, suffix = osp.splitext(model)
+            pairs = [(model, 'model' + suffix)] + (
+                [(stem + '.bin', 'model.bin')] if suffix == '.xml' else [])
+            for source, name in pairs:
+                shutil.copyfile(source, osp.join(tmp, name))
+                report['shipped'].append(name)
+        atomic_write_json(report, osp.join(tmp, 'report.json'))
+        texts = {'report.md': format_markdown(report)}
+        if chosen:
+            texts['model_card.md'] = format_model_card(report)
+        for name, text in texts.items():
+            with open(osp.join(tmp, name), 'w') as f:
+                f.write(text)
+        plot(report, osp.join(tmp, 'speed_vs_accuracy.png'))

@@ -1,37 +1,140 @@
-"""The config's own evaluator fed by runtime outputs (fp32 and INT8 graphs).
+"""The config's own datasets and evaluator, fed to exported graphs.
 
-Each graph is run on the val batches (graph inputs: float32 0-255); its
-scores are packed into the batch's data samples as the model's ``predict``
-does, and the evaluator built from ``cfg.val_evaluator`` (else
-``test_evaluator``) computes the metrics. Classifiers (``pred_score`` /
-``pred_label``, the mmpretrain head's convention) and segmentors (the
-segmentor's ``postprocess_result``) are supported.
+Images of every split, calibration included, go through the *evaluation*
+pipeline (a quantized graph serves inference inputs) and become the graph's
+float32 NCHW 0-255 input; outputs are packed into data samples as the
+model's ``predict`` does, for ``cfg.val_evaluator`` (else ``test_``).
 """
 import copy
-from typing import Callable, Dict, List, Optional, Sequence
+import math
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
 from mmengine.evaluator import Evaluator
 from mmengine.logging import print_log
+from mmengine.registry import DATASETS, init_default_scope
+from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 
+from ..engine.config_checks import check_dataset_paths
 from ..errors import ConfigError
-from .calibration import evaluation_batches, graph_inputs
-from .stats import sqnr_db, sqnr_from_energies
+from ..utils.config import dataset_pipeline, innermost_dataset
+
+SPLITS = ('train', 'val', 'test')
 
 
-def pack_classification(scores: torch.Tensor, data_samples: Sequence):
-    """Class scores (N, classes) into mmpretrain data samples: softmax
-    scores and the top-1 label, as ``ClsHead.predict`` packs them."""
+def loader_key(cfg, split: str) -> str:
+    """``'<split>_dataloader'`` of ``cfg``, checked to hold a dataset whose
+    paths exist."""
+    if split not in SPLITS:
+        raise ConfigError(f'unknown split "{split}"; use one of '
+                          f'{", ".join(SPLITS)}.')
+    key = f'{split}_dataloader'
+    if not (cfg.get(key) or {}).get('dataset'):
+        present = [s for s in SPLITS if (cfg.get(f'{s}_dataloader') or {})
+                   .get('dataset')]
+        hint = (f'use --split {present[0]}' if present else
+                'add a dataset and dataloader to the config (e.g. from '
+                'configs/_base_/datasets/)')
+        raise ConfigError(f'the config defines no {key} with a dataset, so '
+                          f'there are no {split} images to read; {hint}.')
+    check_dataset_paths(cfg, [key])
+    return key
+
+
+def evaluation_key(cfg) -> str:
+    """``'val_dataloader'`` (else ``'test_dataloader'``), checked."""
+    for split in ('val', 'test'):
+        if (cfg.get(f'{split}_dataloader') or {}).get('dataset'):
+            return loader_key(cfg, split)
+    raise ConfigError('the config defines no val_dataloader or '
+                      'test_dataloader to evaluate on; add one (e.g. from '
+                      'configs/_base_/datasets/).')
+
+
+def build_split_dataset(cfg, split: str):
+    """The dataset of ``split`` with the test (else val) pipeline."""
+    key = loader_key(cfg, split)
+    if cfg.get('default_scope'):
+        init_default_scope(cfg.default_scope)
+    dataset_cfg = copy.deepcopy(cfg[key]['dataset'])
+    for loader in ('test_dataloader', 'val_dataloader'):
+        pipeline = dataset_pipeline((cfg.get(loader) or {}).get('dataset'))
+        if pipeline:
+            innermost_dataset(dataset_cfg)['pipeline'] = copy.deepcopy(
+                pipeline)
+            break
+    try:
+        return DATASETS.build(dataset_cfg)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+        # mmpretrain's CustomDataset: RuntimeError 'Found 0 files ...'
+        raise ConfigError(f'cannot read the {split} split ({key}.dataset), so '
+                          f'there is no calibration data: {exc}. Prepare the '
+                          f'dataset or use another --split.') from None
+
+
+def graph_inputs(inputs) -> np.ndarray:
+    """Pipeline outputs (uint8 CHW tensors) as the graph's input batch."""
+    if not isinstance(inputs, torch.Tensor):
+        shapes = {tuple(x.shape) for x in inputs}
+        if len(shapes) != 1:
+            raise ConfigError(
+                f'the pipeline gives images of different sizes '
+                f'{sorted(shapes)}; the graph needs one size per batch. Make '
+                f'the test pipeline resize/crop to a fixed size.')
+        inputs = torch.stack(list(inputs))
+    return np.ascontiguousarray(inputs.float().numpy())
+
+
+def calibration_batches(cfg, split: str = 'train', num_images: int = 300,
+                        batch_size: int = 16, seed: int = 0,
+                        progress: bool = True) -> List[np.ndarray]:
+    """``num_images`` random (seeded) images of ``split`` as graph inputs in
+    batches of ``batch_size``."""
+    if isinstance(num_images, bool) or not isinstance(
+            num_images, int) or num_images < 1:
+        raise ConfigError(f'the number of calibration images must be a '
+                          f'positive whole number, got {num_images!r}.')
+    dataset = build_split_dataset(cfg, split)
+    if len(dataset) == 0:
+        raise ConfigError(f'the {split} split has no images, so there is no '
+                          f'calibration data; prepare the dataset or use '
+                          f'another --split.')
+    if num_images > len(dataset):
+        print_log(f'the {split} split has {len(dataset)} images; '
+                  f'calibrating on all of them (asked for {num_images})',
+                  logger='current')
+        num_images = len(dataset)
+    indices = torch.randperm(len(dataset), generator=torch.Generator(
+    ).manual_seed(seed))[:num_images].tolist()
+    print_log(f'reading {num_images} calibration images of the {split} '
+              f'split', logger='current')
+    bar = ProgressBar(num_images) if progress else None
+    images = []
+    for index in indices:
+        images.append(dataset[index]['inputs'])
+        if bar:
+            bar.update()
+    return [graph_inputs(images[i:i + batch_size])
+            for i in range(0, num_images, batch_size)]
+
+
+def evaluation_batches(cfg):
+    """``(key, dataloader)`` of the val (else test) split: batches of
+    ``dict(inputs, data_samples)`` for the evaluator."""
+    key = evaluation_key(cfg)
+    loader_cfg = copy.deepcopy(cfg[key])
+    loader_cfg['persistent_workers'] = False
+    return key, Runner.build_dataloader(loader_cfg)
+
+
+def _pack_classification(scores: torch.Tensor, data_samples):
+    """Softmax scores and top-1 label, as ``ClsHead.predict`` packs them."""
     probs = torch.softmax(scores, dim=1)
-    labels = probs.argmax(dim=1, keepdim=True)
-    out = []
-    for sample, prob, label in zip(data_samples, probs, labels):
-        sample = copy.copy(sample)
-        sample.set_pred_score(prob).set_pred_label(label)
-        out.append(sample)
-    return out
+    return [copy.copy(sample).set_pred_score(prob).set_pred_label(label)
+            for sample, prob, label in zip(
+                data_samples, probs, probs.argmax(dim=1, keepdim=True))]
 
 
 def packer(model) -> Callable:
@@ -40,65 +143,29 @@ def packer(model) -> Callable:
     if postprocess is not None:  # mmseg segmentor: logits -> pred_sem_seg
         return lambda logits, samples: postprocess(logits, list(samples))
     if hasattr(model, 'head'):  # mmpretrain classifier
-        return pack_classification
+        return _pack_classification
     raise ConfigError(f'cannot evaluate a {type(model).__name__}: only '
                       f'mmpretrain classifiers and mmseg segmentors are '
                       f'supported.')
 
 
-def build_evaluator(cfg):
+def build_evaluator(cfg, dataset_meta=None) -> Evaluator:
     metrics = cfg.get('val_evaluator') or cfg.get('test_evaluator')
     if not metrics:
         raise ConfigError('the config defines no val_evaluator or '
                           'test_evaluator; add one, e.g. '
                           'val_evaluator=dict(type="Accuracy", topk=(1, )).')
-    return Evaluator(copy.deepcopy(metrics))
+    evaluator = Evaluator(copy.deepcopy(metrics))
+    evaluator.dataset_meta = dataset_meta
+    return evaluator
 
 
-def evaluate_sessions(cfg, model, sessions: Dict[str, Callable],
-                      progress: bool = True) -> dict:
-    """Metrics of each session (name -> callable on graph inputs) over the
-    val split, and for the pairs (first session vs each other) the share of
-    identical per-image (classifiers) or per-pixel (segmentors) predictions
-    and the output SQNR in dB."""
-    key, loader = evaluation_batches(cfg)
-    evaluators = {name: build_evaluator(cfg) for name in sessions}
-    for evaluator in evaluators.values():
-        evaluator.dataset_meta = getattr(loader.dataset, 'metainfo', None)
-    pack = packer(model)
-    names = list(sessions)
-    same = {name: 0 for name in names[1:]}
-    noise: Dict[str, List[float]] = {name: [0.0, 0.0] for name in names[1:]}
-    total = 0
-    print_log(f'evaluating {", ".join(names)} on {key} '
-              f'({len(loader.dataset)} images)', logger='current')
-    bar = ProgressBar(len(loader.dataset)) if progress else None
-    for batch in loader:
-        inputs = graph_inputs(batch['inputs'])
-        outputs = {name: torch.from_numpy(np.asarray(run(inputs)))
-                   for name, run in sessions.items()}
-        reference = outputs[names[0]]
-        for name in names[1:]:
-            same[name] += int((outputs[name].argmax(1) ==
-                               reference.argmax(1)).sum())
-            diff = (outputs[name].double() - reference.double())
-            noise[name][0] += float((reference.double()**2).sum())
-            noise[name][1] += float((diff**2).sum())
-        total += reference.argmax(1).numel()
-        for name, scores in outputs.items():
-            samples = pack(scores, batch['data_samples'])
-            evaluators[name].process(data_samples=samples, data_batch=batch)
-        if bar:
-            for _ in range(len(inputs)):
-                bar.update()
-    result = dict(split=key, num_images=len(loader.dataset),
-                  metrics={name: {k: float(v) for k, v in ev.evaluate(
-                      len(loader.dataset)).items()}
-                      for name, ev in evaluators.items()})
-    result['agreement'] = {name: same[name] / total for name in names[1:]}
-    result['output_sqnr_db'] = {
-        name: sqnr_from_energies(s, n) for name, (s, n) in noise.items()}
-    return result
+def sqnr_from_energies(signal: float, noise: float) -> float:
+    """SQNR in dB from the summed squares of the reference (``signal``)
+    and of the difference (``noise``); inf when noise is 0."""
+    if noise == 0:
+        return math.inf
+    return float(10 * math.log10(signal / noise)) if signal > 0 else -math.inf
 
 
 def top1(metrics: Dict[str, float]) -> Optional[float]:
@@ -109,4 +176,47 @@ def top1(metrics: Dict[str, float]) -> Optional[float]:
     return None
 
 
-__all__ = ['evaluate_sessions', 'pack_classification', 'sqnr_db', 'top1']
+def evaluate_sessions(cfg, model, sessions: Dict[str, Callable],
+                      progress: bool = True, loader=None,
+                      meta: Optional[dict] = None) -> dict:
+    """Metrics of each session (name -> callable on graph inputs) over the
+    val split (or ``loader``'s batches, of a dataset with ``meta``) and,
+    the first session against each other, the share of identical per-image
+    / per-pixel predictions and the output SQNR in dB."""
+    key = None
+    if loader is None:
+        key, loader = evaluation_batches(cfg)
+        meta = getattr(loader.dataset, 'metainfo', None)
+        print_log(f'evaluating {", ".join(sessions)} on {key} '
+                  f'({len(loader.dataset)} images)', logger='current')
+    evaluators = {name: build_evaluator(cfg, meta) for name in sessions}
+    pack = packer(model)
+    first, *others = sessions
+    same = dict.fromkeys(others, 0)
+    energies = {name: [0.0, 0.0] for name in others}
+    total = num = 0
+    bar = ProgressBar(len(loader.dataset)) if progress and key else None
+    for batch in loader:
+        inputs = graph_inputs(batch['inputs'])
+        outputs = {name: torch.from_numpy(np.asarray(run(inputs)))
+                   for name, run in sessions.items()}
+        reference = outputs[first].double()
+        for name in others:
+            same[name] += int((outputs[name].argmax(1) ==
+                               reference.argmax(1)).sum())
+            energies[name][0] += float((reference**2).sum())
+            energies[name][1] += float(
+                ((outputs[name].double() - reference)**2).sum())
+        total += reference.argmax(1).numel()
+        num += len(inputs)
+        for name, scores in outputs.items():
+            evaluators[name].process(data_samples=pack(
+                scores, batch['data_samples']), data_batch=batch)
+        for _ in range(len(inputs) if bar else 0):
+            bar.update()
+    return dict(split=key, num_images=num,
+                metrics={name: {k: float(v) for k, v in ev.evaluate(
+                    num).items()} for name, ev in evaluators.items()},
+                agreement={name: same[name] / total for name in others},
+                output_sqnr_db={name: sqnr_from_energies(*energies[name])
+                                for name in others})

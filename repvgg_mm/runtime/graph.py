@@ -1,32 +1,38 @@
-"""The inference graph that is exported: preprocessing + network + output.
+"""The inference graph that is exported, and the metadata written with it.
 
-:class:`InferenceGraph` wraps a (deploy-form) mm model so that it takes what
-a user has at hand, float32 images in 0-255, NCHW, in the channel order the
-config's pipeline loads them (``LoadImageFromFile`` decodes colour images as
-BGR), and returns:
-
-* classifier (mmpretrain): class scores, the head's logits (no softmax);
-* segmentor (mmseg): per-pixel class logits at the input resolution
-  (whole-image inference: the decode head's output resized bilinearly, as
-  ``EncoderDecoder`` does with ``test_cfg.mode='whole'``);
-* detector (mmdet): the raw head outputs (``mode='tensor'``); box decoding
-  and NMS stay outside the graph.
-
-The data preprocessor's channel flip and mean/std are inside the graph.
+:class:`InferenceGraph` wraps a (deploy-form) mm model so that it takes
+float32 images in 0-255, NCHW, in the channel order the config's pipeline
+loads them (``LoadImageFromFile`` decodes colour images as BGR), with the
+data preprocessor's channel flip and mean/std inside, and returns what
+:data:`OUTPUT_KIND` says (a segmentor's logits resized bilinearly to the
+input, as ``EncoderDecoder`` does with ``test_cfg.mode='whole'``).
 """
-from typing import List, NamedTuple, Optional, Tuple
+import importlib
+import json
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..converters.config_model import task_of
+from ..converters.deploy_config import BACKBONE_TYPES
+from ..utils.config import find_module_dicts
 from ..utils.verify import flatten_outputs
+from ..version import __version__
+
+OUTPUT_KIND = {
+    'classifier': 'class logits (N, num_classes); softmax gives '
+    'probabilities',
+    'segmentor': 'per-pixel class logits (N, num_classes, H, W) at the '
+    'input resolution, whole-image inference; argmax over dim 1 gives '
+    'the label map',
+    'detector': 'raw head outputs (mode="tensor"); box decoding and NMS '
+    'are not in the graph',
+}
 
 
 class Preprocessing(NamedTuple):
-    """What the config's data preprocessor does to an image."""
-
     to_rgb: bool  #: flip BGR -> RGB (3-channel inputs)
     mean: Optional[Tuple[float, ...]]
     std: Optional[Tuple[float, ...]]
@@ -45,7 +51,7 @@ def preprocessing_of(model: nn.Module) -> Preprocessing:
 
 
 class InferenceGraph(nn.Module):
-    """``images (N, C, H, W) float32 0-255 -> outputs``; see module doc."""
+    """``images (N, C, H, W) float32 0-255 -> outputs``."""
 
     def __init__(self, model: nn.Module, prep: Preprocessing,
                  channels: int):
@@ -89,3 +95,60 @@ class InferenceGraph(nn.Module):
             out = self.model(x)
         outs = flatten_outputs(out)
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def class_names(cfg, checkpoint: Any,
+                num_classes: Optional[int]) -> Optional[List[str]]:
+    """From the checkpoint's ``meta.dataset_meta``, else the config's test
+    (val) dataset: its ``metainfo``, or its class's ``METAINFO``; only when
+    they are as many as the model's classes."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    names = ((meta if isinstance(meta, dict) else {}).get('dataset_meta')
+             or {}).get('classes')
+    for loader in ('test_dataloader', 'val_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset') or {}
+        if names:
+            break
+        names = (dataset.get('metainfo') or {}).get('classes') or \
+            dataset.get('classes')
+        if not names or isinstance(names, str):
+            try:
+                cls = importlib.import_module(
+                    f'{cfg.default_scope}.registry').DATASETS.get(
+                        dataset.get('type'))
+            except Exception:  # no scope, an unregistered type: no names
+                cls = None
+            names = (getattr(cls, 'METAINFO', None) or {}).get('classes')
+    if not names or num_classes is not None and len(names) != num_classes:
+        return None
+    return list(names)
+
+
+def arch_of(cfg) -> str:
+    found = find_module_dicts(cfg.model, BACKBONE_TYPES)
+    if found:
+        arch = found[0][1].get('arch')
+        return arch if isinstance(arch, str) else json.dumps(arch)
+    backbone = cfg.model.get('backbone') or {}
+    kind = backbone.get('type', type(cfg.model.get('type')).__name__)
+    depth = backbone.get('depth')
+    return f'{kind}-{depth}' if depth else str(kind)
+
+
+def graph_metadata(cfg, config: str, task: str, shape: Sequence[int],
+                   channels: int, prep: Preprocessing, dynamic: bool,
+                   names: Optional[List[str]]) -> Dict[str, str]:
+    """String key/values for ONNX ``metadata_props`` / OpenVINO
+    ``rt_info``."""
+    meta = dict(
+        producer=f'repvgg_mm {__version__}', config=config, task=task,
+        arch=arch_of(cfg), input='images: float32 (N, C, H, W), 0-255',
+        input_size=f'{shape[0]}x{shape[1]}', dynamic=str(dynamic).lower(),
+        # LoadImageFromFile decodes colour images as BGR (mmcv.imfrombytes)
+        channel_order='GRAY' if channels == 1 else 'BGR',
+        preprocessing=json.dumps(dict(bgr_to_rgb=prep.to_rgb, mean=prep.mean,
+                                      std=prep.std)),
+        output=OUTPUT_KIND.get(task, 'the model\'s forward outputs'))
+    if names:
+        meta['class_names'] = json.dumps(names)
+    return meta

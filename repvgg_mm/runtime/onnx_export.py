@@ -1,49 +1,84 @@
-"""Writing an ONNX file of a module (TorchScript-based exporter).
+"""Writing an ONNX file of a module, and the OpenVINO IR made from it.
 
-``torch.onnx.export(..., dynamo=False)``: the TorchScript exporter traces
-the module once and keeps ``dynamic_axes``; on the models of this project it
-exports in about a second, where torch 2.14's default (``dynamo=True``,
-needs ``onnxscript``, which this project therefore does not install) takes
-several; both produce the same operators.
-Non-global adaptive average pooling (PSPNet's pyramid) is exported as
-matrix products (:mod:`.adaptive_pool`), so any input size and dynamic axes
-work.
+``torch.onnx.export(..., dynamo=False)``: the TorchScript exporter keeps
+``dynamic_axes`` and exports these models in about a second, where torch
+2.14's default (``dynamo=True``, which needs ``onnxscript``) takes several;
+both produce the same operators.
+
+torch 2.14.1's exporter writes a non-global ``adaptive_avg_pool2d``
+(PSPNet's pyramid, mmseg ``PPM``) as a fixed ``AveragePool`` and refuses it
+unless the size is static and a multiple of the bins. Adaptive pooling is
+linear and separable: bin ``i`` of ``o`` over ``n`` positions averages
+``floor(i n / o)`` to ``ceil((i + 1) n / o) - 1`` (ATen's
+``AdaptiveAveragePooling``), so ``y = P_h x P_w^T`` with 0/1 matrices built
+by ``arange``: exact up to rounding, and right on dynamic axes.
+:func:`exportable_adaptive_pooling` swaps this in for the export only.
 """
+import contextlib
 import re
 import warnings
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
 from ..errors import ConfigError, VerificationError
 from ..io.output_guard import disk_full_error
-from .adaptive_pool import exportable_adaptive_pooling
 
 #: images axes that ``dynamic=True`` leaves free
 DYNAMIC_AXES = {0: 'batch', 2: 'height', 3: 'width'}
-#: ONNX Runtime only guarantees opset 7 and above ("ONNX Runtime only
-#: *guarantees* support for models stamped with opset version 7 or above",
-#: its load warning; opset 5/6 graphs fail with NOT_IMPLEMENTED on Relu(1))
-ORT_MIN_OPSET = 7
+#: the opsets torch 2.14.1's TorchScript exporter serves (21+ only with a
+#: warning) and ONNX Runtime guarantees (7 and above: opset 5/6 graphs fail
+#: with NOT_IMPLEMENTED on Relu(1))
+OPSET_RANGE = (7, 20)
 
 
-def opset_range() -> Tuple[int, int]:
-    """The opsets that torch's TorchScript exporter (``dynamo=False``) and
-    ONNX Runtime both serve: torch 2.14.1 reports 7-20
-    (``torch.onnx._constants``; 21+ only with a warning)."""
+def pooling_matrix(n, bins: int, dtype: torch.dtype,
+                   device: torch.device) -> torch.Tensor:
+    """(bins, n): row ``i`` averages the inputs of adaptive pooling bin
+    ``i`` along an axis of length ``n``."""
+    index = torch.arange(bins, device=device)
+    start = torch.div(index * n, bins, rounding_mode='floor')
+    end = torch.div((index + 1) * n + bins - 1, bins, rounding_mode='floor')
+    position = torch.arange(n, device=device)
+    inside = (position[None, :] >= start[:, None]) & (
+        position[None, :] < end[:, None])
+    return inside.to(dtype) / (end - start)[:, None].to(dtype)
+
+
+class MatrixAdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
+    """``nn.AdaptiveAvgPool2d`` as two matrix products."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = self.output_size
+        bins_h, bins_w = (size, size) if isinstance(size, int) else size
+        height, width = x.shape[-2], x.shape[-1]
+        rows = pooling_matrix(height, bins_h or height, x.dtype, x.device)
+        cols = pooling_matrix(width, bins_w or width, x.dtype, x.device)
+        return torch.matmul(torch.matmul(rows, x), cols.transpose(0, 1))
+
+
+@contextlib.contextmanager
+def exportable_adaptive_pooling(module: nn.Module) -> Iterator[int]:
+    """Within the block, every non-global ``nn.AdaptiveAvgPool2d`` of
+    ``module`` is a :class:`MatrixAdaptiveAvgPool2d` (global pooling
+    exports as ``GlobalAveragePool``); yields how many were swapped."""
+    swapped = [(parent, name, child) for parent in module.modules()
+               for name, child in parent.named_children()
+               if isinstance(child, nn.AdaptiveAvgPool2d) and
+               child.output_size not in (1, (1, 1))]
     try:
-        from torch.onnx import _constants
-        low = _constants.ONNX_MIN_OPSET
-        high = _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
-    except (ImportError, AttributeError):  # a torch without these names
-        low, high = 7, 20
-    return max(low, ORT_MIN_OPSET), high
+        for parent, name, child in swapped:
+            setattr(parent, name, MatrixAdaptiveAvgPool2d(child.output_size))
+        yield len(swapped)
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
 
 
 def check_opset(opset) -> None:
-    """Refuse, before any work, an opset outside :func:`opset_range`."""
-    low, high = opset_range()
+    """Refuse, before any work, an opset outside :data:`OPSET_RANGE`."""
+    low, high = OPSET_RANGE
     if isinstance(opset, bool) or not isinstance(opset, int) or not (
             low <= opset <= high):
         raise ConfigError(
@@ -54,9 +89,8 @@ def check_opset(opset) -> None:
 
 
 def check_onnx_file(path: str) -> None:
-    """``onnx.checker`` (full check, with shape inference) and an ONNX
-    Runtime load of the written file; :class:`VerificationError` if either
-    refuses it."""
+    """``onnx.checker`` (full check) and an ONNX Runtime load of the
+    written file; :class:`VerificationError` if either refuses it."""
     import onnx  # lazy: the [deploy] extra
     import onnxruntime as ort  # lazy: the [deploy] extra
     try:
@@ -86,28 +120,24 @@ def _exporter_error(exc: Exception, opset: int, path: str) -> Exception:
                      r"\w+)|(Python operator \w+)", text)
     ops = sorted({name for match in ops for name in match if name})
     named = f' (operator: {", ".join(ops)})' if ops else ''
-    last = (text.splitlines() or [''])[0][:400]
     return ConfigError(
         f'the ONNX exporter failed{named} at opset {opset}: '
-        f'{type(exc).__name__}: {last}. Nothing was written. Try another '
-        f'--opset, or replace the module that uses this operator.')
+        f'{type(exc).__name__}: {(text.splitlines() or [""])[0][:400]}. '
+        f'Nothing was written. Try another --opset, or replace the module '
+        f'that uses this operator.')
 
 
 def export_onnx(module: nn.Module, example: torch.Tensor, path: str,
                 output_names: Sequence[str], opset: int = 17,
                 dynamic: bool = False,
                 metadata: Optional[Dict[str, str]] = None) -> None:
-    """Export ``module(example)`` to ``path`` (input named ``images``) and
-    store ``metadata`` in the model's ``metadata_props``.
-
-    The opset is checked first (:func:`check_opset`), the written file
-    last (:func:`check_onnx_file`).
+    """Export ``module(example)`` to ``path`` (input named ``images``),
+    ``metadata`` in its ``metadata_props``; the written file is checked.
 
     Raises:
         ConfigError: the exporter failed (the message names the operator).
         OutputError: the disk is full.
-        VerificationError: the written graph is refused by onnx.checker
-            or ONNX Runtime.
+        VerificationError: onnx.checker or ONNX Runtime refuses the graph.
     """
     check_opset(opset)
     axes = None
@@ -134,3 +164,19 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str,
             entry.key, entry.value = key, str(value)
         onnx.save(model, path)
     check_onnx_file(path)
+
+
+def save_openvino(onnx_path: str, xml_path: str,
+                  metadata: Optional[Dict[str, str]] = None) -> None:
+    """OpenVINO IR of an ONNX file, fp32 weights (no fp16 compression);
+    ``metadata`` in its ``rt_info`` under ``model_info``."""
+    # lazy: openvino takes seconds to import; only OpenVINO steps need it
+    import openvino as ov
+    try:
+        model = ov.convert_model(onnx_path)
+    except Exception as exc:
+        raise ConfigError(f'OpenVINO could not convert the ONNX graph: '
+                          f'{type(exc).__name__}: {str(exc)[:400]}') from None
+    for key, value in (metadata or {}).items():
+        model.set_rt_info(str(value), ['model_info', key])
+    ov.save_model(model, xml_path, compress_to_fp16=False)

@@ -1,38 +1,28 @@
-"""Post-training INT8 of an exported (deploy-form) graph.
+"""Post-training INT8 of an exported (deploy-form) graph, written
+atomically (``.onnx``, or ``.xml`` + ``.bin``). Static calibration, INT8
+weights per output channel:
 
-Two backends, both static (calibrated) quantization with INT8 weights
-quantized per output channel:
-
-* ``onnxruntime``: :func:`onnxruntime.quantization.quantize_static`, QDQ
-  format, uint8 activations / int8 weights; activation ranges by
-  ``minmax``, ``percentile`` (99.999 % of the histogram) or ``entropy``
-  (KL divergence, the TensorRT-style calibration).
-* ``openvino``: :func:`nncf.quantize` on an OpenVINO model (NNCF quantizes
-  conv weights per channel by default), with its ``performance`` preset
-  (symmetric activations); activation ranges by NNCF's default estimator
-  (``default``), the global ``minmax``, ``quantile`` (mean of the
-  1e-4 / 1 - 1e-4 quantiles of each batch) or ``histogram``.
-  ``mixed`` is the default estimator with the ``mixed`` preset
-  (asymmetric activations).
-
-Both write atomically: a ``.onnx`` file, or an ``.xml`` + ``.bin`` pair;
-nothing is left at the output on failure.
+* ``onnxruntime``: ``quantize_static``, QDQ, uint8 activations; ranges by
+  ``minmax``, ``percentile`` (99.999 %) or ``entropy`` (KL divergence);
+* ``openvino``: ``nncf.quantize``, ``performance`` preset (symmetric
+  activations); ranges by NNCF's ``default``, ``minmax``, ``quantile``
+  (1e-4 / 1 - 1e-4) or ``histogram``; ``mixed``: the ``mixed`` preset;
+  :func:`quantize_with_accuracy_control` keeps a metric within a bound.
 """
 import os
 import tempfile
-from typing import Callable, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import torch
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
 from ..errors import ConfigError
 from ..io.atomic import atomic_files, atomic_output, check_output_path
-from .backends import ALIASES, backend_name, session_backend
-from .session import open_session
+from .evaluate import evaluate_sessions, evaluation_batches, graph_inputs, top1
+from .session import ALIASES
 
-#: INT8 backends (:mod:`.backends`' names), the default first
+#: INT8 backends (:mod:`.session`'s names), the default first
 BACKENDS = ('openvino', 'onnxruntime')
 #: calibration settings of each backend; the first is the default
 METHODS = {
@@ -40,7 +30,7 @@ METHODS = {
     'openvino': ('default', 'minmax', 'quantile', 'histogram', 'mixed'),
 }
 #: what the INT8 model file of each backend ends with
-SUFFIXES = {'onnxruntime': ('.onnx', ), 'openvino': ('.xml', )}
+SUFFIXES = {'onnxruntime': '.onnx', 'openvino': '.xml'}
 
 
 def check_backend(backend: str, method: Optional[str] = None) -> str:
@@ -60,22 +50,14 @@ def check_backend(backend: str, method: Optional[str] = None) -> str:
 
 def check_quantized_path(out: str, backend: str) -> str:
     """``out`` if it has the backend's suffix and can be written."""
-    suffixes = SUFFIXES[backend]
-    if not out or not out.endswith(suffixes):
+    backend = ALIASES.get(backend, backend)
+    if not out or not out.endswith(SUFFIXES[backend]):
         raise ConfigError(f'OUT "{out}" (the {backend} INT8 model) must end '
-                          f'with {" or ".join(suffixes)}.')
+                          f'with {SUFFIXES[backend]}.')
     check_output_path(out, 'OUT')
     return out
 
 
-def _calibration_bar(num_batches: int, what: str):
-    print_log(f'{what}: {num_batches} calibration batches',
-              logger='current')
-    return ProgressBar(num_batches)
-
-
-# ----------------------------------------------------------------------
-# ONNX Runtime
 def equal_batches(batches: Sequence[np.ndarray],
                   largest: int = 16) -> List[np.ndarray]:
     """The same images in batches of one size (the largest divisor of their
@@ -88,49 +70,29 @@ def equal_batches(batches: Sequence[np.ndarray],
     return [images[i:i + size] for i in range(0, len(images), size)]
 
 
-def _input_name(model_path: str) -> str:
-    # lazy: onnx takes ~1 s to import; only this step reads ONNX files
-    import onnx
-    model = onnx.load(model_path, load_external_data=False)
-    initializers = {init.name for init in model.graph.initializer}
-    names = [i.name for i in model.graph.input if i.name not in initializers]
-    if len(names) != 1:
-        raise ConfigError(f'"{model_path}" has {len(names)} inputs {names}; '
-                          f'quantization needs a graph with one image input.')
-    return names[0]
-
-
-def quantize_onnxruntime(model_path: str, batches: Sequence[np.ndarray],
-                         out: str, method: str = 'minmax',
-                         per_channel: bool = True,
-                         progress: bool = True) -> str:
-    """Static INT8 (QDQ) of the ONNX graph ``model_path``, calibrated on
-    ``batches`` (graph inputs); writes ``out`` (``.onnx``) atomically."""
+def _onnxruntime(model_path: str, batches: Sequence[np.ndarray], out: str,
+                 method: str, per_channel: bool, progress: bool) -> str:
+    # lazy: only ONNX Runtime INT8 needs its quantization tools
     from onnxruntime.quantization import (CalibrationDataReader,
                                           CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
-    method = check_backend('onnxruntime', method)
-    check_quantized_path(out, 'onnxruntime')
-    if not batches:
-        raise ConfigError('no calibration data: give at least one image.')
-    name = _input_name(model_path)
     batches = equal_batches(batches)
-    bar = _calibration_bar(len(batches), f'ONNX Runtime {method}') \
-        if progress else None
+    bar = None
+    if progress:
+        print_log(f'ONNX Runtime {method}: {len(batches)} calibration '
+                  f'batches', logger='current')
+        bar = ProgressBar(len(batches))
 
     class Reader(CalibrationDataReader):
-
-        def __init__(self):
-            self._items = iter(batches)
+        items = iter(batches)
 
         def get_next(self):
-            batch = next(self._items, None)
-            if batch is None:
-                return None
-            if bar:
+            batch = next(self.items, None)
+            if bar and batch is not None:
                 bar.update()
-            return {name: batch}
+            # the input of every graph of export_onnx
+            return None if batch is None else {'images': batch}
 
     methods = dict(minmax=CalibrationMethod.MinMax,
                    percentile=CalibrationMethod.Percentile,
@@ -147,58 +109,42 @@ def quantize_onnxruntime(model_path: str, batches: Sequence[np.ndarray],
     return out
 
 
-# ----------------------------------------------------------------------
-# OpenVINO + NNCF
-def _nncf_settings(method: str, per_channel: bool = True) -> dict:
-    # lazy: nncf takes seconds to import; only OpenVINO INT8 needs it
-    import nncf
-    from nncf.quantization.advanced_parameters import (
-        AdvancedQuantizationParameters, QuantizationParameters)
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-    estimators = dict(minmax=RangeEstimatorParametersSet.MINMAX,
-                      quantile=RangeEstimatorParametersSet.MEAN_QUANTILE,
-                      histogram=RangeEstimatorParametersSet.HISTOGRAM)
-    preset = (nncf.QuantizationPreset.MIXED if method == 'mixed' else
-              nncf.QuantizationPreset.PERFORMANCE)
-    advanced = {}
-    if method in estimators:
-        advanced['activations_range_estimator_params'] = estimators[method]
-    if not per_channel:
-        advanced['weights_quantization_params'] = QuantizationParameters(
-            per_channel=False)
-    settings = dict(preset=preset)
-    if advanced:
-        settings['advanced_parameters'] = AdvancedQuantizationParameters(
-            **advanced)
-    return settings
+def _save_ir(model, out: str) -> None:
+    """``model`` as ``out`` (``.xml``) + its ``.bin``, fp32, atomically."""
+    # lazy: openvino takes seconds to import; only OpenVINO steps need it
+    import openvino as ov
+    with atomic_files([os.path.splitext(out)[0] + '.bin', out]) as (_, xml):
+        ov.save_model(model, xml, compress_to_fp16=False)
 
 
-def quantize_openvino(model_path: str, batches: Sequence[np.ndarray],
-                      out: str, method: str = 'default',
-                      per_channel: bool = True,
-                      progress: bool = True) -> str:
-    """INT8 of the graph ``model_path`` (``.onnx`` or ``.xml``) with NNCF,
-    calibrated on ``batches``; writes ``out`` (``.xml`` + ``.bin``)
-    atomically."""
+def _openvino(model_path: str, batches: Sequence[np.ndarray], out: str,
+              method: str, per_channel: bool, progress: bool) -> str:
     # lazy: nncf takes seconds to import; only OpenVINO INT8 needs it
     import nncf
     # lazy: openvino takes seconds to import; only OpenVINO steps need it
     import openvino as ov
-    method = check_backend('openvino', method)
-    check_quantized_path(out, 'openvino')
-    if not batches:
-        raise ConfigError('no calibration data: give at least one image.')
-    model = ov.Core().read_model(model_path)
-    subset = sum(len(b) for b in batches)
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters, QuantizationParameters)
+    from nncf.quantization.range_estimator import \
+        RangeEstimatorParametersSet as Ranges
+    ranges = dict(minmax=Ranges.MINMAX, quantile=Ranges.MEAN_QUANTILE,
+                  histogram=Ranges.HISTOGRAM)
+    advanced = {}
+    if method in ranges:
+        advanced['activations_range_estimator_params'] = ranges[method]
+    if not per_channel:
+        advanced['weights_quantization_params'] = QuantizationParameters(
+            per_channel=False)
     if progress:
         print_log(f'OpenVINO NNCF {method}: {len(batches)} calibration '
-                  f'batches ({subset} images)', logger='current')
-    quantized = nncf.quantize(model, nncf.Dataset(list(batches)),
-                              subset_size=len(batches),
-                              **_nncf_settings(method, per_channel))
-    stem = os.path.splitext(out)[0]
-    with atomic_files([stem + '.bin', out]) as (_, tmp_xml):
-        ov.save_model(quantized, tmp_xml, compress_to_fp16=False)
+                  f'batches ({sum(len(b) for b in batches)} images)',
+                  logger='current')
+    _save_ir(nncf.quantize(
+        ov.Core().read_model(model_path), nncf.Dataset(list(batches)),
+        subset_size=len(batches), preset=nncf.QuantizationPreset.MIXED if
+        method == 'mixed' else nncf.QuantizationPreset.PERFORMANCE,
+        advanced_parameters=AdvancedQuantizationParameters(**advanced)
+        if advanced else None), out)
     return out
 
 
@@ -207,25 +153,63 @@ def quantize_graph(backend: str, model_path: str,
                    method: Optional[str] = None,
                    per_channel: bool = True,
                    progress: bool = True) -> str:
-    """:func:`quantize_onnxruntime` or :func:`quantize_openvino`;
-    ``per_channel=False``: one scale per weight tensor (for comparison)."""
+    """INT8 of the graph ``model_path`` calibrated on ``batches`` (graph
+    inputs), written to ``out`` atomically; ``method``: see
+    :data:`METHODS`; ``per_channel=False``: one scale per weight tensor."""
     method = check_backend(backend, method)
-    if backend_name(backend) == 'onnxruntime':
-        return quantize_onnxruntime(model_path, batches, out, method,
-                                    per_channel, progress)
-    return quantize_openvino(model_path, batches, out, method, per_channel,
-                             progress)
+    check_quantized_path(out, backend)
+    if not batches:
+        raise ConfigError('no calibration data: give at least one image.')
+    quantize = _openvino if ALIASES.get(backend, backend) == 'openvino' \
+        else _onnxruntime
+    return quantize(model_path, batches, out, method, per_channel, progress)
 
 
-# ----------------------------------------------------------------------
-# running a graph
-def inference_session(path: str, backend: str,
-                      threads: Optional[int] = None
-                      ) -> Callable[[np.ndarray], np.ndarray]:
-    """A callable: float32 NCHW batch -> first output of the graph at
-    ``path``, run by :func:`repvgg_mm.runtime.open_session` with
-    ``backend`` (this module's names) in fp32 and torch's thread count."""
-    check_backend(backend)
-    session = open_session(path, session_backend(backend), 'fp32',
-                           threads or torch.get_num_threads())
-    return lambda x: session(x)[0]
+def float_layers(model) -> Dict[str, int]:
+    """``dict(int8=..., float=...)``: convs / matmuls of an OpenVINO model
+    whose input comes through a FakeQuantize (INT8) or not."""
+    counts = dict(int8=0, float=0)
+    for op in model.get_ordered_ops():
+        if op.get_type_name() in ('Convolution', 'GroupConvolution',
+                                  'MatMul'):
+            source = op.input_value(0).get_node().get_type_name()
+            counts['int8' if source == 'FakeQuantize' else 'float'] += 1
+    return counts
+
+
+def quantize_with_accuracy_control(cfg, model, model_path: str,
+                                   batches: Sequence[np.ndarray], out: str,
+                                   max_drop: float, plain_path: str) -> dict:
+    """INT8 of ``model_path`` within ``max_drop`` points of its metric on
+    the val split: NNCF returns the costliest layers to float until then,
+    validating with the config's evaluator. Writes ``out`` (``.xml``)
+    atomically; returns ``dict(path, layers, plain_layers)`` (the layers in
+    INT8 / float, and those of the plain INT8 model at ``plain_path``)."""
+    # lazy: nncf takes seconds to import; only OpenVINO INT8 needs it
+    import nncf
+    # lazy: openvino takes seconds to import; only OpenVINO steps need it
+    import openvino as ov
+    _, loader = evaluation_batches(cfg)
+    meta = getattr(loader.dataset, 'metainfo', None)
+
+    def validate(compiled, data) -> float:
+        result = evaluate_sessions(cfg, model, {
+            'int8': lambda x: compiled(x)[0]}, False, data, meta)
+        metric = top1(result['metrics']['int8'])
+        return float('nan') if metric is None else metric
+
+    print_log(f'NNCF accuracy control: max drop {max_drop:g} points on '
+              f'{len(loader.dataset)} val images', logger='current')
+    quantized = nncf.quantize_with_accuracy_control(
+        ov.Core().read_model(model_path),
+        calibration_dataset=nncf.Dataset(list(batches)),
+        # validation_fn gets the raw batches, NNCF's ranker the graph input
+        validation_dataset=nncf.Dataset(
+            list(loader), lambda batch: graph_inputs(batch['inputs'])),
+        validation_fn=validate, max_drop=max_drop,
+        drop_type=nncf.DropType.ABSOLUTE,
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        subset_size=len(batches))
+    _save_ir(quantized, out)
+    return dict(path=out, layers=float_layers(quantized),
+                plain_layers=float_layers(ov.Core().read_model(plain_path)))

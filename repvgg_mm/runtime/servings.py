@@ -1,53 +1,44 @@
-"""The ways the deploy job can serve a model on this machine.
+"""The ways the deploy job can serve a model: built, evaluated, timed with
+the precision ceilings, and the fastest within the bound chosen.
 
 Every serving is one callable on the exported graph's input (float32 NCHW,
-0-255, the pipeline's channel order) that returns the first output (class
-scores or per-pixel logits), so all are evaluated and timed on the same
-images:
-
-==================  =========  =========  ==================================
-serving             runtime    precision  what
-==================  =========  =========  ==================================
-torch-train         torch      fp32       the training form, eager (what
-                                          you trained; the speed baseline,
-                                          never shipped)
-torch               torch      fp32       the deploy form, eager
-torch-channels_last torch      fp32       ... NHWC tensors (oneDNN's layout)
-torch-jit           torch      fp32       ... traced, frozen, optimised for
-                                          inference (conv+ReLU fused)
-onnxruntime         ONNX Rt.   fp32       the exported graph
-openvino            OpenVINO   fp32
-openvino-bf16       OpenVINO   bf16       OpenVINO's bf16 inference
-                                          precision (CPUs with native bf16)
-onnxruntime-int8    ONNX Rt.   int8       static QDQ, per-channel weights,
-                                          calibrated on the train split
-openvino-int8       OpenVINO   int8       NNCF, calibrated on the train split
-openvino-int8-ac    OpenVINO   int8/fp32  NNCF with accuracy control (only
-                                          when plain INT8 misses the bound)
-==================  =========  =========  ==================================
+0-255) returning the first output. ``torch-train`` is the training form
+(the speed baseline, never shipped), ``torch`` the deploy form (the fp32
+reference), ``torch-channels_last`` / ``torch-jit`` (traced, frozen) its
+faster torch forms; the runtime servings run the exported graph, INT8 ones
+calibrated on the train split (``openvino-int8-ac``: NNCF accuracy control,
+only when plain INT8 misses the bound).
 """
 import copy
-from typing import Callable, Dict, List, NamedTuple, Optional
+import os.path as osp
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from mmengine.logging import print_log
+from mmengine.utils import ProgressBar
 
 from ..errors import ConfigError
-from .backends import session_backend
+from .ceiling import ceiling_entries, ceilings, dominant_shape, layers_of
 from .cpu import supports_bf16
+from .evaluate import evaluate_sessions, top1
+from .quantize import quantize_graph, quantize_with_accuracy_control
+from .rounds import Entry, paired_ratios, ranges_overlap, run_rounds, summary
+from .session import open_session
 
-#: name -> (runtime, precision of the ceiling it is compared with)
+#: name -> (runtime, precision (of the ceiling it is compared with), model
+#: file in the work folder: the fp32 graph or the INT8 one quantized there)
 SERVINGS = {
-    'torch-train': ('torch', 'fp32'),
-    'torch': ('torch', 'fp32'),
-    'torch-channels_last': ('torch', 'fp32'),
-    'torch-jit': ('torch', 'fp32'),
-    'onnxruntime': ('onnxruntime', 'fp32'),
-    'openvino': ('openvino', 'fp32'),
-    'openvino-bf16': ('openvino', 'bf16'),
-    'onnxruntime-int8': ('onnxruntime', 'int8'),
-    'openvino-int8': ('openvino', 'int8'),
-    'openvino-int8-ac': ('openvino', 'int8'),
+    'torch-train': ('torch', 'fp32', None),
+    'torch': ('torch', 'fp32', None),
+    'torch-channels_last': ('torch', 'fp32', None),
+    'torch-jit': ('torch', 'fp32', None),
+    'onnxruntime': ('onnxruntime', 'fp32', 'model.onnx'),
+    'openvino': ('openvino', 'fp32', 'model.xml'),
+    'openvino-bf16': ('openvino', 'bf16', 'model.xml'),
+    'onnxruntime-int8': ('onnxruntime', 'int8', 'model_int8.onnx'),
+    'openvino-int8': ('openvino', 'int8', 'model_int8.xml'),
+    'openvino-int8-ac': ('openvino', 'int8', 'model_int8_ac.xml'),
 }
 #: the speed baseline and the accuracy reference
 BASELINE, FP32_SERVING = 'torch-train', 'torch'
@@ -57,53 +48,50 @@ SELECTABLE = tuple(n for n in SERVINGS if n not in (
 #: earlier spellings accepted in ``servings``
 ALIASES = {'ort': 'onnxruntime', 'ort-int8': 'onnxruntime-int8',
            'eager': 'torch'}
-
-
-class Serving(NamedTuple):
-    name: str
-    runtime: str
-    precision: str
-    run: Callable[[np.ndarray], np.ndarray]
-    path: Optional[str] = None  #: the model file it runs (runtimes)
+#: slack for the drop comparison (metrics are sums of floats)
+EPS = 1e-9
 
 
 def check_servings(names: Optional[List[str]]) -> List[str]:
     """The candidates to ship: ``names`` (aliases resolved, checked) or
-    all this CPU can run. The fp32 reference ``torch`` is built (first)
-    whether it is a candidate or not; ``openvino-int8-ac`` is a candidate
-    with ``openvino-int8``."""
+    all this CPU can run."""
     if names is None:
-        chosen = [n for n in SELECTABLE
-                  if n != 'openvino-bf16' or supports_bf16()]
-    else:
-        chosen = []
-        for name in names:
-            name = ALIASES.get(name, name)
-            if name in chosen:
-                continue
-            if name not in SELECTABLE:
-                raise ConfigError(
-                    f'unknown serving "{name}"; use some of '
-                    f'{", ".join(SELECTABLE)} (torch-train, the training '
-                    f'form, is the speed baseline and always timed).')
-            if name == 'openvino-bf16' and not supports_bf16():
-                raise ConfigError(
-                    'openvino-bf16 needs a CPU with native bf16 (AVX-512 '
-                    'BF16 or AMX), which this one has not; leave it out.')
+        return [n for n in SELECTABLE
+                if n != 'openvino-bf16' or supports_bf16()]
+    chosen: List[str] = []
+    for name in map(lambda n: ALIASES.get(n, n), names):
+        if name not in SELECTABLE:
+            raise ConfigError(
+                f'unknown serving "{name}"; use some of '
+                f'{", ".join(SELECTABLE)} (torch-train, the training '
+                f'form, is the speed baseline and always timed).')
+        if name == 'openvino-bf16' and not supports_bf16():
+            raise ConfigError(
+                'openvino-bf16 needs a CPU with native bf16 (AVX-512 '
+                'BF16 or AMX), which this one has not; leave it out.')
+        if name not in chosen:
             chosen.append(name)
     return chosen
 
 
-def build_order(candidates: List[str]) -> List[str]:
-    """What to build: the reference first, then the candidates."""
-    return [FP32_SERVING] + [n for n in candidates if n != FP32_SERVING]
+def quantize_models(names: List[str], work: str,
+                    batches: Sequence[np.ndarray]) -> Dict[str, str]:
+    """The model file of every runtime serving in ``names``, the INT8
+    graphs quantized (from ``work/model.onnx``) into ``work``."""
+    models = {}
+    for name in names:
+        runtime, precision, filename = SERVINGS[name]
+        if filename:
+            models[name] = osp.join(work, filename)
+        if precision == 'int8':
+            quantize_graph(runtime, osp.join(work, 'model.onnx'), batches,
+                           models[name])
+    return models
 
 
-def torch_serving(name: str, model: torch.nn.Module,
-                  example: np.ndarray) -> Serving:
-    """``torch-train`` / ``torch`` (eager), ``torch-channels_last``,
-    ``torch-jit``; ``model`` is an :class:`~.graph.InferenceGraph`."""
-    model = copy.deepcopy(model).eval()
+def _torch_serving(name: str, graph: torch.nn.Module,
+                   example: np.ndarray) -> Callable:
+    model = copy.deepcopy(graph).eval()
     last = name in ('torch-channels_last', 'torch-jit')
     if last:
         model = model.to(memory_format=torch.channels_last)
@@ -122,22 +110,179 @@ def torch_serving(name: str, model: torch.nn.Module,
             out = model(x)
         return (out[0] if isinstance(out, (tuple, list)) else out).numpy()
 
-    run(example)  # traces / warms up now, not in the first timed round
-    return Serving(name, 'torch', 'fp32', run)
+    return run
 
 
-def runtime_serving(name: str, path: str,
-                    threads: Optional[int] = None) -> Serving:
-    """A session of ``path`` in the serving's runtime and precision."""
-    from .session import open_session
-    runtime, precision = SERVINGS[name]
-    session = open_session(path, session_backend(runtime),
-                           'bf16' if precision == 'bf16' else 'fp32',
-                           threads or torch.get_num_threads())
-    return Serving(name, runtime, precision, lambda x: session(x)[0], path)
+def build_servings(names: List[str], graphs: dict, models: Dict[str, str],
+                   batch: np.ndarray, threads: int,
+                   rows: List[dict]) -> Dict[str, Callable]:
+    """``name -> run(images)`` of each serving that runs here (torch ones
+    on ``graphs[name]``, runtime ones on ``models[name]``); a row per
+    name is appended to ``rows``, with the ``error`` of one that fails."""
+    built = {}
+    for name in names:
+        runtime, precision, _ = SERVINGS[name]
+        row = dict(name=name, runtime=runtime, precision=precision)
+        rows.append(row)
+        try:
+            if runtime == 'torch':
+                run = _torch_serving(name, graphs[name], batch[:1])
+            else:
+                run = open_session(models[name], runtime, 'bf16' if (
+                    precision == 'bf16') else 'fp32', threads).scores
+                row['model'] = osp.basename(models[name])
+            run(batch[:3])  # warm-up, and another batch size
+            built[name] = run
+        except Exception as exc:  # a serving this model cannot do here
+            row['error'] = f'{type(exc).__name__}: ' + (
+                str(exc).strip().splitlines() or [''])[0][:300]
+            print_log(f'{name}: {row["error"]}', logger='current')
+    return built
 
 
-def fp32_models(onnx_path: str, xml_path: str) -> Dict[str, str]:
-    """The fp32 model file each fp32 / bf16 runtime serving runs."""
-    return {'onnxruntime': onnx_path, 'openvino': xml_path,
-            'openvino-bf16': xml_path}
+def _evaluate_rows(cfg, model, built: Dict[str, Callable], rows: List[dict],
+                   reference: Optional[float], progress: bool):
+    """Fill the ``metric``, ``drop``, ``agreement`` and ``output_sqnr_db``
+    of the rows of ``built`` against the fp32 reference (``reference``
+    None: its metric, measured here); return ``(reference, split)``."""
+    sessions = {FP32_SERVING: built[FP32_SERVING], **built}
+    result = evaluate_sessions(cfg, model, sessions, progress)
+    metrics = result['metrics']
+    if reference is None:
+        reference = top1(metrics[FP32_SERVING])
+    for row in rows:
+        if row['name'] in metrics:
+            row['metric'] = top1(metrics[row['name']])
+            row['metrics'] = metrics[row['name']]
+            row['drop'] = None if row['metric'] is None or reference is \
+                None else reference - row['metric']
+            row['agreement'] = result['agreement'].get(row['name'], 1.0)
+            row['output_sqnr_db'] = result['output_sqnr_db'].get(row['name'])
+    return reference, result['split']
+
+
+def evaluate_servings(cfg, model, built: Dict[str, Callable],
+                      rows: List[dict], models: Dict[str, str], work: str,
+                      calib_batches: Sequence[np.ndarray], batch: np.ndarray,
+                      threads: int, max_drop: float, progress: bool):
+    """Evaluate every serving (:func:`_evaluate_rows`); when plain OpenVINO
+    INT8 misses ``max_drop``, add ``openvino-int8-ac`` (NNCF accuracy
+    control) to ``built`` / ``rows``. Returns ``(reference metric, split,
+    the accuracy control's record or None)``."""
+    reference, split = _evaluate_rows(cfg, model, built, rows, None,
+                                      progress)
+    plain = next((r for r in rows if r['name'] == 'openvino-int8'), None)
+    if not plain or plain.get('drop') is None or plain['drop'] <= max_drop:
+        return reference, split, None
+    name = 'openvino-int8-ac'
+    control = quantize_with_accuracy_control(
+        cfg, model, osp.join(work, 'model.onnx'), calib_batches,
+        osp.join(work, SERVINGS[name][2]), max_drop, models['openvino-int8'])
+    models[name] = control['path']
+    extra = build_servings([name], {}, models, batch, threads, rows)
+    if extra:
+        built.update(extra)
+        _evaluate_rows(cfg, model, {FP32_SERVING: built[FP32_SERVING],
+                                    **extra}, rows, reference, progress)
+    return reference, split, control
+
+
+def measure(rows: List[dict], built: Dict[str, Callable], graph,
+            batch: np.ndarray, baseline: str, rounds: int, min_time: float,
+            work: str, threads: int, progress: bool) -> dict:
+    """Time every serving and the ceiling stacks of their precisions in the
+    same rounds; fill each timed row's ``images_per_s``, ``ms_per_batch``,
+    ``vs_baseline`` (paired by round), ``gmacs_per_s`` and
+    ``pct_of_ceiling``. Returns the report's ``macs_per_image``,
+    ``ceiling_shape`` and ``ceilings``."""
+    layers = layers_of(graph, torch.from_numpy(batch[:1]))
+    macs = sum(layer.macs for layer in layers)
+    shape = dominant_shape(layers)
+    precisions = sorted({r['precision'] for r in rows if not r.get('error')},
+                        key=['fp32', 'bf16', 'int8'].index)
+    stack = ceiling_entries(shape, len(batch), precisions, work, threads)
+    entries = [Entry(name, (lambda r=run: r(batch)), len(batch))
+               for name, run in built.items()]
+    entries += [Entry(f'ceiling/{c.precision}', c.forward, len(batch))
+                for c in stack]
+    print_log(f'timing {len(entries)} entries x {rounds} rounds (at least '
+              f'{min_time:g} s each per round, alternating)',
+              logger='current')
+    seconds = run_rounds(entries, rounds, warmup=1, iters=2, verbose=False,
+                         min_time=min_time, progress=ProgressBar(
+                             len(entries) * rounds) if progress else None)
+    rates = {name: [len(batch) / s for s in seconds[name]] for name in built}
+    timed = [row for row in rows if row['name'] in rates]
+    for row in timed:
+        mine = rates[row['name']]
+        row['images_per_s'] = summary(mine)
+        row['ms_per_batch'] = summary([1e3 * s for s in seconds[row['name']]])
+        if baseline in rates:
+            row['vs_baseline'] = paired_ratios(mine, rates[baseline])
+        row['gmacs_per_s'] = summary([r * macs / 1e9 for r in mine])
+    found = ceilings(
+        {c.precision: [c.macs_per_call / s for s in seconds[
+            f'ceiling/{c.precision}']] for c in stack},
+        {row['name']: (row['precision'], [r * macs for r in rates[
+            row['name']]]) for row in timed})
+    for row in timed:
+        if row['precision'] in found:
+            row['pct_of_ceiling'] = 100 * row['images_per_s']['median'] * \
+                macs / found[row['precision']]['macs_per_s']
+    return dict(macs_per_image=macs, ceiling_shape=list(shape),
+                ceilings=found)
+
+
+def _within(row: dict, max_drop: Optional[float]) -> bool:
+    return row.get('drop') is None or max_drop is None or (
+        row['drop'] <= max_drop + EPS)
+
+
+def select(rows: List[dict], max_drop: Optional[float],
+           candidates: Sequence[str]) -> dict:
+    """Mark each row with a ``status`` (chosen, tied, slower, rejected,
+    baseline, failed) and a ``reason``; return ``dict(chosen, met,
+    closest, tied)``. Only ``candidates`` may be chosen; ``max_drop``
+    None: no accuracy bound (speed only)."""
+    timed = [r for r in rows if r.get('images_per_s') and
+             r['name'] in candidates]
+    chosen = max((r for r in timed if _within(r, max_drop)),
+                 key=lambda r: r['images_per_s']['median'], default=None)
+    tied = []
+    for row in rows:
+        if row['name'] not in candidates:
+            row.update(status='baseline', reason='the training form: the '
+                       'speed baseline' if row['name'] == BASELINE else
+                       'the fp32 reference (not among --servings)')
+        elif row.get('error'):
+            row.update(status='failed', reason=f'could not run: '
+                       f'{row["error"]}')
+        elif not row.get('images_per_s'):
+            row.update(status='failed', reason='not timed')
+        elif not _within(row, max_drop):
+            row.update(status='rejected', reason=f'drop {row["drop"]:.2f} > '
+                       f'{max_drop:g} points')
+        elif row is chosen:
+            row.update(status='chosen', reason='the fastest within the '
+                       'bound')
+        elif ranges_overlap(row['images_per_s'], chosen['images_per_s']):
+            tied.append(row['name'])
+            row.update(status='tied', reason=f'tied with {chosen["name"]}: '
+                       f'the round ranges overlap, the rounds cannot rank '
+                       f'them')
+        else:
+            ratio = row['images_per_s']['median'] / \
+                chosen['images_per_s']['median']
+            row.update(status='slower', reason=f'slower: {ratio:.2f}x the '
+                       f'speed of {chosen["name"]}')
+    closest = None
+    if chosen is None:
+        best = min((r for r in timed if r.get('drop') is not None),
+                   key=lambda r: (r['drop'], -r['images_per_s']['median']),
+                   default=None)
+        closest = best and best['name']
+    elif tied:
+        chosen['reason'] += (f' (tied with {", ".join(tied)}: the same speed '
+                             f'within the rounds\' spread)')
+    return dict(chosen=chosen and chosen['name'], met=chosen is not None,
+                closest=closest, tied=tied)

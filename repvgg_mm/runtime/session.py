@@ -1,34 +1,28 @@
-"""Running an exported model: ONNX Runtime (``.onnx``) or OpenVINO
-(``.xml`` IR, or ``.onnx`` with ``backend='openvino'``).
+"""Running an exported model: ONNX Runtime (``.onnx``) or OpenVINO (``.xml``
+IR, or ``.onnx`` with ``backend='openvino'``)::
 
-The one entry point is :func:`open_session`::
-
-    from repvgg_mm.runtime import open_session
     session = open_session('work_dirs/a0.onnx')        # ONNX Runtime, fp32
     scores, = session(images)  # float32 (N, C, H, W), 0-255, pipeline order
 
-``images`` are what the config's pipeline loads (BGR for colour images);
-the graph normalises them itself. The outputs are numpy arrays, in the
-order of ``session.output_names``; ``session.metadata`` holds the arch,
-input size, channel order and class names written at export.
-
-A session checks what it is fed against the graph (:meth:`RuntimeSession.
-check_input`): a real-number dtype, rank 4, the graph's channels, NCHW
-(an NHWC batch is named as such), the graph's fixed sizes; and it warns
-once when the values look like 0-1 floats for a graph that takes 0-255
-(or the reverse). ONNX Runtime's and OpenVINO's own shape errors (OpenVINO's
-``ParameterMismatch``) become the same :class:`ConfigError`.
+A session checks what it is fed (dtype, rank, channels, NCHW, fixed sizes;
+a warning when the value range looks wrong) and turns the runtimes' own
+shape errors into the same :class:`ConfigError`; ``session.metadata``
+holds what the export wrote (arch, input size, channel order, classes).
 """
+import dataclasses
 import os.path as osp
 import warnings
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..errors import ConfigError
 from .cpu import supports_bf16
 
-BACKENDS = ('ort', 'openvino')
+#: the runtimes' names, one per backend throughout the project
+BACKENDS = ('onnxruntime', 'openvino')
+#: the short spelling of earlier releases, accepted on input, never written
+ALIASES = {'ort': 'onnxruntime'}
 #: how ONNX Runtime and OpenVINO (``ParameterMismatch``, its CPU plugin's
 #: size check) say that an input does not fit the graph
 RUNTIME_SHAPE_ERRORS = ('ParameterMismatch', 'INVALID_ARGUMENT',
@@ -37,22 +31,26 @@ RUNTIME_SHAPE_ERRORS = ('ParameterMismatch', 'INVALID_ARGUMENT',
 PRECISIONS = ('fp32', 'bf16')
 
 
+def backend_name(name: str) -> str:
+    """The project's name of backend ``name`` (an alias resolved)."""
+    name = ALIASES.get(name, name)
+    if name not in BACKENDS:
+        raise ConfigError(f'unknown backend "{name}"; use one of '
+                          f'{", ".join(BACKENDS)}.')
+    return name
+
+
+@dataclasses.dataclass
 class RuntimeSession:
     """A compiled model; call it with a float32 NCHW batch."""
 
-    def __init__(self, run, output_names: List[str],
-                 metadata: Dict[str, str], backend: str, precision: str,
-                 threads: Optional[int],
-                 input_shape: Sequence[Optional[int]] = (None, ) * 4):
-        self._run = run
-        self.output_names = output_names
-        self.metadata = metadata
-        self.backend = backend
-        self.precision = precision
-        self.threads = threads
-        #: (N, C, H, W) of the graph's input, None where dynamic
-        self.input_shape = tuple(input_shape)
-        self._range_warned = False
+    run: Callable[[np.ndarray], List[np.ndarray]]
+    output_names: List[str]
+    metadata: Dict[str, str]
+    backend: str
+    #: (N, C, H, W) of the graph's input, None where dynamic
+    input_shape: Tuple[Optional[int], ...] = (None, ) * 4
+    range_warned: bool = False
 
     def _expected(self) -> str:
         return '(' + ', '.join('?' if d is None else str(d)
@@ -91,31 +89,25 @@ class RuntimeSession:
                     f'--dynamic). Resize the images, or export with '
                     f'--dynamic.')
         array = np.ascontiguousarray(array, dtype=np.float32)
-        self._check_range(array)
+        high = float(np.max(np.abs(array))) if array.size else 0
+        if not self.range_warned and 0 < high <= 1 and '0-255' in \
+                self.metadata.get('input', ''):
+            self.range_warned = True
+            warnings.warn(f'the images are in 0-1 (max |x| = {high:.3g}) '
+                          f'but the graph takes 0-255 pixel values (it '
+                          f'normalises them itself): multiply by 255, or '
+                          f'every prediction may be the same class.',
+                          stacklevel=3)
         return array
 
-    def _check_range(self, array: np.ndarray) -> None:
-        if self._range_warned or not array.size:
-            return
-        expected = self.metadata.get('input', '')
-        high = float(np.max(np.abs(array)))
-        if '0-255' in expected and 0 < high <= 1.0:
-            message = ('the images are in 0-1 (max |x| = %.3g) but the graph '
-                       'takes 0-255 pixel values (it normalises them '
-                       'itself): multiply by 255, or every prediction may '
-                       'be the same class.' % high)
-        elif '0-1' in expected and high > 1.5:
-            message = ('the images look like 0-255 pixel values (max |x| = '
-                       '%.3g) but the graph takes 0-1: divide by 255.' % high)
-        else:
-            return
-        self._range_warned = True
-        warnings.warn(message, stacklevel=3)
+    def scores(self, images) -> np.ndarray:
+        """The first output (class scores or per-pixel logits)."""
+        return self(images)[0]
 
     def __call__(self, images) -> List[np.ndarray]:
         images = self.check_input(images)
         try:
-            return self._run(images)
+            return self.run(images)
         except Exception as exc:  # the runtime's own shape errors
             text = str(exc)
             if any(t in text for t in RUNTIME_SHAPE_ERRORS):
@@ -130,18 +122,21 @@ def _dims(shape) -> List[Optional[int]]:
     """A runtime's input shape as ints, None where dynamic."""
     dims = []
     for d in list(shape)[:4]:
-        try:
-            if hasattr(d, 'is_static'):  # openvino.Dimension
-                value = d.get_length() if d.is_static else -1
-            else:  # ONNX Runtime: an int, or a name / None when dynamic
-                value = int(d)
-        except (TypeError, ValueError):
-            value = -1
-        dims.append(value if value > 0 else None)
+        if hasattr(d, 'is_static'):  # openvino.Dimension
+            d = d.get_length() if d.is_static else None
+        dims.append(d if isinstance(d, int) and d > 0 else None)
     return dims + [None] * (4 - len(dims))
 
 
-def _ort(path: str, threads: Optional[int]) -> RuntimeSession:
+def onnx_metadata(path: str) -> Dict[str, str]:
+    """The ``metadata_props`` of the ONNX file ``path``."""
+    # lazy: onnx takes ~1 s to import; only this step reads ONNX files
+    import onnx
+    model = onnx.load(path, load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _onnxruntime(path: str, threads: Optional[int]) -> RuntimeSession:
     # lazy: only an ONNX Runtime session needs onnxruntime
     import onnxruntime as ort
     options = ort.SessionOptions()
@@ -151,19 +146,11 @@ def _ort(path: str, threads: Optional[int]) -> RuntimeSession:
     session = ort.InferenceSession(path, options,
                                    providers=['CPUExecutionProvider'])
     name = session.get_inputs()[0].name
-    meta = dict(session.get_modelmeta().custom_metadata_map)
-    outputs = [o.name for o in session.get_outputs()]
-    return RuntimeSession(lambda x: session.run(None, {name: x}), outputs,
-                          meta, 'ort', 'fp32', threads,
-                          _dims(session.get_inputs()[0].shape))
-
-
-def _ov_metadata(model) -> Dict[str, str]:
-    if not model.has_rt_info(['model_info']):
-        return {}
-    info = model.get_rt_info(['model_info']).astype(dict)
-    return {key: value.astype(str) if hasattr(value, 'astype') else
-            str(value) for key, value in info.items()}
+    return RuntimeSession(
+        lambda x: session.run(None, {name: x}),
+        [o.name for o in session.get_outputs()],
+        dict(session.get_modelmeta().custom_metadata_map), 'onnxruntime',
+        _dims(session.get_inputs()[0].shape))
 
 
 def _openvino(path: str, precision: str,
@@ -172,30 +159,26 @@ def _openvino(path: str, precision: str,
     import openvino as ov
     core = ov.Core()
     model = core.read_model(path)
-    meta = _ov_metadata(model)
-    if not meta and path.endswith('.onnx'):
-        meta = _ort_metadata(path)
+    if model.has_rt_info(['model_info']):
+        meta = {key: value.astype(str) if hasattr(value, 'astype') else
+                str(value) for key, value in model.get_rt_info(
+                    ['model_info']).astype(dict).items()}
+    else:
+        meta = onnx_metadata(path) if path.endswith('.onnx') else {}
     config = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16'
               else 'f32', 'NUM_STREAMS': '1'}
     if threads:
         config['INFERENCE_NUM_THREADS'] = str(threads)
     compiled = core.compile_model(model, 'CPU', config)
     request = compiled.create_infer_request()
-    outputs = [o.get_any_name() for o in compiled.outputs]
 
     def run(x):
         result = request.infer({0: x})
         return [np.asarray(result[o]) for o in compiled.outputs]
 
-    return RuntimeSession(run, outputs, meta, 'openvino', precision, threads,
-                          _dims(compiled.inputs[0].get_partial_shape()))
-
-
-def _ort_metadata(path: str) -> Dict[str, str]:
-    # lazy: onnx takes ~1 s to import; only this step reads ONNX files
-    import onnx
-    model = onnx.load(path, load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
+    shape = _dims(compiled.inputs[0].get_partial_shape())
+    return RuntimeSession(run, [o.get_any_name() for o in compiled.outputs],
+                          meta, 'openvino', shape)
 
 
 def open_session(path: str, backend: Optional[str] = None,
@@ -206,7 +189,8 @@ def open_session(path: str, backend: Optional[str] = None,
     Args:
         path: ``.onnx`` (default backend ONNX Runtime) or ``.xml``
             (OpenVINO IR, its ``.bin`` beside it).
-        backend: ``'ort'`` or ``'openvino'``; default from the suffix.
+        backend: ``'onnxruntime'`` or ``'openvino'``; default from the
+            suffix.
         precision: ``'fp32'``, or ``'bf16'`` (OpenVINO's inference
             precision hint; needs a CPU with AVX-512 BF16 or AMX).
         threads: intra-op threads (default: the runtime's own choice).
@@ -217,20 +201,19 @@ def open_session(path: str, backend: Optional[str] = None,
                           f'.xml IR.')
     if not osp.isfile(path):
         raise ConfigError(f'"{path}" does not exist.')
-    backend = backend or ('openvino' if suffix == '.xml' else 'ort')
-    if backend not in BACKENDS:
-        raise ConfigError(f'backend "{backend}": use one of {BACKENDS}.')
+    backend = backend_name(backend or ('openvino' if suffix == '.xml' else
+                                       'onnxruntime'))
     if precision not in PRECISIONS:
         raise ConfigError(f'precision "{precision}": use one of '
                           f'{PRECISIONS}.')
-    if backend == 'ort':
+    if backend == 'onnxruntime':
         if suffix == '.xml':
             raise ConfigError('ONNX Runtime cannot read OpenVINO IR; use '
                               'backend="openvino".')
         if precision != 'fp32':
             raise ConfigError('bf16 is offered through OpenVINO only '
                               '(backend="openvino").')
-        return _ort(path, threads)
+        return _onnxruntime(path, threads)
     if precision == 'bf16' and not supports_bf16():
         raise ConfigError('this CPU has no native bf16 (AVX-512 BF16 or '
                           'AMX); use precision="fp32".')

@@ -13,7 +13,7 @@ stacks). Pieces, one concept per module:
 * :mod:`.ceiling`: the precision ceilings of this CPU (a conv stack);
 * :mod:`.run`: one benchmark run, from sources to the record;
 * (timing rounds and their statistics: :mod:`repvgg_mm.runtime.rounds`,
-  :mod:`repvgg_mm.runtime.stats`, shared with ``tools/deploy.py``);
+  shared with ``tools/deploy.py``);
 * :mod:`.report`: the table, the comparisons and the JSON record;
 * :mod:`.paper`: the paper's published figures (``paper_results.json``);
 * :mod:`.arch_figures`: parameters and MACs of every RepVGG classifier;

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from repvgg_mm.runtime.stats import sqnr_from_energies
+from repvgg_mm.runtime.evaluate import sqnr_from_energies
 
 #: int8 weights, symmetric (narrow range as ORT / NNCF use for weights)
 W_QMIN, W_QMAX = -127, 127
@@ -213,9 +213,8 @@ def analyse_checkpoint(config: str, checkpoint: str, calib: int = 300,
     """:func:`analyse` of a config + checkpoint on its own data:
     calibration on ``calib`` train images, statistics on the val split."""
     from repvgg_mm.apis.quantize import load_deploy_model
-    from repvgg_mm.runtime.calibration import (calibration_batches,
-                                               evaluation_batches,
-                                               graph_inputs)
+    from repvgg_mm.runtime.evaluate import (calibration_batches,
+                                            evaluation_batches, graph_inputs)
     from repvgg_mm.runtime.graph import InferenceGraph
     from repvgg_mm.utils.config import load_config
     cfg = load_config(config, cfg_options)

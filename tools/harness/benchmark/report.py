@@ -1,6 +1,6 @@
 """Human-readable table and JSON file of a benchmark record."""
 from repvgg_mm.io.atomic import atomic_write_json
-from repvgg_mm.runtime.stats import format_summary
+from repvgg_mm.runtime.rounds import format_summary
 
 
 def _fmt_ratio(s) -> str:

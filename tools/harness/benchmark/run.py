@@ -12,8 +12,7 @@ import torch
 from mmengine.logging import print_log
 from torch.utils._pytree import tree_map
 
-from repvgg_mm.runtime.rounds import Entry, run_rounds
-from repvgg_mm.runtime.stats import paired_ratios, summary
+from repvgg_mm.runtime.rounds import Entry, paired_ratios, run_rounds, summary
 from repvgg_mm.utils.verify import relative_errors, worst_errors
 
 from . import ceiling as yardstick

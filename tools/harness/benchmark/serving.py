@@ -230,7 +230,6 @@ def _runtime_serving(model: nn.Module, inputs: torch.Tensor,
                      serving: Serving):
     """Export ``model``'s forward to ONNX and run it in a runtime with the
     same thread count as torch."""
-    from repvgg_mm.runtime.backends import session_backend
     from repvgg_mm.runtime.onnx_export import export_onnx
     from repvgg_mm.runtime.session import open_session
     from repvgg_mm.utils.verify import flatten_outputs
@@ -248,7 +247,7 @@ def _runtime_serving(model: nn.Module, inputs: torch.Tensor,
                     dynamic=precision == 'int8')
         if precision == 'int8':
             path, precision = _int8_graph(path, backend, inputs), 'fp32'
-        session = open_session(path, session_backend(backend), precision,
+        session = open_session(path, backend, precision,
                                threads=serving.threads
                                or torch.get_num_threads())
     batch = inputs.numpy()
