@@ -11,12 +11,14 @@ os.environ.setdefault('OMP_NUM_THREADS', '1')
 
 import contextlib  # noqa: E402
 import io  # noqa: E402
+import logging  # noqa: E402
 import runpy  # noqa: E402
 from typing import Optional, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
 from PIL import Image  # noqa: E402
 
 torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
@@ -157,9 +159,18 @@ def call_tool(tool: str, *args, capsys=None) -> subprocess.CompletedProcess:
     out, err = io.StringIO(), io.StringIO()
     if capsys is not None:
         capsys.readouterr()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            pytest.raises(SystemExit) as exc:
-        run_main(main, argv)
+    # mmengine's logger writes to the stream it was created with: copy what
+    # the tool logs to its current instance into ``out`` as well
+    logger = MMLogger.get_current_instance()
+    handler = logging.StreamHandler(out)
+    logger.addHandler(handler)
+    try:
+        with contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err), \
+                pytest.raises(SystemExit) as exc:
+            run_main(main, argv)
+    finally:
+        logger.removeHandler(handler)
     if capsys is not None:
         captured = capsys.readouterr()
         out.write(captured.out)

@@ -113,6 +113,7 @@ def _check_timed(row):
     assert row['ms_per_batch']['median'] > 0
 
 
+@pytest.mark.slow
 def test_classifier_and_baseline_both_forms(configs, tmp_path, capsys,
                                             logged):
     out_json = tmp_path / 'fps.json'
@@ -508,6 +509,7 @@ def test_runtime_serving_names_and_best_candidates():
     assert ('channels_last+bf16' in names) == supports_bf16()
 
 
+@pytest.mark.slow
 def test_int8_servings_run_and_report_their_difference(configs, tmp_path):
     # a process of its own: NNCF quantizing inside the pytest process made a
     # later subprocess start crash it (see tests/test_quantize.py)

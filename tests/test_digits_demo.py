@@ -52,6 +52,7 @@ def digits_root(tmp_path_factory):
 
 # ----------------------------------------------------------------------
 # the dataset tool
+@pytest.mark.slow
 def test_dataset_layout_and_split(digits_root, class_sizes):
     counts = count_images(digits_root)
     classes = [str(c) for c in range(10)]
@@ -246,6 +247,7 @@ def demo_run(digits_root, tmp_path_factory):
     return work_dir, result.stdout
 
 
+@pytest.mark.slow
 def test_demo_shortened_run(demo_run, digits_root):
     work_dir, stdout = demo_run
     for i in range(7):
@@ -308,6 +310,7 @@ def test_demo_shortened_run(demo_run, digits_root):
     assert not [n for n in os.listdir(work_dir) if n.startswith('.tmp-')]
 
 
+@pytest.mark.slow
 def test_deploy_checkpoint_loads_into_deploy_config(demo_run, digits_root,
                                                     tmp_path):
     """The saved deploy weights, tested with the shipped deploy config

@@ -11,6 +11,9 @@ import pytest
 from harness.benchmark.arch_figures import arch_figures
 from harness.benchmark.paper import paper_arch_figures
 
+#: builds every arch at 224 (about 20 s): the full suite only
+pytestmark = pytest.mark.slow
+
 PAPER = paper_arch_figures()
 #: mmpretrain 1.2.0 RepVGG: deploy params (M), MACs (G)
 MMPRETRAIN = {

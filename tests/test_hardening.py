@@ -53,6 +53,7 @@ def test_with_cp_backbone_matches_plain_backbone():
 
 
 # ------------------------------------------------------------ TorchScript
+@pytest.mark.slow
 @pytest.mark.parametrize('arch', [TINY_ARCH, 'd2se'])
 @pytest.mark.parametrize('deploy', [False, True])
 def test_script_and_trace_both_forms(arch, deploy):

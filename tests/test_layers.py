@@ -77,6 +77,7 @@ def _tiny_run(tmp_path):
                                  batch_size=4)
 
 
+@pytest.mark.slow
 def test_core_api_works_without_the_deploy_extra(tmp_path):
     config = _tiny_run(tmp_path)
     work = tmp_path / 'work'

@@ -334,6 +334,7 @@ REFUSAL = (r'holds Python objects that safe loading .* refuses: it imports '
            r'the file was not loaded and nothing ran')
 
 
+@pytest.mark.slow
 def test_code_running_pickle_is_refused_everywhere(tmp_path):
     marker = tmp_path / 'ran'
     path = str(tmp_path / 'evil.pth')
@@ -354,6 +355,7 @@ def test_code_running_pickle_is_refused_everywhere(tmp_path):
 
 # ----------------------------------------------------------------------
 # a tool with an official file, as published: no conversion first
+@pytest.mark.slow
 def test_convert_deploy_takes_an_official_file(tmp_path):
     model, _ = _official()
     official = str(tmp_path / 'RepVGG-tiny-train.pth')

@@ -128,6 +128,7 @@ def test_onnxruntime_eval_tool(digits_root, trained, tmp_path, capsys):
     assert scales, 'no per-channel weight scales'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('method', ['default', 'quantile'])
 def test_openvino_tool(digits_root, trained, tmp_path, method):
     # In a process of its own, as users run it: after NNCF had quantized

@@ -190,6 +190,7 @@ def test_missing_checkpoint(tiny, tmp_path, capsys):
                        f'checkpoint "{missing}" does not exist')
 
 
+@pytest.mark.slow
 def test_more_processes_than_the_machine_has(tiny):
     config, _ = tiny
     if torch.cuda.is_available():
