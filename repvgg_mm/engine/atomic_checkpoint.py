@@ -1,13 +1,10 @@
 """Training checkpoints that a kill or a full disk cannot destroy.
 
-mmengine 0.10.7's ``LocalBackend.put`` writes a checkpoint in place
-(``open(filepath, 'wb')``): a run killed meanwhile leaves a truncated
-``epoch_N.pth`` that ``last_checkpoint`` points at. The ``atomic_local``
-backend writes through :mod:`repvgg_mm.io.atomic` instead. And with
-``max_keep_ckpts`` its ``CheckpointHook._save_checkpoint_with_step`` removes
-the oldest checkpoint *before* saving the new one;
-:class:`SafeCheckpointHook` removes it after. :func:`use_atomic_checkpoints`
-selects both in a config.
+mmengine 0.10.7's ``LocalBackend.put`` writes in place (a kill leaves a
+truncated ``epoch_N.pth``), and its ``CheckpointHook`` with
+``max_keep_ckpts`` removes the oldest checkpoint *before* saving the new
+one. :func:`use_atomic_checkpoints` selects the ``atomic_local`` backend
+and :class:`SafeCheckpointHook` instead.
 """
 from pathlib import Path
 from typing import Union

@@ -1,28 +1,23 @@
 """Atomic output: write a temporary file (or folder) beside the target,
 then rename it, so a failed write never leaves a truncated file.
 
-Temporaries are named ``.tmp-repvgg_mm-<host>-<pid>-<random>-<name>``; a
-write that fails removes its own, and the next write into the same folder
-removes those of killed processes of this host. Files get ``0o666 &
-~umask``, as ``open(path, 'w')`` would. Missing folders are created at
-write time and removed again on failure; a full disk raises
-:class:`~repvgg_mm.errors.OutputError`. The checks before any work are
-:mod:`repvgg_mm.io.output_guard`'s.
+A failed write removes its temporary (and the folders made for it); the
+next write into a folder removes those of killed processes of this host.
+A full disk raises :class:`~repvgg_mm.errors.OutputError`.
 """
+import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
 import socket
-from contextlib import contextmanager
 from typing import Any, Iterator, List, Sequence
 
 from .output_guard import disk_full_error, guard_output
 
 TMP_PREFIX = '.tmp-repvgg_mm-'
-#: the one-file output check, under the name its callers use
-check_output_path = guard_output
+check_output_path = guard_output  # the one-file check, as callers name it
 
 
 def _host() -> str:
@@ -39,24 +34,22 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder: str) -> List[str]:
-    """Remove the temporaries of this host's killed writes in ``folder``;
-    returns their paths."""
+def remove_stale_temporaries(folder: str) -> None:
+    """Remove the temporaries of this host's killed writes in ``folder``."""
     pattern = re.compile(re.escape(f'{TMP_PREFIX}{_host()}-') + r'(\d+)-')
-    removed = []
-    for entry in os.scandir(folder) if os.path.isdir(folder) else ():
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # unreadable: nothing to clean
+        return
+    for entry in entries:
         match = pattern.match(entry.name)
         if not match or _process_exists(int(match.group(1))):
             continue
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
                 os.remove(entry.path)
-        except OSError:
-            continue
-        removed.append(entry.path)
-    return removed
 
 
 def temporary_path(path: str) -> str:
@@ -68,8 +61,7 @@ def temporary_path(path: str) -> str:
 
 
 def make_folders(folder: str) -> List[str]:
-    """``os.makedirs(folder, exist_ok=True)``; returns the folders it
-    created, outermost first, for :func:`remove_folders`."""
+    """``os.makedirs(folder, exist_ok=True)``; returns what it created."""
     missing = []
     folder = os.path.abspath(folder)
     while not os.path.lexists(folder):
@@ -87,32 +79,23 @@ def make_folders(folder: str) -> List[str]:
 def remove_folders(created: Sequence[str]) -> None:
     """Remove the folders :func:`make_folders` created where empty."""
     for name in reversed(list(created)):
-        try:
+        with contextlib.suppress(OSError):
             os.rmdir(name)
-        except OSError:
-            pass
 
 
-@contextmanager
+@contextlib.contextmanager
 def _temporary(path: str, folder: bool = False) -> Iterator[str]:
     """A new temporary file (or folder) for ``path``, removed on exit unless
-    renamed. On failure the folders created for it are removed too, and a
-    full disk is reported as one."""
+    renamed; on failure, so are the folders made for it."""
     parent = os.path.dirname(os.path.abspath(path))
     created = make_folders(parent)
     try:
         remove_stale_temporaries(parent)
-        while True:
-            tmp = temporary_path(path)
-            try:  # O_EXCL: never someone else's; 0o666 & ~umask like open()
-                if folder:
-                    os.mkdir(tmp)
-                else:
-                    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT
-                                     | os.O_EXCL, 0o666))
-                break
-            except FileExistsError:
-                continue
+        tmp = temporary_path(path)
+        if folder:
+            os.mkdir(tmp)
+        else:  # 'x': never someone else's file; umask permissions
+            open(tmp, 'x').close()
         try:
             yield tmp
         finally:
@@ -129,7 +112,7 @@ def _temporary(path: str, folder: bool = False) -> Iterator[str]:
         raise
 
 
-@contextmanager
+@contextlib.contextmanager
 def atomic_output(path: str) -> Iterator[str]:
     """Yield a temporary path in ``path``'s folder; rename it on success."""
     with _temporary(path) as tmp:
@@ -151,7 +134,7 @@ def atomic_write_json(obj: Any, path: str, indent: int = 2) -> None:
     atomic_write_text(json.dumps(obj, indent=indent) + '\n', path)
 
 
-@contextmanager
+@contextlib.contextmanager
 def atomic_directory(path: str) -> Iterator[str]:
     """Yield a temporary folder that becomes ``path`` on success (an
     existing ``path`` is moved aside, replaced, then deleted); on failure
@@ -168,7 +151,7 @@ def atomic_directory(path: str) -> Iterator[str]:
             os.rename(tmp, path)
 
 
-@contextmanager
+@contextlib.contextmanager
 def atomic_files(paths: Sequence[str]) -> Iterator[List[str]]:
     """Temporary paths for files that belong together (OpenVINO ``.xml`` +
     ``.bin``), in a temporary folder beside them; on success all are

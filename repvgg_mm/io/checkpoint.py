@@ -8,13 +8,12 @@ mmengine's own reads) is the escape hatch for trusted old pickles.
 :func:`atomic_save` never leaves a truncated checkpoint.
 """
 import contextlib
-import io
 import os
 import pickle
 import pickletools
 import re
 import zipfile
-from typing import Any, Iterator, List, Optional
+from typing import Any, BinaryIO, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -63,12 +62,12 @@ def mmengine_safe_globals() -> List[Any]:
                                 ('__builtin__.getattr', 'builtins.getattr')]
 
 
-def _globals_in(data: bytes) -> List[str]:
-    """``module.name`` of every global the pickles in ``data`` import, read
-    without unpickling; stops at the first unreadable byte."""
-    found, strings, stream = [], [], io.BytesIO(data)
+def _globals_in(stream: BinaryIO) -> List[str]:
+    """``module.name`` of every global the pickles in ``stream`` import,
+    read without unpickling, up to its end or first unreadable byte."""
+    found, strings = [], []
     try:
-        while stream.tell() < len(data):
+        while True:  # one pickle after another (torch's legacy format)
             for opcode, arg, _ in pickletools.genops(stream):
                 if opcode.name in ('GLOBAL', 'INST'):
                     found.append(str(arg).replace(' ', '.'))
@@ -76,7 +75,7 @@ def _globals_in(data: bytes) -> List[str]:
                     found.append(f'{strings[-2]}.{strings[-1]}')
                 if isinstance(arg, str):
                     strings.append(arg)
-    except Exception:  # noqa: BLE001 - garbage: what was read counts
+    except Exception:  # noqa: BLE001 - end or garbage: what was read counts
         pass
     return found
 
@@ -92,7 +91,7 @@ def _refused_globals(path: str) -> Optional[List[str]]:
                     torch.serialization.get_unsafe_globals_in_checkpoint(
                         path)))
         with open(path, 'rb') as f:
-            found = _globals_in(f.read())
+            found = _globals_in(f)
     except (OSError, zipfile.BadZipFile, KeyError, RuntimeError,
             pickle.UnpicklingError, ValueError):
         return None
@@ -111,18 +110,13 @@ def _unpickler_reason(exc: Exception) -> str:
     match = re.search(r'WeightsUnpickler error:\s*(.+)', text)
     if match:
         return match.group(1).split('. Please use')[0].strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
+    return (text.strip().splitlines() or [type(exc).__name__])[0].strip()
 
 
 def load_checkpoint_file(path: str, unsafe: bool = False,
                          map_location='cpu') -> Any:
-    """Load a checkpoint file with clear errors.
-
-    Raises:
-        CheckpointError: missing, not a file, truncated/corrupt, or (in safe
-            mode) holding objects outside the allowlist (named as such).
-    """
+    """Load a checkpoint file; a :class:`CheckpointError` says whether it
+    is missing, not a file, corrupt, or (safe mode) holds refused objects."""
     kind = file_kind(path)
     if kind is None:
         raise CheckpointError(f'checkpoint "{path}" does not exist.')

@@ -82,12 +82,8 @@ def _nearest_existing(folder: str) -> str:
 
 
 def _check_place(path: str, what: str, folder: bool) -> None:
-    """The output's own kind, and that it can be created."""
+    """A file or folder as expected, and that it can be created."""
     kind = file_kind(path)
-    if kind not in (None, 'file', 'folder'):
-        raise OutputError(
-            f'{what} "{path}" is a {kind}, not a regular file; writing there '
-            f'would replace it (or hang). Give a regular file name.')
     if folder and kind == 'file':
         raise OutputError(f'{what} "{path}" is a file, but a folder is '
                           f'written there. Choose another {what}.')
@@ -118,10 +114,8 @@ def guard_output(path: str, what: str = 'OUT', inputs: Inputs = (),
 
 
 def guard_outputs(outputs: Sequence[Output], inputs: Inputs = ()) -> None:
-    """Check every output of a run before any work (see the module doc).
-
-    ``inputs``: ``{label: path}`` (or pairs) of the files the run reads;
-    ``None`` paths are skipped. Raises :class:`OutputError`.
+    """Check every output of a run before any work (module doc); ``inputs``
+    are ``{label: path}`` (or pairs) of what the run reads (``None``: skip).
     """
     items = inputs.items() if isinstance(inputs, Mapping) else inputs
     pairs = [(label, str(p)) for label, p in items if p]
@@ -147,26 +141,24 @@ def guard_outputs(outputs: Sequence[Output], inputs: Inputs = ()) -> None:
                     f'{out.what} "{out.path}" would overwrite the input '
                     f'{label} "{other}"{own}; a tool never overwrites its '
                     f'input. Choose another {out.what}.')
-        _check_place(out.path, out.what, out.folder)
-        for side in out.sidecars:
-            kind = file_kind(side)
-            if kind not in (None, 'file'):
+            kind = file_kind(name)
+            if kind not in (None, 'file') and (own or kind != 'folder'):
                 raise OutputError(
-                    f'{out.what} "{out.path}" is written with "{side}", '
-                    f'which is a {kind}. Move it away or choose another '
-                    f'{out.what}.')
-            if kind == 'file' and not osp.lexists(out.path):
+                    f'{out.what} "{out.path}"{own} is a {kind}, not a regular '
+                    f'file; writing there would replace it (or hang). Choose '
+                    f'another {out.what}.')
+            if own and kind == 'file' and not osp.lexists(out.path):
                 raise OutputError(
-                    f'{out.what} "{out.path}" is written with "{side}", '
+                    f'{out.what} "{out.path}" is written with "{name}", '
                     f'which exists but was not written with "{out.path}" '
                     f'(that file does not exist), so it may be someone '
-                    f'else\'s file. Remove or rename "{side}", or choose '
+                    f'else\'s file. Remove or rename "{name}", or choose '
                     f'another {out.what}.')
+        _check_place(out.path, out.what, out.folder)
         seen += [(out.what, p) for p in (out.path, ) + tuple(out.sidecars)]
 
 
 def _is_disk_full(exc: Optional[BaseException], folder: str) -> bool:
-    """``exc`` (or what it wraps) is a full disk / quota."""
     while exc is not None:
         text = str(exc).lower()
         if getattr(exc, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or any(
@@ -182,8 +174,7 @@ def _is_disk_full(exc: Optional[BaseException], folder: str) -> bool:
 
 
 def disk_full_error(exc: BaseException, path: str) -> Optional[OutputError]:
-    """An :class:`OutputError` naming the full disk at ``path`` if ``exc``
-    is one, else None."""
+    """The :class:`OutputError` of a full disk if ``exc`` is one."""
     folder = _nearest_existing(osp.dirname(osp.abspath(path)))
     if not _is_disk_full(exc, folder):
         return None

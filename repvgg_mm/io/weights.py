@@ -39,9 +39,9 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
         NOTE_KEY) or make_note(state_dict, source)
     state_dict = with_note(rename_for_model(state_dict, list(backbones)),
                            note)
-    archs = [arch_mismatch(backbone, sub_dict(state_dict, prefix), prefix)
-             for prefix, backbone in backbones.items()]
-    archs = [text for text in archs if text]
+    archs = [text for text in (
+        arch_mismatch(backbone, sub_dict(state_dict, prefix), prefix)
+        for prefix, backbone in backbones.items()) if text]
     layout = {k: v.shape for k, v in model.state_dict().items()}
     if repvgg_form(state_dict) == repvgg_form(layout):
         # same form: every key and shape is known before anything is copied

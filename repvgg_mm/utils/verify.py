@@ -29,13 +29,12 @@ def randomize_norm_stats_(model: nn.Module, inputs: torch.Tensor = None,
     gen = torch.Generator().manual_seed(seed)
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     if inputs is not None:
-        saved = [(m.momentum, m.training) for m in norms]
+        momenta = [m.momentum for m in norms]
         for m in norms:
             m.reset_running_stats()
             m.momentum = None  # cumulative average
-        model.train()
-        model(inputs)
-        for m, (momentum, _) in zip(norms, saved):
+        model.train()(inputs)
+        for m, momentum in zip(norms, momenta):
             m.momentum = momentum
     for m in norms:
         c = m.num_features
@@ -80,12 +79,10 @@ def relative_errors(reference: Outputs, converted: Outputs):
     return errors
 
 
-def worst_errors(
-        errors: Sequence[Tuple[float, float]]) -> Tuple[float, float]:
+def worst_errors(errors: Sequence[Tuple[float, float]]) -> Tuple[float, float]:
     """The largest ``(abs, rel)`` over all outputs, NaN propagated."""
-    table = torch.tensor([list(e) for e in errors], dtype=torch.float64)
-    worst = table.amax(dim=0)
-    return worst[0].item(), worst[1].item()
+    worst = torch.tensor(errors, dtype=torch.float64).amax(dim=0).tolist()
+    return worst[0], worst[1]
 
 
 def _nonfinite(t: torch.Tensor) -> Optional[str]:
