@@ -56,9 +56,7 @@ class SafeCheckpointHook(CheckpointHook):
 
 def use_atomic_checkpoints(cfg) -> bool:
     """Make the config's ``CheckpointHook`` a :class:`SafeCheckpointHook`
-    and save through ``atomic_local``; the storage is left alone (``False``)
-    when the hook already names its own (``backend_args``,
-    ``file_client_args`` or a remote ``out_dir``)."""
+    saving through ``atomic_local``, unless it names its own storage."""
     hook = (cfg.get('default_hooks') or {}).get('checkpoint')
     if not hook:
         return False

@@ -1,9 +1,6 @@
-"""Atomic output: write a temporary file (or folder) beside the target,
-then rename it, so a failed write never leaves a truncated file.
-
-A failed write removes its temporary (and the folders made for it); the
-next write into a folder removes those of killed processes of this host.
-A full disk raises :class:`~repvgg_mm.errors.OutputError`.
+"""Atomic output: a temporary file (or folder) beside the target, renamed
+on success; a failed write leaves nothing, a killed one's temporary goes
+with the next write into the folder, a full disk raises OutputError.
 """
 import contextlib
 import json
@@ -105,8 +102,7 @@ def _temporary(path: str, folder: bool = False) -> Iterator[str]:
                 os.remove(tmp)
     except BaseException as exc:
         remove_folders(created)
-        error = disk_full_error(exc, path) if isinstance(
-            exc, Exception) else None
+        error = disk_full_error(exc, path)
         if error is not None:
             raise error from None
         raise
@@ -136,9 +132,8 @@ def atomic_write_json(obj: Any, path: str, indent: int = 2) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(path: str) -> Iterator[str]:
-    """Yield a temporary folder that becomes ``path`` on success (an
-    existing ``path`` is moved aside, replaced, then deleted); on failure
-    ``path`` is left as it was."""
+    """Yield a temporary folder that becomes ``path`` on success (replacing
+    an existing one); on failure ``path`` is left as it was."""
     path = os.path.abspath(path)
     with _temporary(path, folder=True) as tmp:
         yield tmp
@@ -153,10 +148,9 @@ def atomic_directory(path: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def atomic_files(paths: Sequence[str]) -> Iterator[List[str]]:
-    """Temporary paths for files that belong together (OpenVINO ``.xml`` +
-    ``.bin``), in a temporary folder beside them; on success all are
-    renamed, the last of ``paths`` last (its presence means the set is
-    complete); on failure none of ``paths`` is touched."""
+    """Temporary paths for files that belong together (``.xml`` + ``.bin``);
+    all renamed on success, the last of ``paths`` last (the set is
+    complete when it exists); on failure none of ``paths`` is touched."""
     with _temporary(paths[-1], folder=True) as tmp_dir:
         tmps = [os.path.join(tmp_dir, os.path.basename(p)) for p in paths]
         yield tmps

@@ -1,11 +1,6 @@
-"""Reading and writing checkpoints safely.
-
-:func:`load_checkpoint_file` reads with ``weights_only=True``, so a
-checkpoint never runs code; the non-tensor types of mmengine 0.10.7
-checkpoints are allowed for that read only (torch's global list is never
-edited). ``unsafe=True`` (and :func:`full_unpickling_by_default` for
-mmengine's own reads) is the escape hatch for trusted old pickles.
-:func:`atomic_save` never leaves a truncated checkpoint.
+"""Reading checkpoints with ``weights_only=True`` (plus the types of mmengine
+0.10.7 checkpoints, for that read only; ``unsafe=True`` for trusted old
+pickles) and writing them atomically.
 """
 import contextlib
 import os
@@ -13,7 +8,7 @@ import pickle
 import pickletools
 import re
 import zipfile
-from typing import Any, BinaryIO, Iterator, List, Optional
+from typing import Any, BinaryIO, Iterator, List
 
 import numpy as np
 import torch
@@ -27,18 +22,14 @@ from .output_guard import file_kind
 #: torch's switch (torch >= 2.6, ``torch.serialization.load``): a
 #: ``torch.load`` that does not pass ``weights_only`` unpickles fully
 FORCE_NO_WEIGHTS_ONLY = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
-#: modules whose globals torch's weights-only unpickler allows (for the
-#: scan of a plain, non-zip pickle)
+#: globals torch's weights-only unpickler allows (scan of a non-zip pickle)
 _SAFE_MODULES = ('torch.', 'collections.OrderedDict', '_codecs.encode')
 
 
 def _history_buffer_method(owner: Any, name: str) -> Any:
-    """The only ``getattr`` a weights-only load may perform.
-
-    mmengine 0.10.7's ``HistoryBuffer.__getstate__`` pickles its statistics
-    methods as ``getattr(HistoryBuffer, 'mean')``; the builtin ``getattr``
-    would reach any attribute, so this resolves only those methods.
-    """
+    """The only ``getattr`` a weights-only load may perform: mmengine
+    0.10.7's ``HistoryBuffer`` pickles ``getattr(HistoryBuffer, 'mean')``;
+    the builtin would reach any attribute."""
     allowed = {'min', 'max', 'current', 'mean'}
     allowed.update(HistoryBuffer._statistics_methods)  # custom statistics
     if (owner is HistoryBuffer and name in allowed
@@ -80,9 +71,8 @@ def _globals_in(stream: BinaryIO) -> List[str]:
     return found
 
 
-def _refused_globals(path: str) -> Optional[List[str]]:
-    """Globals of ``path``'s pickles that a weights-only load refuses
-    (``None``: the file could not be read as a pickle at all)."""
+def _refused_globals(path: str) -> List[str]:
+    """Globals of ``path``'s pickles that a weights-only load refuses."""
     safe = mmengine_safe_globals()
     try:
         if zipfile.is_zipfile(path):  # torch.save's format: torch's scanner
@@ -94,10 +84,9 @@ def _refused_globals(path: str) -> Optional[List[str]]:
             found = _globals_in(f)
     except (OSError, zipfile.BadZipFile, KeyError, RuntimeError,
             pickle.UnpicklingError, ValueError):
-        return None
-    allowed = {f'{obj.__module__}.{obj.__qualname__}' for obj in safe
-               if not isinstance(obj, tuple)}
-    allowed.update(('builtins.getattr', '__builtin__.getattr'))
+        return []
+    allowed = {obj[1] if isinstance(obj, tuple) else
+               f'{obj.__module__}.{obj.__qualname__}' for obj in safe}
     return list(dict.fromkeys(
         name for name in found
         if name not in allowed and not name.startswith(_SAFE_MODULES)))
@@ -138,17 +127,16 @@ def load_checkpoint_file(path: str, unsafe: bool = False,
         # garbage makes the unpickler fail in many ways; a refused object
         # is told apart by the globals the pickle names
         reason = _unpickler_reason(exc)
-        refused = None if unsafe else _refused_globals(path)
+        refused = [] if unsafe else _refused_globals(path)
         if refused or 'not allowed in a weights-only load' in reason:
             what = ('it imports ' + ', '.join(refused[:5]) if refused else
                     reason.rstrip('.'))
             raise CheckpointError(
                 f'checkpoint "{path}" holds Python objects that safe '
                 f'loading (torch.load with weights_only=True) refuses: '
-                f'{what}. '
-                f'Unpickling them could run arbitrary code, so the file was '
-                f'not loaded and nothing ran. If, and only if, you trust the '
-                f'source of this file, pass --unsafe-load (tools; '
+                f'{what}. Unpickling them could run arbitrary code, so the '
+                f'file was not loaded and nothing ran. If, and only if, you '
+                f'trust the source of this file, pass --unsafe-load (tools; '
                 f'unsafe_load=True in Python; for init_cfg / load_from set '
                 f'{FORCE_NO_WEIGHTS_ONLY}=1).') from None
         raise CheckpointError(
@@ -173,9 +161,8 @@ def full_unpickling_by_default() -> Iterator[None]:
     try:
         yield
     finally:
-        if previous is None:
-            del os.environ[FORCE_NO_WEIGHTS_ONLY]
-        else:
+        os.environ.pop(FORCE_NO_WEIGHTS_ONLY)
+        if previous is not None:
             os.environ[FORCE_NO_WEIGHTS_ONLY] = previous
 
 

@@ -1,12 +1,6 @@
-"""The one check every writer runs on its outputs before any work.
-
-:func:`guard_outputs` raises :class:`~repvgg_mm.errors.OutputError` (naming
-the option and the fix) when an output, or a sidecar written with it
-(``X.bin`` of ``X.xml``), is an input or another output of the run, a
-special file or a ``/proc`` / ``/dev/fd`` link, a folder where a file is
-expected (or the reverse), or cannot be created; or when a sidecar exists
-without its output (someone else's file). The check creates nothing.
-:func:`disk_full_error` names a full disk for the atomic writers.
+"""The one check every writer runs on its outputs (and their sidecars, the
+``X.bin`` of ``X.xml``) before any work, creating nothing; and the message
+of a full disk for the atomic writers.
 """
 import errno
 import os
@@ -22,10 +16,9 @@ from ..errors import OutputError
 #: folders whose entries are links to open files, not places to write
 PROC_PREFIXES = ('/proc/', '/dev/fd/', '/dev/stdin', '/dev/stdout',
                  '/dev/stderr')
-#: full-disk errors that lost their errno; the writer failures count when
-#: the folder has almost no space left: torch 2.14's
-#: ``PytorchStreamWriter`` says "unexpected pos" / "file write failed",
-#: OpenVINO 2026.4's ``save_model`` "basic_ios::clear: iostream error"
+#: full-disk errors without errno; the writer failures count on a nearly
+#: full disk: torch 2.14's ``PytorchStreamWriter`` says "unexpected pos" /
+#: "file write failed", OpenVINO 2026.4's ``save_model`` "iostream error"
 DISK_FULL_TEXTS = ('no space left on device', 'enospc',
                    'disk quota exceeded')
 WRITER_FAILURE_TEXTS = ('unexpected pos', 'file write failed',

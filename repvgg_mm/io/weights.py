@@ -1,9 +1,6 @@
-"""Loading model weights strictly: every key and shape must fit, or nothing
-is used (mmengine's loaders default to ``strict=False`` and only warn).
-
-RepVGG weights in any known layout are mapped to this project's keys first
-(:mod:`repvgg_mm.converters.pretrained`); a training-form checkpoint loads
-into deploy-form blocks (they fuse it while loading), never the reverse.
+"""Loading weights strictly (mmengine's loaders only warn): every key and
+shape must fit, any known RepVGG layout is mapped first, and a training-form
+checkpoint loads into deploy-form blocks (never the reverse).
 """
 from typing import Any, List, Mapping, Tuple
 
@@ -80,8 +77,8 @@ def read_weights(path: str, unsafe: bool = False) -> Tuple[Any, dict]:
     backbone's log line. The one read of every tool."""
     checkpoint = load_checkpoint_file(path, unsafe=unsafe)
     state_dict = state_dict_of(checkpoint)
-    note = make_note(state_dict, path)
-    return checkpoint, with_note(project_keys(state_dict)[0], note)
+    return checkpoint, with_note(project_keys(state_dict)[0],
+                                 make_note(state_dict, path))
 
 
 def load_weights(model: nn.Module, path: str, unsafe: bool = False) -> dict:

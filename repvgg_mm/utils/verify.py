@@ -1,10 +1,5 @@
-"""Checking that a converted model is the same function as its training form.
-
-:func:`verify_outputs` is the check of ``--verify`` (convert_deploy,
-export): every output of both forms finite, the largest error within
-:data:`REL_TOL` (NaN propagated). :func:`check_finite_weights` refuses a
-checkpoint holding NaN/Inf before anything runs.
-"""
+"""Checking that a converted model is the same function as its training
+form (``--verify``), and that a checkpoint's weights are finite."""
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
