@@ -63,11 +63,6 @@ def _same(a: str, b: str) -> bool:
         return False
 
 
-def _in_proc(path: str) -> bool:
-    return any(p.startswith(PROC_PREFIXES) or p in ('/proc', '/dev/fd')
-               for p in (osp.abspath(path), osp.realpath(path)))
-
-
 def _nearest_existing(folder: str) -> str:
     while not osp.lexists(folder) and osp.dirname(folder) != folder:
         folder = osp.dirname(folder)
@@ -118,7 +113,8 @@ def guard_outputs(outputs: Sequence[Output], inputs: Inputs = ()) -> None:
             raise OutputError(f'{out.what} is empty; give a path.')
         for name in (out.path, ) + tuple(out.sidecars):
             own = '' if name == out.path else f' (its file "{name}")'
-            if _in_proc(name):
+            if any(p.startswith(PROC_PREFIXES) or p in ('/proc', '/dev/fd')
+                   for p in (osp.abspath(name), osp.realpath(name))):
                 raise OutputError(
                     f'{out.what} "{out.path}"{own} is a link into /proc or '
                     f'/dev/fd (an open file of a process), not a place to '

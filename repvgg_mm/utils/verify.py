@@ -32,11 +32,10 @@ def randomize_norm_stats_(model: nn.Module, inputs: torch.Tensor = None,
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
     for m in norms:
-        c = m.num_features
 
         def rand(low, high):
-            return torch.empty(c).uniform_(low, high, generator=gen).to(
-                m.running_var)
+            return torch.empty(m.num_features).uniform_(
+                low, high, generator=gen).to(m.running_var)
 
         std = m.running_var.sqrt()
         m.running_mean.add_(rand(-0.2, 0.2) * std)
