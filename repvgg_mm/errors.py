@@ -1,19 +1,6 @@
-"""The exceptions this package raises for input a user can fix.
-
-Every message names the problem and the fix in terms of the API's
-arguments (``unsafe_load=True``, ``out``); the command-line tools print it
-as one ``error: ...`` paragraph and exit with status 2.
-
-=========================  ==================================================
-exception                  raised for
-=========================  ==================================================
-:class:`RepVGGMMError`     the base of all of them
-:class:`ConfigError`       a config, an argument or a model that cannot work
-:class:`CheckpointError`   a checkpoint that cannot be read or does not fit
-:class:`OutputError`       an output path that must not or cannot be written
-:class:`VerificationError` two forms of a model that disagree, or NaN/Inf
-:class:`MissingDependency` an optional extra (``[deploy]``) not installed
-=========================  ==================================================
+"""The exceptions this package raises for input a user can fix; each message
+names the problem and the fix (the tools print it as one ``error: ...``
+paragraph and exit with status 2). All derive from :class:`RepVGGMMError`.
 """
 
 

@@ -122,6 +122,14 @@ def test_guard_refuses_before_any_work(tmp_path, case):
     assert ckpt.read_bytes() == b'weights'
 
 
+@pytest.mark.parametrize('path, kind', [('/dev/zero', 'character device'),
+                                        (None, 'folder')])
+def test_checkpoint_that_is_not_a_file_is_named(tmp_path, path, kind):
+    from repvgg_mm.io.checkpoint import load_checkpoint_file
+    with pytest.raises(CheckpointError, match=f'is a {kind}, not a regular'):
+        load_checkpoint_file(path or str(tmp_path))
+
+
 def test_read_only_place_is_refused(tmp_path):
     with tmpfs(tmp_path / 'ro', 'size=64k,ro') as ro:
         with pytest.raises(OutputError, match='Read-only file system'):

@@ -10,8 +10,7 @@ from ..utils.verify import relative_errors
 
 
 def forward_tensor(model: nn.Module, inputs: torch.Tensor):
-    """Raw network outputs: ``mode='tensor'`` for mmengine models (class
-    scores of a classifier, segmentation logits of a segmentor)."""
+    """Raw outputs: ``mode='tensor'`` for mmengine models."""
     if 'mode' in inspect.signature(model.forward).parameters:
         return model(inputs, mode='tensor')
     return model(inputs)
@@ -20,16 +19,12 @@ def forward_tensor(model: nn.Module, inputs: torch.Tensor):
 @torch.no_grad()
 def run_forms(reference: nn.Module, converted: nn.Module,
               inputs: torch.Tensor):
-    """The raw outputs ``(reference, converted)`` of both models on
-    ``inputs``, in eval mode (BN running statistics, as fused)."""
-    reference.eval()
-    converted.eval()
-    return (forward_tensor(reference, inputs),
-            forward_tensor(converted, inputs))
+    """The raw outputs ``(reference, converted)`` in eval mode."""
+    return (forward_tensor(reference.eval(), inputs),
+            forward_tensor(converted.eval(), inputs))
 
 
 def compare_forms(reference: nn.Module, converted: nn.Module,
                   inputs: torch.Tensor) -> List[Tuple[float, float]]:
-    """``(max abs error, max abs error / max |reference|)`` per output (NaN
-    propagated), both models in eval mode."""
+    """:func:`relative_errors` of both models' outputs in eval mode."""
     return relative_errors(*run_forms(reference, converted, inputs))

@@ -1,20 +1,6 @@
-"""Loading model weights strictly: every key must fit, or nothing is used.
-
-The one rule of the project, used by the tools, the deploy hook, the
-benchmark and ``tools/test.py``:
-
-* the keys and shapes of the state dict must fit the model exactly (a
-  ``module.`` prefix of (Distributed)DataParallel checkpoints is dropped;
-  RepVGG weights in the official, timm or mmpretrain layout are mapped to
-  this project's keys first, :mod:`repvgg_mm.converters.pretrained`);
-* a training-form checkpoint loads into a model whose RepVGG blocks are in
-  deploy form (the blocks fuse it while loading,
-  :meth:`RepVGGBlock._load_from_state_dict`);
-* a deploy-form checkpoint cannot load into a training-form model (a fused
-  kernel cannot be split back into branches).
-
-mmengine's own loaders default to ``strict=False`` and only warn, which can
-leave a model with random weights; this never does.
+"""Loading weights strictly (mmengine's loaders only warn): every key and
+shape must fit, any known RepVGG layout is mapped first, and a training-form
+checkpoint loads into deploy-form blocks (never the reverse).
 """
 from typing import Any, List, Mapping, Tuple
 
@@ -40,12 +26,8 @@ def _mismatch_error(source: str, problems: List[str]) -> CheckpointError:
 
 def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
                            source: str) -> None:
-    """Load ``state_dict`` into ``model`` by the rule of the module doc.
-
-    Raises:
-        CheckpointError: naming the first missing / unexpected keys and shape
-            mismatches, or why a RepVGG block cannot take its weights.
-    """
+    """Load ``state_dict`` into ``model`` by the rule of the module doc;
+    a :class:`CheckpointError` names the keys / shapes that do not fit."""
     backbones = {name + '.' if name else '': m
                  for name, m in model.named_modules()
                  if isinstance(m, RepVGGMM)}
@@ -54,9 +36,9 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
         NOTE_KEY) or make_note(state_dict, source)
     state_dict = with_note(rename_for_model(state_dict, list(backbones)),
                            note)
-    archs = [arch_mismatch(backbone, sub_dict(state_dict, prefix), prefix)
-             for prefix, backbone in backbones.items()]
-    archs = [text for text in archs if text]
+    archs = [text for text in (
+        arch_mismatch(backbone, sub_dict(state_dict, prefix), prefix)
+        for prefix, backbone in backbones.items()) if text]
     layout = {k: v.shape for k, v in model.state_dict().items()}
     if repvgg_form(state_dict) == repvgg_form(layout):
         # same form: every key and shape is known before anything is copied
@@ -90,15 +72,13 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
 
 
 def read_weights(path: str, unsafe: bool = False) -> Tuple[Any, dict]:
-    """``(checkpoint, state dict)`` of the file ``path``, read safely
-    (:func:`~repvgg_mm.io.checkpoint.load_checkpoint_file`); the state dict
-    in this project's keys (``module.`` dropped; official, timm and
-    mmpretrain RepVGG layouts mapped), noted with its source for the
+    """``(checkpoint, state dict)`` of the file ``path``, read safely; the
+    state dict in this project's keys, noted with its source for the
     backbone's log line. The one read of every tool."""
     checkpoint = load_checkpoint_file(path, unsafe=unsafe)
     state_dict = state_dict_of(checkpoint)
-    note = make_note(state_dict, path)
-    return checkpoint, with_note(project_keys(state_dict)[0], note)
+    return checkpoint, with_note(project_keys(state_dict)[0],
+                                 make_note(state_dict, path))
 
 
 def load_weights(model: nn.Module, path: str, unsafe: bool = False) -> dict:

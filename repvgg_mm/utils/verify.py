@@ -1,13 +1,6 @@
-"""Checking that a converted model is the same function as its training form.
-
-:func:`verify_outputs` (with its one tolerance :data:`REL_TOL`) is the
-check of ``tools/convert_deploy.py --verify`` and ``tools/export.py
---verify``: every output of both forms must be finite, and the largest
-error over all outputs (NaN propagated, never dropped by Python's
-``max``) within the tolerance. :func:`check_finite_weights` refuses a
-checkpoint holding NaN/Inf before anything runs.
-"""
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+"""Checking that a converted model is the same function as its training
+form (``--verify``), and that a checkpoint's weights are finite."""
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -25,32 +18,24 @@ Outputs = Union[torch.Tensor, Sequence[torch.Tensor], Dict[str, torch.Tensor]]
 @torch.no_grad()
 def randomize_norm_stats_(model: nn.Module, inputs: torch.Tensor = None,
                           seed: int = 0) -> nn.Module:
-    """Give every BN random, well-conditioned statistics and affine params.
-
-    With ``inputs``, the running statistics are first calibrated on them (a
-    cumulative average over one train-mode pass), so the signal stays
-    well-conditioned through deep stacks (D2se; see docs/design.md); then
-    means,
-    variances, gammas and betas are perturbed randomly. The model is left in
-    eval mode.
-    """
+    """Give every BN random, well-conditioned statistics and affine params
+    (first calibrated on ``inputs`` in one train-mode pass, so deep stacks
+    such as D2se stay well-conditioned); leaves the model in eval mode."""
     gen = torch.Generator().manual_seed(seed)
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     if inputs is not None:
-        saved = [(m.momentum, m.training) for m in norms]
+        momenta = [m.momentum for m in norms]
         for m in norms:
             m.reset_running_stats()
             m.momentum = None  # cumulative average
-        model.train()
-        model(inputs)
-        for m, (momentum, _) in zip(norms, saved):
+        model.train()(inputs)
+        for m, momentum in zip(norms, momenta):
             m.momentum = momentum
     for m in norms:
-        c = m.num_features
 
         def rand(low, high):
-            return torch.empty(c).uniform_(low, high, generator=gen).to(
-                m.running_var)
+            return torch.empty(m.num_features).uniform_(
+                low, high, generator=gen).to(m.running_var)
 
         std = m.running_var.sqrt()
         m.running_mean.add_(rand(-0.2, 0.2) * std)
@@ -88,12 +73,10 @@ def relative_errors(reference: Outputs, converted: Outputs):
     return errors
 
 
-def worst_errors(
-        errors: Sequence[Tuple[float, float]]) -> Tuple[float, float]:
+def worst_errors(errors: Sequence[Tuple[float, float]]) -> Tuple[float, float]:
     """The largest ``(abs, rel)`` over all outputs, NaN propagated."""
-    table = torch.tensor([list(e) for e in errors], dtype=torch.float64)
-    worst = table.amax(dim=0)
-    return worst[0].item(), worst[1].item()
+    worst = torch.tensor(errors, dtype=torch.float64).amax(dim=0).tolist()
+    return worst[0], worst[1]
 
 
 def _nonfinite(t: torch.Tensor) -> Optional[str]:
@@ -102,9 +85,10 @@ def _nonfinite(t: torch.Tensor) -> Optional[str]:
     return 'NaN' if bool(torch.isnan(t).any()) else 'Inf'
 
 
-def nonfinite_weights(state_dict: dict) -> List[Tuple[str, str]]:
-    """``(key, 'NaN' or 'Inf')`` of every weight holding a non-finite
-    value; raises :class:`CheckpointError` for a value that is no tensor."""
+def check_finite_weights(state_dict: dict, source: str) -> None:
+    """Raise :class:`VerificationError` if a weight of ``source`` (a
+    checkpoint path) holds NaN or Inf, naming the first layer;
+    :class:`CheckpointError` for a value that is no tensor."""
     found = []
     for key, value in state_dict.items():
         if not torch.is_tensor(value):
@@ -115,13 +99,6 @@ def nonfinite_weights(state_dict: dict) -> List[Tuple[str, str]]:
         bad = _nonfinite(value)
         if bad:
             found.append((key, bad))
-    return found
-
-
-def check_finite_weights(state_dict: dict, source: str) -> None:
-    """Raise :class:`VerificationError` if a weight of ``source`` (a
-    checkpoint path) holds NaN or Inf, naming the first layer."""
-    found = nonfinite_weights(state_dict)
     if found:
         key, bad = found[0]
         more = f' (and {len(found) - 1} more tensors)' if len(found) > 1 \
@@ -141,12 +118,7 @@ def verify_outputs(reference: Outputs, converted: Outputs,
                                              'the converted model')
                    ) -> Tuple[float, float]:
     """Check ``converted`` against ``reference`` over every output; returns
-    the worst ``(abs, rel)`` error.
-
-    Raises:
-        VerificationError: an output of either form holds NaN/Inf (named),
-            or the worst relative error is beyond ``tolerance``.
-    """
+    the worst ``(abs, rel)`` error. Raises :class:`VerificationError`."""
     refs, outs = flatten_outputs(reference), flatten_outputs(converted)
     names = list(names or [])[:len(refs)]
     names += [f'output {i}' for i in range(len(names), len(refs))]
@@ -174,12 +146,8 @@ def verify_outputs(reference: Outputs, converted: Outputs,
 @torch.no_grad()
 def conversion_errors(model: nn.Module, inputs: torch.Tensor,
                       calibrate: bool = True, seed: int = 0):
-    """Randomise BN stats, convert a copy, compare outputs in eval mode.
-
-    Returns ``relative_errors(training_form(inputs), deploy_form(inputs))``.
-    ``calibrate=False`` skips the train-mode calibration pass (needed for
-    SyncBN models without a process group).
-    """
+    """:func:`relative_errors` of the model (random BN stats) and its
+    deploy form; ``calibrate=False`` for SyncBN without a process group."""
     randomize_norm_stats_(model, inputs if calibrate else None, seed)
     reference = model(inputs)
     deployed = switch_to_deploy(model).eval()
