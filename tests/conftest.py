@@ -159,18 +159,23 @@ def call_tool(tool: str, *args, capsys=None) -> subprocess.CompletedProcess:
     out, err = io.StringIO(), io.StringIO()
     if capsys is not None:
         capsys.readouterr()
-    # mmengine's logger writes to the stream it was created with: copy what
-    # the tool logs to its current instance into ``out`` as well
-    logger = MMLogger.get_current_instance()
-    handler = logging.StreamHandler(out)
-    logger.addHandler(handler)
+    # mmengine's logger writes to the stream it was created with (maybe an
+    # earlier test's, closed by now): without capsys (which reads that
+    # stream), point its console handlers at ``out``
+    streams = [] if capsys is not None else [
+        h for h in MMLogger.get_current_instance().handlers
+        if type(h) is logging.StreamHandler]
+    before = [h.stream for h in streams]
+    for handler in streams:
+        handler.stream = out  # not setStream: it flushes the old one
     try:
         with contextlib.redirect_stdout(out), \
                 contextlib.redirect_stderr(err), \
                 pytest.raises(SystemExit) as exc:
             run_main(main, argv)
     finally:
-        logger.removeHandler(handler)
+        for handler, stream in zip(streams, before):
+            handler.stream = stream
     if capsys is not None:
         captured = capsys.readouterr()
         out.write(captured.out)

@@ -485,7 +485,7 @@ def test_runtime_servings_and_bf16(configs, tmp_path, capsys, monkeypatch):
             rows['eager']['images_per_s']['values'])]
         assert comparison['ratio']['values'] == pytest.approx(ratios)
     # a CPU without bf16 skips the bf16 servings with a note
-    monkeypatch.setattr('repvgg_mm.runtime.cpu.supports_bf16', lambda: False)
+    monkeypatch.setattr('repvgg_mm.utils.cpu.supports_bf16', lambda: False)
     code, out, err = run(BENCH, [
         configs['tiny_cls'], *FAST, '--no-ceiling', '--best', '--candidates',
         'openvino-bf16', 'channels_last+bf16'], capsys)

@@ -186,14 +186,14 @@ def test_training_checkpoint_killed_mid_save_is_not_left_truncated(
 @pytest.mark.parametrize('where', ['under_file', 'proc', 'folder'])
 def test_output_path_checked_before_work(tmp_path, where):
     from repvgg_mm.errors import OutputError
-    from repvgg_mm.io.atomic import check_output_path
+    from repvgg_mm.io.output_guard import guard_output
     (tmp_path / 'file').write_text('')
     out = {'under_file': str(tmp_path / 'file' / 'sub' / 'x.pth'),
            'proc': '/proc/repvgg_mm_test/x.pth',
            'folder': str(tmp_path)}[where]
     with pytest.raises(OutputError, match='OUT'):
-        check_output_path(out)
-    check_output_path(str(tmp_path / 'new' / 'deeper' / 'x.pth'))
+        guard_output(out)
+    guard_output(str(tmp_path / 'new' / 'deeper' / 'x.pth'))
     assert sorted(os.listdir(tmp_path)) == ['file']  # the check creates none
 
 

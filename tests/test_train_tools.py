@@ -95,11 +95,11 @@ def test_train_flags_are_applied(monkeypatch, tmp_path):
     from repvgg_mm.errors import ConfigError
     from repvgg_mm.models import RepVGGMM
     monkeypatch.setattr(train_api, '_has_amp_device', lambda: False)
-    monkeypatch.setattr(train_api, 'cpu_supports_bf16', lambda: False)
+    monkeypatch.setattr(train_api, 'supports_bf16', lambda: False)
     with pytest.raises(ConfigError,
                        match='amp=True found no GPU .* no native'):
         training_config(A0, amp=True)
-    monkeypatch.setattr(train_api, 'cpu_supports_bf16', lambda: True)
+    monkeypatch.setattr(train_api, 'supports_bf16', lambda: True)
     data = {'train_dataloader.dataset.data_root': ROOT,
             'train_dataloader.dataset.split': 'configs'}
     cfg = training_config(A0, amp=True, validate=False, cfg_options=data)

@@ -21,13 +21,13 @@ from ..io.checkpoint import atomic_save
 from ..io.weights import read_weights
 from ..runtime import deploy_report
 from ..runtime import servings as sv
-from ..runtime.cpu import cpu_features, cpu_name
 from ..runtime.evaluate import (build_split_dataset, calibration_batches,
                                 evaluation_key, graph_inputs, loader_key)
 from ..runtime.graph import InferenceGraph
 from ..runtime.onnx_export import save_openvino
 from ..runtime.session import onnx_metadata
 from ..utils.config import load_config
+from ..utils.cpu import cpu_features, cpu_name
 from .export import export_model, fuse, image_like, load_model
 
 RANDOM = 'random'

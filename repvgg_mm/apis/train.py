@@ -14,12 +14,12 @@ from ..engine.checkpoint_loader import check_load_from
 from ..engine.config_checks import (check_dataset_paths, check_neck_channels,
                                     check_repvgg_archs)
 from ..engine.distributed import build_runner, runner_teardown
-from ..engine.optim.cpu_amp import cpu_supports_bf16
 from ..errors import ConfigError
 from ..io.checkpoint import CheckpointError, full_unpickling_by_default
 from ..io.output_guard import guard_output
 from ..io.weights import layout_problems, read_weights
 from ..utils.config import load_config
+from ..utils.cpu import supports_bf16
 
 
 def runner_config(config: str, cfg_options: Optional[dict] = None,
@@ -57,7 +57,7 @@ def _use_amp(cfg) -> None:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
         return
-    if not cpu_supports_bf16():
+    if not supports_bf16():
         raise ConfigError(
             'amp=True found no GPU (NPU/MLU/MUSA), and this CPU has no '
             'native bf16 (AVX-512 BF16 or AMX), so mixed precision would '

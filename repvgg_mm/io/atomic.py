@@ -11,10 +11,9 @@ import shutil
 import socket
 from typing import Any, Iterator, List, Sequence
 
-from .output_guard import disk_full_error, guard_output
+from .output_guard import disk_full_error
 
 TMP_PREFIX = '.tmp-repvgg_mm-'
-check_output_path = guard_output  # the one-file check, as callers name it
 
 
 def _host() -> str:

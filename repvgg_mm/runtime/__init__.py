@@ -25,7 +25,7 @@ if _MISSING:
         f'deploy extra: pip install "repvgg_mm[deploy]" (or, in a checkout, '
         f'pip install -e ".[deploy]").')
 
-from .cpu import cpu_features, supports_bf16  # noqa: E402
+from ..utils.cpu import cpu_features, supports_bf16  # noqa: E402
 from .graph import InferenceGraph, preprocessing_of  # noqa: E402
 from .onnx_export import export_onnx, save_openvino  # noqa: E402
 from .session import RuntimeSession, open_session  # noqa: E402

@@ -18,7 +18,8 @@ from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
 from ..errors import ConfigError
-from ..io.atomic import atomic_files, atomic_output, check_output_path
+from ..io.atomic import atomic_files, atomic_output
+from ..io.output_guard import guard_output
 from .evaluate import evaluate_sessions, evaluation_batches, graph_inputs, top1
 from .session import ALIASES
 
@@ -54,7 +55,7 @@ def check_quantized_path(out: str, backend: str) -> str:
     if not out or not out.endswith(SUFFIXES[backend]):
         raise ConfigError(f'OUT "{out}" (the {backend} INT8 model) must end '
                           f'with {SUFFIXES[backend]}.')
-    check_output_path(out, 'OUT')
+    guard_output(out, 'OUT')
     return out
 
 

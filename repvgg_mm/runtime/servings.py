@@ -19,12 +19,12 @@ from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
 from ..errors import ConfigError
+from ..utils.cpu import supports_bf16
 from .ceiling import ceiling_entries, ceilings, dominant_shape, layers_of
-from .cpu import supports_bf16
 from .evaluate import evaluate_sessions, top1
 from .quantize import quantize_graph, quantize_with_accuracy_control
 from .rounds import Entry, paired_ratios, ranges_overlap, run_rounds, summary
-from .session import open_session
+from .session import ALIASES, open_session
 
 #: name -> (runtime, precision (of the ceiling it is compared with), model
 #: file in the work folder: the fp32 graph or the INT8 one quantized there)
@@ -46,8 +46,7 @@ BASELINE, FP32_SERVING = 'torch-train', 'torch'
 SELECTABLE = tuple(n for n in SERVINGS if n not in (
     BASELINE, 'openvino-int8-ac'))
 #: earlier spellings accepted in ``servings``
-ALIASES = {'ort': 'onnxruntime', 'ort-int8': 'onnxruntime-int8',
-           'eager': 'torch'}
+SERVING_ALIASES = dict(ALIASES, eager='torch')
 #: slack for the drop comparison (metrics are sums of floats)
 EPS = 1e-9
 
@@ -59,7 +58,7 @@ def check_servings(names: Optional[List[str]]) -> List[str]:
         return [n for n in SELECTABLE
                 if n != 'openvino-bf16' or supports_bf16()]
     chosen: List[str] = []
-    for name in map(lambda n: ALIASES.get(n, n), names):
+    for name in map(lambda n: SERVING_ALIASES.get(n, n), names):
         if name not in SELECTABLE:
             raise ConfigError(
                 f'unknown serving "{name}"; use some of '

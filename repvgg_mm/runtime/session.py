@@ -17,12 +17,13 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import ConfigError
-from .cpu import supports_bf16
+from ..utils.cpu import supports_bf16
 
 #: the runtimes' names, one per backend throughout the project
 BACKENDS = ('onnxruntime', 'openvino')
-#: the short spelling of earlier releases, accepted on input, never written
-ALIASES = {'ort': 'onnxruntime'}
+#: the short spellings of earlier releases, accepted on input, never
+#: written (the project's one alias table for backends and their servings)
+ALIASES = {'ort': 'onnxruntime', 'ort-int8': 'onnxruntime-int8'}
 #: how ONNX Runtime and OpenVINO (``ParameterMismatch``, its CPU plugin's
 #: size check) say that an input does not fit the graph
 RUNTIME_SHAPE_ERRORS = ('ParameterMismatch', 'INVALID_ARGUMENT',

@@ -1,5 +1,5 @@
 """Optimizer parts, registered in mmengine's root registries on import."""
-from .cpu_amp import CPUAmpOptimWrapper, cpu_supports_bf16
+from .cpu_amp import CPUAmpOptimWrapper
 from .custom_l2 import (CustomL2AmpOptimWrapper, CustomL2CPUAmpOptimWrapper,
                         CustomL2OptimWrapper, CustomL2Penalty,
                         RepVGGCustomL2Constructor, block_custom_l2)
@@ -7,5 +7,5 @@ from .custom_l2 import (CustomL2AmpOptimWrapper, CustomL2CPUAmpOptimWrapper,
 __all__ = [
     'CPUAmpOptimWrapper', 'CustomL2AmpOptimWrapper',
     'CustomL2CPUAmpOptimWrapper', 'CustomL2OptimWrapper', 'CustomL2Penalty',
-    'RepVGGCustomL2Constructor', 'block_custom_l2', 'cpu_supports_bf16'
+    'RepVGGCustomL2Constructor', 'block_custom_l2'
 ]

@@ -10,14 +10,6 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 
 
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU runs bf16 kernels natively (oneDNN's check: AVX-512
-    BF16 or AMX)."""
-    check = getattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported', None)
-    return bool(torch.backends.mkldnn.is_available() and check is not None
-                and check())
-
-
 @OPTIM_WRAPPERS.register_module()
 class CPUAmpOptimWrapper(OptimWrapper):
     """``OptimWrapper`` whose forward runs in bf16 autocast on the CPU (bf16

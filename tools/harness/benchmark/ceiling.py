@@ -36,7 +36,7 @@ def ceiling_entries(model: torch.nn.Module, example: torch.Tensor,
     shape = dominant_shape(layers_of(model, example))
     wanted = [p for p in ('fp32', 'bf16', 'int8')
               if p in {precision_of(s) for s in servings}]
-    from repvgg_mm.runtime.cpu import supports_bf16
+    from repvgg_mm.utils.cpu import supports_bf16
     if not supports_bf16() and 'bf16' in wanted:
         wanted.remove('bf16')
     found = stacks(shape, batch, wanted, work,

@@ -59,7 +59,7 @@ def host_record(device: torch.device) -> dict:
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
     else:
-        from repvgg_mm.runtime.cpu import cpu_features, cpu_name
+        from repvgg_mm.utils.cpu import cpu_features, cpu_name
         info['cpu'] = cpu_name()
         info['cpu_features'] = cpu_features()
     if hasattr(os, 'getloadavg'):

@@ -51,8 +51,6 @@ RUNTIMES = {'onnxruntime': ('onnxruntime', 'fp32'),
             'openvino-bf16': ('openvino', 'bf16'),
             'onnxruntime-int8': ('onnxruntime', 'int8'),
             'openvino-int8': ('openvino', 'int8')}
-#: earlier spellings of runtime servings, accepted by parse_serving
-RUNTIME_ALIASES = {'ort': 'onnxruntime', 'ort-int8': 'onnxruntime-int8'}
 #: calibration batches of the INT8 servings (random, shaped like the timed
 #: batch: speed does not depend on them; accuracy does, tools/quantize.py)
 INT8_CALIBRATION_BATCHES = 2
@@ -91,7 +89,10 @@ def parse_serving(name: str) -> Serving:
     """Inverse of :attr:`Serving.name` (``'channels_last+jit'``)."""
     fields = {}
     for part in name.split('+'):
-        part = RUNTIME_ALIASES.get(part, part)
+        if part.startswith('ort'):
+            # the deploy layer's alias table (lazy: the [deploy] extra)
+            from repvgg_mm.runtime.session import ALIASES
+            part = ALIASES.get(part, part)
         if part in ('channels_last', 'jit', 'compile'):
             fields[part] = True
         elif part in AMP_DTYPES:
@@ -129,7 +130,7 @@ def candidates(device: torch.device, base: Serving) -> List[Serving]:
         combos.append(dict(channels_last=True, chunk=16))
     servings = [Serving(**combo, **kept) for combo in combos]
     if device.type == 'cpu' and base.amp is None:
-        from repvgg_mm.runtime.cpu import supports_bf16
+        from repvgg_mm.utils.cpu import supports_bf16
         runtimes = ['onnxruntime', 'openvino']
         if supports_bf16():
             servings.append(Serving(channels_last=True, amp='bf16',
@@ -169,7 +170,7 @@ def prepare(model: nn.Module, inputs: torch.Tensor, serving: Serving
     device = inputs.device
     if device.type == 'cpu' and 'bf16' in (serving.amp, RUNTIMES.get(
             serving.runtime, (None, None))[1]):
-        from repvgg_mm.runtime.cpu import supports_bf16
+        from repvgg_mm.utils.cpu import supports_bf16
         if not supports_bf16():
             raise ServingUnavailable(
                 f'{serving.name}: skipped, this CPU has no native bf16 '

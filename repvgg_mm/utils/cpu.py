@@ -1,5 +1,6 @@
 """The CPU: its name and the ``/proc/cpuinfo`` flags that decide which
-precisions run fast (read once, here, for every record and serving)."""
+precisions run fast (read once, here, for training, every serving and every
+benchmark record)."""
 import functools
 import platform
 from typing import Dict, FrozenSet, Tuple
@@ -34,7 +35,8 @@ def cpu_name() -> str:
 
 def supports_bf16() -> bool:
     """Native bf16 arithmetic (AVX-512 BF16 or AMX; Arm ``bf16``): the
-    project's one rule for offering bf16 servings."""
+    project's one rule for bf16 training (``amp=True`` on a CPU) and bf16
+    servings."""
     return bool(_cpuinfo()[1] & {'avx512_bf16', 'amx_bf16', 'bf16'})
 
 
