@@ -420,3 +420,28 @@ def test_kill_during_a_keep_one_save_leaves_a_resumable_work_dir(
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = [n for n in os.listdir(work) if n.endswith('.pth')]
     assert names == ['epoch_2.pth']  # one kept, the old one removed after
+
+
+def test_test_tool_predictions_dump_is_atomic(tmp_path, monkeypatch):
+    """``tools/test.py --out``: mmengine's DumpResults writes in place; ours
+    leaves the old file whole when the dump fails, and no temporary."""
+    import pickle
+
+    from repvgg_mm.engine import atomic_dump
+    out = tmp_path / 'preds.pkl'
+    metric = atomic_dump.AtomicDumpResults(out_file_path=str(out))
+    metric.process({}, [{'pred': torch.ones(2)}])
+    assert metric.compute_metrics(metric.results) == {}
+    with open(out, 'rb') as f:
+        assert torch.equal(pickle.load(f)[0]['pred'], torch.ones(2))
+    before = out.read_bytes()
+
+    def full_disk(obj, path, **kwargs):
+        with open(path, 'wb') as f:
+            f.write(b'half')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(atomic_dump, 'dump', full_disk)
+    with pytest.raises(OutputError, match='disk is full|No space'):
+        metric.compute_metrics(metric.results)
+    assert out.read_bytes() == before
+    assert os.listdir(tmp_path) == ['preds.pkl']

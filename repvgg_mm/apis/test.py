@@ -31,7 +31,7 @@ def test_config(config: str,
     ``unsafe_load``: unpickle the checkpoint fully (trusted files only;
     pass it to :func:`test` too)."""
     cfg = runner_config(config, cfg_options, work_dir, launcher)
-    if not osp.isfile(checkpoint):
+    if not osp.exists(checkpoint):  # a folder, a device: the reader says
         raise ConfigError(
             f'checkpoint "{checkpoint}" does not exist. Give the .pth '
             f'written by training (work_dirs/<config>/epoch_N.pth) or '
@@ -41,12 +41,12 @@ def test_config(config: str,
         if not out.endswith(('.pkl', '.pickle')):
             raise ConfigError(f'out="{out}" must end with .pkl or .pickle '
                               f'(the predictions are pickled).')
-        guard_output(out, '--out', {'CHECKPOINT': checkpoint,
-                                    'CONFIG': config})
+        guard_output(out, 'out',
+                     {'CHECKPOINT': checkpoint, 'CONFIG': config})
         evaluators = cfg.test_evaluator
         cfg.test_evaluator = (
             list(evaluators) if isinstance(evaluators, (list, tuple)) else
-            [evaluators]) + [dict(type='DumpResults', out_file_path=out)]
+            [evaluators]) + [dict(type='AtomicDumpResults', out_file_path=out)]
     check_dataset_paths(cfg, ['test_dataloader'])
     # unreadable or not fitting: fail before any Runner (and work dir)
     check_checkpoint_fits(cfg, checkpoint, unsafe_load)
