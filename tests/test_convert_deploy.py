@@ -200,7 +200,7 @@ def test_verify_failure_writes_nothing(classifier, tmp_path):
     code, log = run_tool(classifier.cfg, classifier.ckpt, tmp_path / 'o.pth',
                          '--verify', '--tolerance', '0', '--shape', '24', '16')
     assert code == 2, log
-    assert 'shape (1, 3, 24, 16) (size from --shape)' in log
+    assert 'shape (1, 3, 24, 16) (size from `shape`)' in log
     assert 'beyond the tolerance 0. Nothing was written.' in log
     assert_nothing_written(tmp_path, [])
 

@@ -375,7 +375,7 @@ def test_tool_names_the_right_arch_and_writes_nothing(tmp_path):
 def test_wrong_format_is_reported():
     sd = timm_tiny_se().state_dict()
     with pytest.raises(CheckpointError, match=r'no RepVGG block in official '
-                       r'layout found .* Is --format right\?'):
+                       r'layout found .* Is `fmt` right\?'):
         import_state_dict(sd, 'official', TINY)
 
 

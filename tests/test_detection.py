@@ -187,7 +187,7 @@ def test_fpn_widths_that_do_not_match_the_arch_name_the_fix(tmp_path,
         '[128, 256, 512, 2048] channels. Set model.neck.in_channels='
         '[128, 256, 512, 2048] in ')
     assert str(exc.value).endswith(
-        '(or --cfg-options model.neck.in_channels=[128,256,512,2048]).')
+        '(or `cfg_options=model.neck.in_channels=[128,256,512,2048]`).')
     # the tools stop there, before any work: exit 2, one paragraph
     for tool, args in (('train.py', ['--check-only']),
                        ('convert_deploy.py', ['x.pth', str(tmp_path / 'o'

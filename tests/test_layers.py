@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import (ROOT, assert_succeeded, run_tool, write_image_folder,
-                      write_tiny_cls_config)
+from conftest import (ROOT, assert_succeeded, call_tool, run_tool,
+                      write_image_folder, write_tiny_cls_config)
 
 #: the ``[deploy]`` extra
 DEPLOY = ('onnx', 'onnxruntime', 'openvino', 'nncf')
@@ -114,3 +114,31 @@ def test_core_tools_work_without_the_deploy_extra(tmp_path):
     assert 'pip install "repvgg_mm[deploy]"' in proc.stderr
     assert 'Traceback' not in proc.stderr
     assert not (tmp_path / 'm.onnx').exists()
+
+
+def test_library_errors_name_arguments_and_the_cli_names_flags(tmp_path):
+    """The package names its API's arguments (`opset=5`); only the CLI
+    layer turns them into the tool's flags (``--opset 5``)."""
+    from harness.cli import ToolParser, as_flags
+    from repvgg_mm.errors import ConfigError
+    from repvgg_mm.runtime.onnx_export import check_opset
+    with pytest.raises(ConfigError) as info:
+        check_opset(5)
+    assert str(info.value).startswith('`opset=5` is not supported')
+    parser = ToolParser()
+    parser.add_argument('out')
+    parser.add_argument('--opset', type=int)
+    parser.add_argument('--json', dest='json_out')
+    parser.add_argument('--unsafe-load', action='store_true')
+    parser.parse_args(['x.onnx'])
+    assert as_flags(str(info.value), ToolParser.last).startswith(
+        '--opset 5 is not supported')
+    assert as_flags('`json_out` "a" and `out` and `unsafe_load=True`; '
+                    '`other`, `opset`', parser) == (
+        '--json "a" and OUT and --unsafe-load; `other`, --opset')
+    # through a tool: exit 2, the flag named, no traceback
+    proc = call_tool('export.py', osp.join(ROOT, 'configs', 'demo',
+                                           'repvgg-tiny_digits.py'),
+                     'missing.pth', tmp_path / 'm.onnx', '--opset', '5')
+    assert proc.returncode == 2 and '--opset 5 is not supported' in \
+        proc.stderr and '`' not in proc.stderr, proc.stderr

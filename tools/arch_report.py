@@ -8,16 +8,15 @@ figures, and the worst relative error between the converted and the training
 backbone (all four stage outputs, random BN statistics, eval mode, fp32,
 input 2x3x64x48).
 """
-import argparse
 
 from harness.benchmark.arch_figures import arch_report
-from harness.cli import run_tool
+from harness.cli import ToolParser, run_tool
 from repvgg_mm import ARCH_SETTINGS
 from repvgg_mm.io.atomic import atomic_write_json
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = ToolParser(description=__doc__.split('\n')[0])
     parser.add_argument('--archs', nargs='+', default=list(ARCH_SETTINGS),
                         help='architectures (default: all 14)')
     parser.add_argument('--json', help='also write the rows as JSON here')

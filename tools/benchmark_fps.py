@@ -20,7 +20,7 @@ Examples::
 import argparse
 import sys
 
-from harness.cli import run_tool
+from harness.cli import ToolParser, run_tool
 
 
 def _int_at_least(minimum: int):
@@ -45,7 +45,7 @@ non_negative_int = _int_at_least(0)
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n\n', 1)[1])

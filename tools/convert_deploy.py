@@ -11,17 +11,16 @@ both atomically, nothing on failure.
 The checkpoint is read with ``torch.load(weights_only=True)``: it cannot
 execute code. ``--unsafe-load`` turns that off for old pickles you trust.
 """
-import argparse
 import os
 
 from mmengine.config import DictAction
 
-from harness.cli import run_tool
+from harness.cli import ToolParser, run_tool
 from repvgg_mm.apis.convert import DEFAULT_REL_TOL, convert_checkpoint
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Convert a RepVGG training checkpoint to the deploy '
         'form (one 3x3 conv per block) and write the matching config.')
     parser.add_argument('config', help='training config (mmpretrain/mmseg/'

@@ -17,22 +17,22 @@ in this project's keys, or to get ``.safetensors`` weights into a ``.pth``.
 SRC is read with ``torch.load(weights_only=True)`` (or as ``.safetensors``);
 ``--unsafe-load`` allows full unpickling of old checkpoints you trust.
 """
-import argparse
 
-from harness.cli import run_tool
+from harness.cli import ToolParser, run_tool
 from repvgg_mm.apis.import_weights import import_weights
 from repvgg_mm.converters.weight_import import FORMATS
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Convert official / mmpretrain / timm RepVGG weights to '
         'this project\'s keys.')
     parser.add_argument('src', help='source checkpoint (.pth or .safetensors)')
     parser.add_argument(
         'out', help='checkpoint to write (missing parent folders are '
         'created; checked before any work)')
-    parser.add_argument('--format', required=True, choices=FORMATS,
+    parser.add_argument('--format', dest='fmt', required=True,
+                        choices=FORMATS,
                         help='layout of SRC')
     parser.add_argument('--arch', required=True,
                         help='RepVGG arch of SRC, e.g. a0, b1g4, d2se '
@@ -48,7 +48,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     print(f'reading {args.src} ...', flush=True)
-    result = import_weights(args.src, args.out, args.format, args.arch,
+    result = import_weights(args.src, args.out, args.fmt, args.arch,
                             unsafe_load=args.unsafe_load)
     head = (f'head with {result.num_classes} classes'
             if result.num_classes is not None else 'no head (backbone only)')

@@ -12,17 +12,16 @@ prediction is identical, runs tools/deploy.py's job on the trained model
 (every serving evaluated and timed, the fastest within --max-drop shipped
 to <work-dir>/deploy) and writes <work-dir>/report.json.
 """
-import argparse
 
 import torch
 from mmengine.config import DictAction
 
-from harness.cli import ToolError, run_tool
+from harness.cli import ToolError, ToolParser, run_tool
 from harness.demos.digits_demo import DEFAULT_CONFIG, run_digits_demo
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Train a small RepVGG on the scikit-learn digits on CPU, '
         'convert it to its deploy form, check that both forms predict the '
         'same, pick the fastest serving that keeps the accuracy and write a '

@@ -23,12 +23,12 @@ Examples::
 """
 import argparse
 
-from harness.cli import ToolError, run_tool
+from harness.cli import ToolError, ToolParser, run_tool
 
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n\n', 1)[1])

@@ -18,7 +18,7 @@ Examples::
 """
 import argparse
 
-from harness.cli import run_tool
+from harness.cli import ToolParser, run_tool
 from repvgg_mm.utils.verify import REL_TOL
 
 
@@ -26,7 +26,7 @@ def parse_args(argv=None):
     from mmengine.config import DictAction
 
     from repvgg_mm.runtime.onnx_export import OPSET_RANGE
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n\n', 1)[1])
@@ -36,7 +36,7 @@ def parse_args(argv=None):
                         'checkpoint, loaded strictly')
     parser.add_argument('out', help='*.onnx, or *.xml for OpenVINO IR (its '
                         '.bin is written beside it)')
-    parser.add_argument('--format', choices=['onnx', 'openvino'],
+    parser.add_argument('--format', dest='fmt', choices=['onnx', 'openvino'],
                         help='default: from the suffix of OUT')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                         help='input size (default: the config\'s test size)')
@@ -64,7 +64,7 @@ def main(argv=None):
     args = parse_args(argv)
     from repvgg_mm.apis import export_model
     result = export_model(
-        args.config, args.checkpoint, args.out, fmt=args.format,
+        args.config, args.checkpoint, args.out, fmt=args.fmt,
         shape=args.shape, batch=args.batch, dynamic=args.dynamic,
         opset=args.opset, verify=args.verify, cfg_options=args.cfg_options,
         unsafe_load=args.unsafe_load)

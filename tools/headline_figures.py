@@ -7,12 +7,11 @@ The table is generated from the records named in
 harness.benchmark.headline.HEADLINE_RECORDS (docs/benchmarks/): a few rows,
 each from one run on one named CPU.
 """
-import argparse
 import os.path as osp
 
 from harness.benchmark.headline import (HEADLINE_RECORDS, headline_table,
                                         replace_block)
-from harness.cli import ToolError, run_tool
+from harness.cli import ToolError, ToolParser, run_tool
 from repvgg_mm.io.atomic import atomic_output
 from repvgg_mm.io.output_guard import guard_output
 
@@ -20,7 +19,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = ToolParser(description=__doc__.split('\n')[0])
     parser.add_argument('--readme', default=osp.join(ROOT, 'README.md'))
     parser.add_argument('--records', default=osp.join(ROOT, 'docs',
                                                       'benchmarks'))

@@ -10,17 +10,16 @@ of the layer's output with INT8 weights (per channel) and uint8 inputs (per
 tensor, min-max over N train images), isolated and cumulative, on the val
 split; see repvgg_mm/benchmark/int8_analysis.py.
 """
-import argparse
 
 from harness.benchmark.int8_analysis import (analyse_checkpoint, format_table,
                                              plot)
-from harness.cli import ToolError, run_tool
+from harness.cli import ToolError, ToolParser, run_tool
 from repvgg_mm.io.atomic import atomic_write_json
 from repvgg_mm.io.output_guard import Output, guard_outputs
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Per-layer INT8 statistics (kernel range/std, SQNR).')
     parser.add_argument('--model', nargs=3, action='append', required=True,
                         metavar=('NAME', 'CONFIG', 'CHECKPOINT'),

@@ -8,15 +8,14 @@ Result: ``OUT_DIR/leftImg8bit/{train,val}/<city>/*_leftImg8bit.png`` and
 0-18, 255 = ignore), which mmsegmentation's unmodified ``CityscapesDataset``
 loads; ``configs/demo/pspnet_repvgg-tiny_cityscapes-demo.py`` trains on it.
 """
-import argparse
 
-from harness.cli import run_tool
+from harness.cli import ToolParser, run_tool
 from harness.demos.cityscapes_dataset import (DEFAULT_SIZE,
                                               write_cityscapes_demo)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Write synthetic street scenes (colour-coded class '
         'regions plus noise) in the Cityscapes folder layout, with '
         '*_gtFine_labelTrainIds.png labels, for mmsegmentation\'s '

@@ -7,16 +7,15 @@ Result: ``OUT_DIR/{train,val}/<digit>/<index>.png`` (a stratified, seeded
 split) plus ``OUT_DIR/digits_meta.json``, readable by mmpretrain's
 ``CustomDataset``. Running it again with the same settings does nothing.
 """
-import argparse
 
-from harness.cli import run_tool
+from harness.cli import ToolParser, run_tool
 from harness.demos.digits_dataset import (DEFAULT_SEED, DEFAULT_SIZE,
                                           DEFAULT_VAL_FRACTION,
                                           write_digits_dataset)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Write the scikit-learn digits (1,797 real 8x8 '
         'handwritten digits) as upscaled PNG files in train/ and val/ class '
         'folders for mmpretrain\'s CustomDataset.')

@@ -10,9 +10,8 @@ upscaled and placed on noisy canvases) and
 '0'-'9', tight boxes), which mmdet's unmodified ``CocoDataset`` loads;
 ``configs/demo/retinanet_repvgg-tiny_digits-det.py`` trains on it.
 """
-import argparse
 
-from harness.cli import run_tool
+from harness.cli import ToolParser, run_tool
 from harness.demos.digits_detection_dataset import (DEFAULT_CANVAS,
                                                     DEFAULT_DIGIT_SIZES,
                                                     DEFAULT_DIGITS_PER_IMAGE,
@@ -20,7 +19,7 @@ from harness.demos.digits_detection_dataset import (DEFAULT_CANVAS,
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Place scikit-learn\'s handwritten digits on canvases '
         'and write them as a COCO-format detection dataset (boxes and '
         'labels known) for mmdet\'s CocoDataset.')

@@ -12,11 +12,11 @@ accuracies from the paper's published figures
 import argparse
 import sys
 
-from harness.cli import run_tool
+from harness.cli import ToolParser, run_tool
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n\n', 1)[1])

@@ -11,18 +11,17 @@ Runtime. ``--eval`` runs the config's evaluator on the fp32 and the INT8
 graph over the val split and prints both metrics and the share of identical
 predictions.
 """
-import argparse
 import json
 
 from mmengine.config import DictAction
 
-from harness.cli import run_tool
+from harness.cli import ToolParser, run_tool
 from repvgg_mm.apis.quantize import quantize_model
 from repvgg_mm.runtime.quantize import BACKENDS, METHODS
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='INT8 post-training quantization of a RepVGG '
         'checkpoint with OpenVINO+NNCF or ONNX Runtime.')
     parser.add_argument('config', help='model config (training or deploy)')
@@ -43,11 +42,12 @@ def parse_args(argv=None):
     parser.add_argument('--per-tensor-weights', action='store_true',
                         help='one INT8 scale per weight tensor instead of '
                         'per output channel (for comparison)')
-    parser.add_argument('--eval', action='store_true',
+    parser.add_argument('--eval', action='store_true', dest='evaluate',
                         help='evaluate the fp32 and the INT8 graph on the '
                         'val split with the config\'s evaluator')
-    parser.add_argument('--json', help='also write the result to this '
-                        '.json file (checked before any work)')
+    parser.add_argument('--json', dest='json_out',
+                        help='also write the result to this .json file '
+                        '(checked before any work)')
     parser.add_argument('--unsafe-load', action='store_true',
                         help='full unpickling of the checkpoint (trusted '
                         'files only)')
@@ -64,14 +64,14 @@ def main(argv=None):
         args.config, args.checkpoint, args.out, backend=args.backend,
         calib=args.calib, split=args.split, method=args.method,
         per_channel=not args.per_tensor_weights,
-        evaluate=args.eval, cfg_options=args.cfg_options,
-        unsafe_load=args.unsafe_load, json_out=args.json)
+        evaluate=args.evaluate, cfg_options=args.cfg_options,
+        unsafe_load=args.unsafe_load, json_out=args.json_out)
     weights = 'per-channel' if result['per_channel_weights'] else \
         'per-tensor'
     print(f'wrote {result["int8_path"]} ({result["backend"]}, '
           f'{result["method"]}, {weights} weights, calibrated on '
           f'{result["num_calibration_images"]} {result["split"]} images)')
-    if args.eval:
+    if args.evaluate:
         label = 'mIoU' if result['metric'] == 'mIoU' else 'top-1'
         for form in ('fp32', 'int8'):
             value = result[f'top1_{form}']
@@ -82,7 +82,7 @@ def main(argv=None):
         print(f'agreement: {100 * result["agreement"]:.2f} % of '
               f'{result["num_val_images"]} images '
               f'(output SQNR {result["output_sqnr_db"]:.1f} dB)')
-    if not args.json:
+    if not args.json_out:
         print(json.dumps(result['seconds']))
 
 

@@ -9,14 +9,13 @@ model is an error, not a silently random model. A training-form checkpoint
 works with the configs/deploy/*_deploy.py configs (fused while loading).
 Multi-process: tools/dist_test.sh CONFIG CHECKPOINT GPUS, tools/slurm_test.sh.
 """
-import argparse
 
-from harness.cli import add_runner_args, run_tool, runner_options
+from harness.cli import ToolParser, add_runner_args, run_tool, runner_options
 from repvgg_mm.apis.test import test, test_config
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Evaluate a checkpoint (mmpretrain, mmseg or mmdet '
         'config).')
     parser.add_argument('config', help='config file')

@@ -10,14 +10,13 @@ files only).
 
 Multi-process: tools/dist_train.sh CONFIG GPUS, tools/slurm_train.sh.
 """
-import argparse
 
-from harness.cli import add_runner_args, run_tool, runner_options
+from harness.cli import ToolParser, add_runner_args, run_tool, runner_options
 from repvgg_mm.apis.train import train, training_config
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Train a model (mmpretrain, mmseg or mmdet config) with '
         'a RepVGG backbone.')
     parser.add_argument('config', help='config file')

@@ -60,8 +60,7 @@ def _check_arguments(config: str, checkpoint: str, out: str,
 
 
 def _verify(model, converted, cfg, shape, tolerance):
-    # the size's source is named as tools/convert_deploy.py's option
-    (height, width), where = ((tuple(shape), '--shape')
+    (height, width), where = ((tuple(shape), '`shape`')
                               if shape else input_size(cfg))
     size = (1, input_channels(cfg), height, width)
     print_log(f'verifying on a random input of shape {size} (size from '
@@ -106,8 +105,7 @@ def convert_checkpoint(config: str, checkpoint: str, out: str,
             f'"{checkpoint}" is already in deploy form (its RepVGG blocks are '
             f'fused: *.branch_reparam.* keys), so there is nothing to convert '
             f'and nothing was written. Use it as it is with the deploy config '
-            f'(e.g. tools/test.py {config} {checkpoint} --cfg-options '
-            f'model.backbone.deploy=True).')
+            f'(`cfg_options=model.backbone.deploy=True`).')
     load_state_dict_strict(model, state_dict, checkpoint)
     # verify needs both forms; otherwise convert in place (no copy)
     converted = switch_to_deploy(model.eval(), inplace=not verify)

@@ -36,15 +36,15 @@ RANDOM = 'random'
 def _check_numbers(max_drop, batch_size, rounds, min_time, calib):
     if max_drop is not None and not (isinstance(max_drop, (int, float)) and
                                      max_drop >= 0):
-        raise ConfigError(f'--max-drop must be a number of points >= 0, '
+        raise ConfigError(f'`max_drop` must be a number of points >= 0, '
                           f'got {max_drop!r}.')
-    for name, value in (('--batch-size', batch_size), ('--rounds', rounds),
-                        ('--calib', calib)):
+    for name, value in (('`batch_size`', batch_size), ('`rounds`', rounds),
+                        ('`calib`', calib)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f'{name} must be a positive whole number, got '
                               f'{value!r}.')
     if not min_time > 0:
-        raise ConfigError(f'--min-time must be > 0 seconds, got {min_time!r}.')
+        raise ConfigError(f'`min_time` must be > 0 seconds, got {min_time!r}.')
 
 
 def _timing_batch(cfg, batch_size: int, speed_only: bool) -> np.ndarray:
@@ -97,7 +97,7 @@ def deploy_model(config: str,
         loader_key(cfg, 'train')
     if checkpoint == RANDOM and not speed_only:
         raise ConfigError('CHECKPOINT "random" (the initial weights) has no '
-                          'accuracy to keep; use it with --speed-only.')
+                          'accuracy to keep; use it with `speed_only=True`.')
     if checkpoint != RANDOM and not osp.isfile(checkpoint):
         raise ConfigError(f'checkpoint "{checkpoint}" does not exist.')
     threads = threads or torch.get_num_threads()

@@ -141,12 +141,12 @@ def export_model(config: str,
                  ())
     check_opset(opset)
     if shape is not None and (len(shape) != 2 or min(shape) < 1):
-        raise ConfigError(f'--shape takes H W (positive), got {list(shape)}')
+        raise ConfigError(f'`shape` takes H W (positive), got {list(shape)}')
     if batch < 1:
-        raise ConfigError(f'--batch must be >= 1, got {batch}')
+        raise ConfigError(f'`batch` must be >= 1, got {batch}')
     cfg = load_config(config, cfg_options)
     check_repvgg_archs(cfg)
-    (height, width), where = ((tuple(shape), '--shape') if shape
+    (height, width), where = ((tuple(shape), '`shape`') if shape
                               else input_size(cfg))
     print_log(f'loading {checkpoint} ...', logger='current')
     loaded, state_dict = read_weights(checkpoint, unsafe_load)
@@ -164,7 +164,7 @@ def export_model(config: str,
         first = (str(exc).strip().splitlines() or [''])[0][:300]
         raise ConfigError(
             f'the model cannot take a {height}x{width} input (size from '
-            f'{where}): {first}. Give a larger --shape H W.') from None
+            f'{where}): {first}. Give a larger `shape` (H W).') from None
     num_classes = outputs[0].shape[1] if graph.task in (
         'classifier', 'segmentor') else None
     metadata = graph_metadata(cfg, config, graph.task, (height, width),

@@ -77,11 +77,11 @@ def quantize_model(config: str,
     outputs = [Output(out, 'OUT', sidecars)]
     if json_out is not None:
         if not json_out.endswith('.json'):
-            raise ConfigError(f'--json "{json_out}" must end with .json.')
-        outputs.append(Output(json_out, '--json'))
+            raise ConfigError(f'`json_out` "{json_out}" must end with .json.')
+        outputs.append(Output(json_out, '`json_out`'))
     guard_outputs(outputs, {'CHECKPOINT': checkpoint, 'CONFIG': config})
     if isinstance(calib, bool) or not isinstance(calib, int) or calib < 1:
-        raise ConfigError(f'--calib must be a positive whole number of '
+        raise ConfigError(f'`calib` must be a positive whole number of '
                           f'images, got {calib!r}.')
     check_opset(17)  # the exporter's default, which the export below uses
     cfg = load_config(config, cfg_options)
@@ -96,9 +96,9 @@ def quantize_model(config: str,
         build_evaluator(cfg)
         if len(build_split_dataset(cfg, key.split('_')[0])) == 0:
             raise ConfigError(f'the {key.split("_")[0]} split ({key}) has '
-                              f'no images, so --eval has nothing to '
+                              f'no images, so `evaluate=True` has nothing to '
                               f'evaluate. Prepare the dataset, or drop '
-                              f'--eval.')
+                              f'`evaluate=True`.')
     seconds = {}
     timer = Timer()
     batches = calibration_batches(cfg, split, calib, calib_batch, seed,

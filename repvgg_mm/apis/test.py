@@ -41,7 +41,7 @@ def test_config(config: str,
         if not out.endswith(('.pkl', '.pickle')):
             raise ConfigError(f'out="{out}" must end with .pkl or .pickle '
                               f'(the predictions are pickled).')
-        guard_output(out, 'out',
+        guard_output(out, '`out`',
                      {'CHECKPOINT': checkpoint, 'CONFIG': config})
         evaluators = cfg.test_evaluator
         cfg.test_evaluator = (

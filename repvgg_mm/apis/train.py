@@ -32,7 +32,7 @@ def runner_config(config: str, cfg_options: Optional[dict] = None,
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(config))[0])
-    guard_output(cfg.work_dir, '--work-dir', folder=True)
+    guard_output(cfg.work_dir, '`work_dir`', folder=True)
     check_repvgg_archs(cfg)
     check_neck_channels(cfg)
     return cfg

@@ -61,7 +61,7 @@ def import_state_dict(source: Dict[str, torch.Tensor], fmt: str,
         raise CheckpointError(
             f'no RepVGG block in {fmt} layout found in the source weights '
             f'(form: {form}); first keys: {", ".join(list(source)[:3])}. Is '
-            f'--format right?')
+            f'`fmt` right?')
     deploy, num_classes = form == 'deploy', head_classes(mapped)
     state_dict, problems = _fit(mapped, arch, deploy, num_classes)
     if problems:
@@ -70,7 +70,7 @@ def import_state_dict(source: Dict[str, torch.Tensor], fmt: str,
             names = [name for name in ARCH_SETTINGS
                      if not _fit(mapped, name, deploy, num_classes)[1]]
             hint = (f' These weights match arch {" / ".join(names)}.'
-                    if names else ' Is --format right?')
+                    if names else ' Is `fmt` right?')
         raise CheckpointError(
             f'the {fmt} weights do not fit RepVGG arch {arch!r} '
             f'({form} form): {"; ".join(problems)}.{hint}')

@@ -32,8 +32,8 @@ def check_repvgg_archs(cfg) -> None:
                 RepVGGMM(**{k: v for k, v in backbone.items() if k != 'type'})
         except (ValueError, TypeError) as exc:
             raise ConfigError(
-                f'{exc} Fix {what} in "{cfg.filename}" (or --cfg-options '
-                f'{path}.{option}).') from None
+                f'{exc} Fix {what} in "{cfg.filename}" (or `cfg_options='
+                f'{path}.{option}`).') from None
 
 
 def check_neck_channels(cfg) -> None:
@@ -64,7 +64,7 @@ def check_neck_channels(cfg) -> None:
                 f'backbone: RepVGGMM {name} with out_indices='
                 f'{tuple(out_indices)} outputs {expected} channels. Set '
                 f'{neck_path}.in_channels={expected} in "{cfg.filename}" '
-                f'(or --cfg-options {neck_path}.in_channels={option}).')
+                f'(or `cfg_options={neck_path}.in_channels={option}`).')
 
 
 def _dataset_leaves(dataset) -> Iterable[dict]:
@@ -109,5 +109,5 @@ def check_dataset_paths(cfg, loaders: Sequence[str]) -> None:
                         f'{kind}) does not exist (relative paths start at '
                         f'the working directory "{os.getcwd()}"). Prepare '
                         f'the dataset {how}, or point the config at it, e.g. '
-                        f'--cfg-options {loader}.dataset.data_root='
-                        f'/path/to/data.')
+                        f'`cfg_options={loader}.dataset.data_root='
+                        f'/path/to/data`.')

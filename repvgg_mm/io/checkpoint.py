@@ -136,8 +136,8 @@ def load_checkpoint_file(path: str, unsafe: bool = False,
                 f'loading (torch.load with weights_only=True) refuses: '
                 f'{what}. Unpickling them could run arbitrary code, so the '
                 f'file was not loaded and nothing ran. If, and only if, you '
-                f'trust the source of this file, pass --unsafe-load (tools; '
-                f'unsafe_load=True in Python; for init_cfg / load_from set '
+                f'trust the source of this file, pass `unsafe_load=True` (for '
+                f'init_cfg / load_from set '
                 f'{FORCE_NO_WEIGHTS_ONLY}=1).') from None
         raise CheckpointError(
             f'checkpoint "{path}" is corrupt or truncated (torch.load: '

@@ -34,7 +34,7 @@ def loader_key(cfg, split: str) -> str:
     if not (cfg.get(key) or {}).get('dataset'):
         present = [s for s in SPLITS if (cfg.get(f'{s}_dataloader') or {})
                    .get('dataset')]
-        hint = (f'use --split {present[0]}' if present else
+        hint = (f'use `split={present[0]}`' if present else
                 'add a dataset and dataloader to the config (e.g. from '
                 'configs/_base_/datasets/)')
         raise ConfigError(f'the config defines no {key} with a dataset, so '
@@ -71,7 +71,7 @@ def build_split_dataset(cfg, split: str):
         # mmpretrain's CustomDataset: RuntimeError 'Found 0 files ...'
         raise ConfigError(f'cannot read the {split} split ({key}.dataset), so '
                           f'there is no calibration data: {exc}. Prepare the '
-                          f'dataset or use another --split.') from None
+                          f'dataset or use another `split`.') from None
 
 
 def graph_inputs(inputs) -> np.ndarray:
@@ -100,7 +100,7 @@ def calibration_batches(cfg, split: str = 'train', num_images: int = 300,
     if len(dataset) == 0:
         raise ConfigError(f'the {split} split has no images, so there is no '
                           f'calibration data; prepare the dataset or use '
-                          f'another --split.')
+                          f'another `split`.')
     if num_images > len(dataset):
         print_log(f'the {split} split has {len(dataset)} images; '
                   f'calibrating on all of them (asked for {num_images})',

@@ -82,9 +82,9 @@ def check_opset(opset) -> None:
     if isinstance(opset, bool) or not isinstance(opset, int) or not (
             low <= opset <= high):
         raise ConfigError(
-            f'--opset {opset} is not supported: the exporter (torch '
+            f'`opset={opset}` is not supported: the exporter (torch '
             f'{torch.__version__.split("+")[0]}, TorchScript) and ONNX '
-            f'Runtime both serve opsets {low} to {high}. Give --opset in '
+            f'Runtime both serve opsets {low} to {high}. Give an `opset` in '
             f'that range (default 17).')
 
 
@@ -108,7 +108,7 @@ def check_onnx_file(path: str) -> None:
         raise VerificationError(
             f'ONNX Runtime cannot load the exported graph: '
             f'{str(exc).strip()[:400]}. Nothing was written; try another '
-            f'--opset.') from None
+            f'`opset`.') from None
 
 
 def _exporter_error(exc: Exception, opset: int, path: str) -> Exception:
@@ -123,7 +123,7 @@ def _exporter_error(exc: Exception, opset: int, path: str) -> Exception:
     return ConfigError(
         f'the ONNX exporter failed{named} at opset {opset}: '
         f'{type(exc).__name__}: {(text.splitlines() or [""])[0][:400]}. '
-        f'Nothing was written. Try another --opset, or replace the module '
+        f'Nothing was written. Try another `opset`, or replace the module '
         f'that uses this operator.')
 
 

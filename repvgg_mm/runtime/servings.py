@@ -252,7 +252,7 @@ def select(rows: List[dict], max_drop: Optional[float],
         if row['name'] not in candidates:
             row.update(status='baseline', reason='the training form: the '
                        'speed baseline' if row['name'] == BASELINE else
-                       'the fp32 reference (not among --servings)')
+                       'the fp32 reference (not among the servings asked for)')
         elif row.get('error'):
             row.update(status='failed', reason=f'could not run: '
                        f'{row["error"]}')

@@ -87,8 +87,8 @@ class RuntimeSession:
                 raise ConfigError(
                     f'the batch of shape {shape} has {name} {shape[axis]}; '
                     f'the graph takes {self._expected()} (exported without '
-                    f'--dynamic). Resize the images, or export with '
-                    f'--dynamic.')
+                    f'`dynamic=True`). Resize the images, or export with '
+                    f'`dynamic=True`.')
         array = np.ascontiguousarray(array, dtype=np.float32)
         high = float(np.max(np.abs(array))) if array.size else 0
         if not self.range_warned and 0 < high <= 1 and '0-255' in \

@@ -2,13 +2,15 @@
 Runner tool takes.
 
 The package raises :class:`repvgg_mm.errors.RepVGGMMError` (and its
-subclasses) in terms of its API's arguments; a tool's ``main`` raises
-:class:`ToolError` for problems with its own flags. :func:`run_tool` prints
-either as one ``error: ...`` paragraph and exits with status 2 instead of a
-deep traceback.
+subclasses) in terms of its API's arguments, each written `name` or
+`name=value`; a tool's ``main`` raises :class:`ToolError` for problems with
+its own flags. :func:`run_tool` prints either as one ``error: ...``
+paragraph (the package's argument names turned into the tool's flags) and
+exits with status 2 instead of a deep traceback.
 """
 import argparse
 import os
+import re
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -21,12 +23,54 @@ class ToolError(Exception):
     """An error a user can fix; its message says how."""
 
 
+class ToolParser(argparse.ArgumentParser):
+    """The tools' parser: it remembers the last one that parsed, so that
+    :func:`run_tool` can name the package's arguments by their flags."""
+    last: Optional['ToolParser'] = None
+
+    def parse_known_args(self, *args, **kwargs):
+        ToolParser.last = self
+        return super().parse_known_args(*args, **kwargs)
+
+
+#: how the package names an argument in a message: `name` or `name=value`
+_ARGUMENT = re.compile(r'`([A-Za-z_]\w*)(?:=([^`]*))?`')
+
+
+def as_flags(message: str, parser: Optional[argparse.ArgumentParser]) -> str:
+    """``message`` with each `name` / `name=value` of an argument that
+    ``parser`` has written as the user typed it (``--flag value``,
+    ``--flag`` for ``=True`` of a switch, ``NAME`` for a positional)."""
+    actions = {a.dest: a for a in (parser._actions if parser else ())
+               if a.dest != 'help'}
+
+    def flag(match: re.Match) -> str:
+        action = actions.get(match.group(1))
+        if action is None:
+            return match.group(0)
+        value = match.group(2)
+        if not action.option_strings:
+            name = action.metavar or action.dest.upper()
+            return f'{name} {value}' if value else name
+        name = max(action.option_strings, key=len)
+        if value is None or (action.nargs == 0 and value == 'True'):
+            return name
+        return f'{name} {value}'
+
+    return _ARGUMENT.sub(flag, message)
+
+
 def run_tool(main: Callable[[Optional[Sequence[str]]], Optional[int]],
              argv: Optional[Sequence[str]] = None) -> None:
+    ToolParser.last = None
     try:
         code = main(argv)
-    except (ToolError, RepVGGMMError) as exc:
+    except ToolError as exc:
         print(f'error: {exc}', file=sys.stderr)
+        sys.exit(2)
+    except RepVGGMMError as exc:  # in terms of the API: named as flags
+        print(f'error: {as_flags(str(exc), ToolParser.last)}',
+              file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
