@@ -134,8 +134,9 @@ def test_library_errors_name_arguments_and_the_cli_names_flags(tmp_path):
     assert as_flags(str(info.value), ToolParser.last).startswith(
         '--opset 5 is not supported')
     assert as_flags('`json_out` "a" and `out` and `unsafe_load=True`; '
-                    '`other`, `opset`', parser) == (
-        '--json "a" and OUT and --unsafe-load; `other`, --opset')
+                    '`other`, `opset`, `unsafe_load=False`', parser) == (
+        '--json "a" and OUT and --unsafe-load; `other`, --opset, '
+        'without --unsafe-load')
     # through a tool: exit 2, the flag named, no traceback
     proc = call_tool('export.py', osp.join(ROOT, 'configs', 'demo',
                                            'repvgg-tiny_digits.py'),

@@ -97,7 +97,7 @@ def test_train_flags_are_applied(monkeypatch, tmp_path):
     monkeypatch.setattr(train_api, '_has_amp_device', lambda: False)
     monkeypatch.setattr(train_api, 'supports_bf16', lambda: False)
     with pytest.raises(ConfigError,
-                       match='amp=True found no GPU .* no native'):
+                       match='`amp=True` found no GPU .* no native'):
         training_config(A0, amp=True)
     monkeypatch.setattr(train_api, 'supports_bf16', lambda: True)
     data = {'train_dataloader.dataset.data_root': ROOT,

@@ -50,18 +50,18 @@ def _use_amp(cfg) -> None:
     if wrapper not in ('OptimWrapper', 'AmpOptimWrapper',
                        'CPUAmpOptimWrapper'):
         raise ConfigError(
-            f'amp=True replaces optim_wrapper.type by a mixed-precision '
+            f'`amp=True` replaces optim_wrapper.type by a mixed-precision '
             f'wrapper, but the config uses "{wrapper}". Train with '
-            f'amp=False and configure mixed precision in the config.')
+            f'`amp=False` and configure mixed precision in the config.')
     if _has_amp_device():
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
         return
     if not supports_bf16():
         raise ConfigError(
-            'amp=True found no GPU (NPU/MLU/MUSA), and this CPU has no '
+            '`amp=True` found no GPU (NPU/MLU/MUSA), and this CPU has no '
             'native bf16 (AVX-512 BF16 or AMX), so mixed precision would '
-            'only be slower. Train with amp=False (fp32) on this machine.')
+            'only be slower. Train with `amp=False` (fp32) on this machine.')
     cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
     cfg.optim_wrapper.pop('loss_scale', None)
     cfg.optim_wrapper.pop('dtype', None)
@@ -101,8 +101,8 @@ def training_config(config: str,
     if resume is not None:
         if resume != 'auto' and not osp.isfile(resume):
             raise ConfigError(
-                f'resume="{resume}" does not exist. Give an '
-                f'epoch_N.pth/iter_N.pth of the work dir, or resume="auto" '
+                f'`resume="{resume}"` does not exist. Give an '
+                f'epoch_N.pth/iter_N.pth of the work dir, or `resume="auto"` '
                 f'to pick the latest one automatically.')
         cfg.resume = True
         cfg.load_from = None if resume == 'auto' else resume
@@ -115,7 +115,7 @@ def training_config(config: str,
     if auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
             raise ConfigError(
-                f'auto_scale_lr=True needs "auto_scale_lr = dict('
+                f'`auto_scale_lr=True` needs "auto_scale_lr = dict('
                 f'base_batch_size=...)" in the config "{config}".')
         cfg.auto_scale_lr.enable = True
     if not validate:

@@ -40,7 +40,8 @@ _ARGUMENT = re.compile(r'`([A-Za-z_]\w*)(?:=([^`]*))?`')
 def as_flags(message: str, parser: Optional[argparse.ArgumentParser]) -> str:
     """``message`` with each `name` / `name=value` of an argument that
     ``parser`` has written as the user typed it (``--flag value``,
-    ``--flag`` for ``=True`` of a switch, ``NAME`` for a positional)."""
+    ``--flag`` / ``without --flag`` for a switch, ``NAME`` for a
+    positional). (argparse has no public list of a parser's actions.)"""
     actions = {a.dest: a for a in (parser._actions if parser else ())
                if a.dest != 'help'}
 
@@ -53,9 +54,9 @@ def as_flags(message: str, parser: Optional[argparse.ArgumentParser]) -> str:
             name = action.metavar or action.dest.upper()
             return f'{name} {value}' if value else name
         name = max(action.option_strings, key=len)
-        if value is None or (action.nargs == 0 and value == 'True'):
-            return name
-        return f'{name} {value}'
+        if action.nargs == 0 and value in ('True', 'False'):  # a switch
+            return name if value == 'True' else f'without {name}'
+        return name if value is None else f'{name} {value}'
 
     return _ARGUMENT.sub(flag, message)
 
