@@ -8,6 +8,12 @@ import sys
 # other (or for a second torchrun rank) made small convs ~100x slower
 # (measured: 80 ms instead of 0.3 ms for a 64-channel 8x8 conv).
 os.environ.setdefault('OMP_NUM_THREADS', '1')
+# tools/run_tests.sh runs the files on two pytest-xdist workers: each gets
+# its own torchrun port (tools/dist_common.sh reads PORT), so distributed
+# tests running at the same time never meet on one
+_WORKER = os.environ.get('PYTEST_XDIST_WORKER', '')
+if _WORKER[2:].isdigit():
+    os.environ.setdefault('PORT', str(29600 + 100 * int(_WORKER[2:])))
 
 import contextlib  # noqa: E402
 import io  # noqa: E402

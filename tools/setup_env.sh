@@ -46,7 +46,8 @@ try:
 except Exception:
     pass
 try:
-    import timm, pytest, pytest_timeout, ftfy, regex, sklearn, matplotlib  # noqa
+    import timm, pytest, pytest_timeout, xdist, ftfy, regex, sklearn  # noqa
+    import matplotlib  # noqa
     import flake8, isort, prettytable, pre_commit  # noqa
     import onnx, onnxruntime, openvino, nncf  # noqa
     import repvgg_mm
