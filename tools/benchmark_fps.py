@@ -20,7 +20,7 @@ Examples::
 import argparse
 import sys
 
-from harness.cli import ToolParser, run_tool
+from harness.cli import ToolParser, add_model_args, run_tool
 
 
 def _int_at_least(minimum: int):
@@ -44,7 +44,6 @@ non_negative_int = _int_at_least(0)
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
     parser = ToolParser(
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -97,14 +96,9 @@ def parse_args(argv=None):
                         'convs at the model\'s dominant shape in OpenVINO '
                         'fp32 / bf16 / int8; --no-gemm: the earlier name)')
     parser.add_argument('--json', metavar='OUT', help='write the record here')
-    parser.add_argument(
-        '--unsafe-load', action='store_true',
-        help='unpickle CHECKPOINT fully instead of weights-only; this runs '
-        'any code stored in it, so only for files from a source you trust')
     parser.add_argument('--markdown', action='store_true',
                         help='print the table as Markdown')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings (all mm configs)')
+    add_model_args(parser, 'CHECKPOINT')
     args = parser.parse_args(argv)
     if args.shape is not None and len(args.shape) not in (1, 2):
         parser.error(f'--shape takes H W or one size, got {args.shape}')

@@ -13,9 +13,7 @@ execute code. ``--unsafe-load`` turns that off for old pickles you trust.
 """
 import os
 
-from mmengine.config import DictAction
-
-from harness.cli import ToolParser, run_tool
+from harness.cli import ToolParser, add_model_args, run_tool
 from repvgg_mm.apis.convert import DEFAULT_REL_TOL, convert_checkpoint
 
 
@@ -44,14 +42,7 @@ def parse_args(argv=None):
         '--tolerance', type=float, default=DEFAULT_REL_TOL,
         help='max error relative to the largest output for --verify '
         f'(default {DEFAULT_REL_TOL})')
-    parser.add_argument(
-        '--unsafe-load', action='store_true',
-        help='load the checkpoint with full unpickling (weights_only=False). '
-        'A pickle can execute arbitrary code: use only for checkpoints from a '
-        'source you trust that the safe loader refuses')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, e.g. model.head.num_classes=10')
+    add_model_args(parser)
     return parser.parse_args(argv)
 
 

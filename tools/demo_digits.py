@@ -14,9 +14,8 @@ to <work-dir>/deploy) and writes <work-dir>/report.json.
 """
 
 import torch
-from mmengine.config import DictAction
 
-from harness.cli import ToolError, ToolParser, run_tool
+from harness.cli import ToolError, ToolParser, add_model_args, run_tool
 from harness.demos.digits_demo import DEFAULT_CONFIG, run_digits_demo
 
 
@@ -53,8 +52,7 @@ def parse_args(argv=None):
                         '(default: 1; this small model gains little from '
                         'more, and one thread is not slowed down by other '
                         'programs on a shared machine)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value')
+    add_model_args(parser, checkpoint=None)
     return parser.parse_args(argv)
 
 

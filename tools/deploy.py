@@ -23,11 +23,10 @@ Examples::
 """
 import argparse
 
-from harness.cli import ToolError, ToolParser, run_tool
+from harness.cli import ToolError, ToolParser, add_model_args, run_tool
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
     parser = ToolParser(
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -62,11 +61,7 @@ def parse_args(argv=None):
     parser.add_argument('--speed-only', action='store_true',
                         help='no evaluation: time the servings only '
                         '(random weights, no dataset needed)')
-    parser.add_argument('--unsafe-load', action='store_true',
-                        help='allow pickled objects in the checkpoint '
-                        '(only for files you trust)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries')
+    add_model_args(parser)
     return parser.parse_args(argv)
 
 

@@ -18,12 +18,11 @@ Examples::
 """
 import argparse
 
-from harness.cli import ToolParser, run_tool
+from harness.cli import ToolParser, add_model_args, run_tool
 from repvgg_mm.utils.verify import REL_TOL
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
 
     from repvgg_mm.runtime.onnx_export import OPSET_RANGE
     parser = ToolParser(
@@ -52,11 +51,7 @@ def parse_args(argv=None):
                         help='run the written model in its runtime and '
                         f'compare with PyTorch: max |d| <= {REL_TOL:g} '
                         'max |y| (every output finite)')
-    parser.add_argument('--unsafe-load', action='store_true',
-                        help='allow pickled objects in the checkpoint '
-                        '(only for files you trust)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries')
+    add_model_args(parser)
     return parser.parse_args(argv)
 
 

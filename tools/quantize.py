@@ -13,9 +13,7 @@ predictions.
 """
 import json
 
-from mmengine.config import DictAction
-
-from harness.cli import ToolParser, run_tool
+from harness.cli import ToolParser, add_model_args, run_tool
 from repvgg_mm.apis.quantize import quantize_model
 from repvgg_mm.runtime.quantize import BACKENDS, METHODS
 
@@ -48,13 +46,7 @@ def parse_args(argv=None):
     parser.add_argument('--json', dest='json_out',
                         help='also write the result to this .json file '
                         '(checked before any work)')
-    parser.add_argument('--unsafe-load', action='store_true',
-                        help='full unpickling of the checkpoint (trusted '
-                        'files only)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, e.g. '
-        'train_dataloader.dataset.data_root=data/digits')
+    add_model_args(parser)
     return parser.parse_args(argv)
 
 

@@ -79,15 +79,28 @@ def run_tool(main: Callable[[Optional[Sequence[str]]], Optional[int]],
     sys.exit(code or 0)
 
 
+def add_model_args(parser: argparse.ArgumentParser,
+                   checkpoint: Optional[str] = 'the checkpoint') -> None:
+    """``--cfg-options`` and (when the tool reads ``checkpoint``)
+    ``--unsafe-load``: the flags of every tool that builds a config's model.
+    """
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, e.g. '
+        'train_dataloader.batch_size=64 model.backbone.arch=b1')
+    if checkpoint:
+        parser.add_argument(
+            '--unsafe-load', action='store_true',
+            help=f'unpickle {checkpoint} fully instead of weights-only; this '
+            f'runs any code stored in it, so only for files from a source '
+            f'you trust')
+
+
 def add_runner_args(parser: argparse.ArgumentParser) -> None:
     """The flags of ``tools/train.py`` and ``tools/test.py`` (OpenMMLab's)."""
     parser.add_argument('--work-dir',
                         help='where logs and checkpoints go (default: '
                         './work_dirs/<config name>)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries, e.g. '
-        'train_dataloader.batch_size=64 model.backbone.arch=b1')
     parser.add_argument('--launcher',
                         choices=('none', 'pytorch', 'slurm', 'mpi'),
                         default='none',
@@ -95,11 +108,7 @@ def add_runner_args(parser: argparse.ArgumentParser) -> None:
                         'it)')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    parser.add_argument(
-        '--unsafe-load', action='store_true',
-        help='unpickle the checkpoint (train: --resume or load_from) fully '
-        'instead of weights-only; this runs any code stored in it, so only '
-        'for old checkpoints from a source you trust')
+    add_model_args(parser, 'the checkpoint (train: --resume or load_from)')
     parser.add_argument(
         '--check-only', action='store_true',
         help='only check the config, arch, dataset paths and checkpoint, '

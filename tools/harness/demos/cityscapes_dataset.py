@@ -35,7 +35,8 @@ from mmengine.utils import ProgressBar
 
 from repvgg_mm.errors import ConfigError
 from repvgg_mm.io.atomic import atomic_directory
-from repvgg_mm.io.output_guard import guard_output
+
+from .dataset_folder import check_dataset_folder
 
 NUM_CLASSES = 19
 IGNORE_INDEX = 255
@@ -150,17 +151,7 @@ def write_cityscapes_demo(out_dir: str,
             folder and ``overwrite`` is False.
     """
     height, width = check_settings(num_train, num_val, size)
-    guard_output(out_dir, 'OUT_DIR', folder=True)
-    out_dir = os.path.abspath(out_dir)
-    if os.path.exists(out_dir):
-        if not os.path.isdir(out_dir):
-            raise CityscapesDemoError(
-                f'"{out_dir}" exists and is not a folder; choose another '
-                f'output folder.')
-        if os.listdir(out_dir) and not overwrite:
-            raise CityscapesDemoError(
-                f'"{out_dir}" already exists and is not empty. Pass '
-                f'--overwrite to replace it, or choose another folder.')
+    out_dir = check_dataset_folder(out_dir, overwrite, CityscapesDemoError)
     palette = cityscapes_palette()
     rng = np.random.default_rng(seed)
     print_log(f'writing a synthetic Cityscapes-layout dataset to {out_dir} '

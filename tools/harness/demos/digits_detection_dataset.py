@@ -32,8 +32,8 @@ from mmengine.utils import ProgressBar
 
 from repvgg_mm.errors import ConfigError
 from repvgg_mm.io.atomic import atomic_directory, atomic_write_json
-from repvgg_mm.io.output_guard import guard_output
 
+from .dataset_folder import check_dataset_folder
 from .digits_dataset import (SOURCE, SOURCE_SIZE, digit_to_image,
                              load_digits_arrays, stratified_split)
 
@@ -188,17 +188,7 @@ def write_digits_detection(out_dir: str,
     digit_sizes, digits_per_image = tuple(digit_sizes), tuple(
         digits_per_image)
     check_settings(num_train, num_val, canvas, digit_sizes, digits_per_image)
-    guard_output(out_dir, 'OUT_DIR', folder=True)
-    out_dir = os.path.abspath(out_dir)
-    if os.path.exists(out_dir):
-        if not os.path.isdir(out_dir):
-            raise DigitsDetectionError(
-                f'"{out_dir}" exists and is not a folder; choose another '
-                f'output folder.')
-        if os.listdir(out_dir) and not overwrite:
-            raise DigitsDetectionError(
-                f'"{out_dir}" already exists and is not empty. Pass '
-                f'--overwrite to replace it, or choose another folder.')
+    out_dir = check_dataset_folder(out_dir, overwrite, DigitsDetectionError)
     scans, labels = load_digits_arrays()
     pools = stratified_split(labels, VAL_FRACTION, seed)
     rng = np.random.default_rng(seed)
