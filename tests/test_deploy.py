@@ -112,6 +112,7 @@ def test_serving_names_one_per_backend():
     (['--servings', 'tensorrt'], 'error: unknown serving "tensorrt"'),
     (['--max-drop', '-1'], 'error: --max-drop must be a number of points'),
     (['--rounds', '0'], 'error: --rounds must be a positive whole number'),
+    (['--threads', '0'], 'error: --threads must be a positive whole number'),
 ])
 def test_bad_options_write_nothing(tmp_path, capsys, args, message):
     out = tmp_path / 'out'

@@ -15,7 +15,8 @@ to <work-dir>/deploy) and writes <work-dir>/report.json.
 
 import torch
 
-from harness.cli import ToolError, ToolParser, add_model_args, run_tool
+from harness.cli import (ToolError, ToolParser, add_choice_args,
+                         add_model_args, run_tool)
 from harness.demos.digits_demo import DEFAULT_CONFIG, run_digits_demo
 
 
@@ -41,17 +42,12 @@ def parse_args(argv=None):
                         '(default: 128)')
     parser.add_argument('--timing-rounds', type=int, default=3,
                         help='alternating timing rounds (default: 3)')
-    parser.add_argument('--min-time', type=float, default=1.0,
-                        help='seconds each serving is timed per round '
-                        '(default: 1.0)')
-    parser.add_argument('--max-drop', type=float, default=0.5,
-                        help='largest top-1 drop (points) of the shipped '
-                        'serving (default: 0.5)')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch CPU threads for training and timing '
                         '(default: 1; this small model gains little from '
                         'more, and one thread is not slowed down by other '
                         'programs on a shared machine)')
+    add_choice_args(parser)
     add_model_args(parser, checkpoint=None)
     return parser.parse_args(argv)
 

@@ -23,7 +23,7 @@ Examples::
 """
 import argparse
 
-from harness.cli import ToolError, ToolParser, add_model_args, run_tool
+from harness.cli import ToolParser, add_choice_args, add_model_args, run_tool
 
 
 def parse_args(argv=None):
@@ -37,9 +37,6 @@ def parse_args(argv=None):
                         'initial weights')
     parser.add_argument('out_dir', help='output folder (new, empty, or an '
                         'earlier output of this tool)')
-    parser.add_argument('--max-drop', type=float, default=0.5,
-                        help='largest drop of the metric (top-1 / mIoU, '
-                        'absolute points) from the fp32 model (default 0.5)')
     parser.add_argument('--batch-size', type=int, default=32,
                         help='batch size of the timing (default 32)')
     parser.add_argument('--servings', nargs='+', metavar='NAME',
@@ -49,9 +46,6 @@ def parse_args(argv=None):
                         'openvino-bf16 onnxruntime-int8 openvino-int8')
     parser.add_argument('--rounds', type=int, default=5,
                         help='alternating timing rounds (default 5)')
-    parser.add_argument('--min-time', type=float, default=1.0,
-                        help='seconds each serving is timed per round '
-                        '(default 1.0)')
     parser.add_argument('--calib', type=int, default=300,
                         help='calibration images from the train split '
                         '(default 300)')
@@ -61,14 +55,13 @@ def parse_args(argv=None):
     parser.add_argument('--speed-only', action='store_true',
                         help='no evaluation: time the servings only '
                         '(random weights, no dataset needed)')
+    add_choice_args(parser)
     add_model_args(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads is not None and args.threads < 1:
-        raise ToolError('--threads must be a positive whole number.')
     from repvgg_mm.apis import deploy_model
     from repvgg_mm.runtime.deploy_report import format_table
     report = deploy_model(

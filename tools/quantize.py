@@ -15,7 +15,8 @@ import json
 
 from harness.cli import ToolParser, add_model_args, run_tool
 from repvgg_mm.apis.quantize import quantize_model
-from repvgg_mm.runtime.quantize import BACKENDS, METHODS
+from repvgg_mm.runtime.quantize import METHODS
+from repvgg_mm.runtime.session import BACKENDS
 
 
 def parse_args(argv=None):

@@ -33,13 +33,14 @@ from .export import export_model, fuse, image_like, load_model
 RANDOM = 'random'
 
 
-def _check_numbers(max_drop, batch_size, rounds, min_time, calib):
+def _check_numbers(max_drop, batch_size, rounds, min_time, calib, threads):
     if max_drop is not None and not (isinstance(max_drop, (int, float)) and
                                      max_drop >= 0):
         raise ConfigError(f'`max_drop` must be a number of points >= 0, '
                           f'got {max_drop!r}.')
     for name, value in (('`batch_size`', batch_size), ('`rounds`', rounds),
-                        ('`calib`', calib)):
+                        ('`calib`', calib),
+                        ('`threads`', 1 if threads is None else threads)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f'{name} must be a positive whole number, got '
                               f'{value!r}.')
@@ -85,7 +86,7 @@ def deploy_model(config: str,
     timer = Timer()
     if speed_only:
         max_drop = None
-    _check_numbers(max_drop, batch_size, rounds, min_time, calib)
+    _check_numbers(max_drop, batch_size, rounds, min_time, calib, threads)
     candidates = sv.check_servings(list(servings) if servings else None)
     names = [sv.FP32_SERVING] + [n for n in candidates
                                  if n != sv.FP32_SERVING]

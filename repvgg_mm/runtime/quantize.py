@@ -21,10 +21,8 @@ from ..errors import ConfigError
 from ..io.atomic import atomic_files, atomic_output
 from ..io.output_guard import guard_output
 from .evaluate import evaluate_sessions, evaluation_batches, graph_inputs, top1
-from .session import ALIASES
+from .session import backend_name
 
-#: INT8 backends (:mod:`.session`'s names), the default first
-BACKENDS = ('openvino', 'onnxruntime')
 #: calibration settings of each backend; the first is the default
 METHODS = {
     'onnxruntime': ('minmax', 'percentile', 'entropy'),
@@ -36,10 +34,7 @@ SUFFIXES = {'onnxruntime': '.onnx', 'openvino': '.xml'}
 
 def check_backend(backend: str, method: Optional[str] = None) -> str:
     """``method`` (or the backend's default) after checking both."""
-    backend = ALIASES.get(backend, backend)
-    if backend not in BACKENDS:
-        raise ConfigError(f'unknown backend "{backend}"; use one of '
-                          f'{", ".join(BACKENDS)}.')
+    backend = backend_name(backend)
     if method is None:
         return METHODS[backend][0]
     if method not in METHODS[backend]:
@@ -51,7 +46,7 @@ def check_backend(backend: str, method: Optional[str] = None) -> str:
 
 def check_quantized_path(out: str, backend: str) -> str:
     """``out`` if it has the backend's suffix and can be written."""
-    backend = ALIASES.get(backend, backend)
+    backend = backend_name(backend)
     if not out or not out.endswith(SUFFIXES[backend]):
         raise ConfigError(f'OUT "{out}" (the {backend} INT8 model) must end '
                           f'with {SUFFIXES[backend]}.')
@@ -161,7 +156,7 @@ def quantize_graph(backend: str, model_path: str,
     check_quantized_path(out, backend)
     if not batches:
         raise ConfigError('no calibration data: give at least one image.')
-    quantize = _openvino if ALIASES.get(backend, backend) == 'openvino' \
+    quantize = _openvino if backend_name(backend) == 'openvino' \
         else _onnxruntime
     return quantize(model_path, batches, out, method, per_channel, progress)
 

@@ -19,8 +19,9 @@ import numpy as np
 from ..errors import ConfigError
 from ..utils.cpu import supports_bf16
 
-#: the runtimes' names, one per backend throughout the project
-BACKENDS = ('onnxruntime', 'openvino')
+#: the runtimes' names, one per backend throughout the project (OpenVINO,
+#: the INT8 default, first)
+BACKENDS = ('openvino', 'onnxruntime')
 #: the short spellings of earlier releases, accepted on input, never
 #: written (the project's one alias table for backends and their servings)
 ALIASES = {'ort': 'onnxruntime', 'ort-int8': 'onnxruntime-int8'}

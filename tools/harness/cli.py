@@ -12,7 +12,7 @@ import argparse
 import os
 import re
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 from mmengine.config import DictAction
 
@@ -24,9 +24,19 @@ class ToolError(Exception):
 
 
 class ToolParser(argparse.ArgumentParser):
-    """The tools' parser: it remembers the last one that parsed, so that
-    :func:`run_tool` can name the package's arguments by their flags."""
+    """The tools' parser: it keeps its arguments by name (``dest``) and
+    remembers the last one that parsed, so that :func:`run_tool` can name
+    the package's arguments by their flags."""
     last: Optional['ToolParser'] = None
+
+    def __init__(self, *args, **kwargs):
+        self.arguments: Dict[str, argparse.Action] = {}
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self.arguments[action.dest] = action
+        return action
 
     def parse_known_args(self, *args, **kwargs):
         ToolParser.last = self
@@ -37,13 +47,12 @@ class ToolParser(argparse.ArgumentParser):
 _ARGUMENT = re.compile(r'`([A-Za-z_]\w*)(?:=([^`]*))?`')
 
 
-def as_flags(message: str, parser: Optional[argparse.ArgumentParser]) -> str:
+def as_flags(message: str, parser: Optional[ToolParser]) -> str:
     """``message`` with each `name` / `name=value` of an argument that
     ``parser`` has written as the user typed it (``--flag value``,
     ``--flag`` / ``without --flag`` for a switch, ``NAME`` for a
-    positional). (argparse has no public list of a parser's actions.)"""
-    actions = {a.dest: a for a in (parser._actions if parser else ())
-               if a.dest != 'help'}
+    positional)."""
+    actions = parser.arguments if parser else {}
 
     def flag(match: re.Match) -> str:
         action = actions.get(match.group(1))
@@ -94,6 +103,17 @@ def add_model_args(parser: argparse.ArgumentParser,
             help=f'unpickle {checkpoint} fully instead of weights-only; this '
             f'runs any code stored in it, so only for files from a source '
             f'you trust')
+
+
+def add_choice_args(parser: argparse.ArgumentParser) -> None:
+    """``--max-drop`` and ``--min-time``: how the deploy job picks the
+    serving it ships (``tools/deploy.py``, the main job's last step)."""
+    parser.add_argument('--max-drop', type=float, default=0.5,
+                        help='largest drop of the metric (top-1 / mIoU, '
+                        'absolute points) from the fp32 model (default 0.5)')
+    parser.add_argument('--min-time', type=float, default=1.0,
+                        help='seconds each serving is timed per round '
+                        '(default 1.0)')
 
 
 def add_runner_args(parser: argparse.ArgumentParser) -> None:

@@ -44,6 +44,8 @@ from typing import Callable, List, NamedTuple, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from repvgg_mm.errors import MissingDependency
+
 AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 #: runtime servings: name -> (backend, precision)
 RUNTIMES = {'onnxruntime': ('onnxruntime', 'fp32'),
@@ -85,14 +87,21 @@ class Serving(NamedTuple):
         return '+'.join(parts) or 'eager'
 
 
+def _runtime_name(part: str) -> str:
+    """``part`` with an earlier spelling of a runtime serving resolved by
+    the deploy layer's alias table (without the [deploy] extra there are no
+    runtime servings, hence no aliases)."""
+    try:
+        from repvgg_mm.runtime.session import ALIASES  # lazy: [deploy] extra
+    except MissingDependency:
+        return part
+    return ALIASES.get(part, part)
+
+
 def parse_serving(name: str) -> Serving:
     """Inverse of :attr:`Serving.name` (``'channels_last+jit'``)."""
     fields = {}
     for part in name.split('+'):
-        if part.startswith('ort'):
-            # the deploy layer's alias table (lazy: the [deploy] extra)
-            from repvgg_mm.runtime.session import ALIASES
-            part = ALIASES.get(part, part)
         if part in ('channels_last', 'jit', 'compile'):
             fields[part] = True
         elif part in AMP_DTYPES:
@@ -102,8 +111,8 @@ def parse_serving(name: str) -> Serving:
         elif part.startswith('chunk') and part[5:].isdigit() and int(
                 part[5:]) > 0:
             fields['chunk'] = int(part[5:])
-        elif part in RUNTIMES:
-            fields['runtime'] = part
+        elif _runtime_name(part) in RUNTIMES:
+            fields['runtime'] = _runtime_name(part)
         elif part != 'eager':
             raise ValueError(
                 f'unknown serving "{part}" in "{name}"; use "+"-joined '
