@@ -13,7 +13,7 @@ import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import ROOT
+from conftest import REL_TOL, ROOT
 from conftest import run_tool as run_conftest_tool
 from mmengine.config import Config
 from timm.utils.model import reparameterize_model
@@ -176,7 +176,8 @@ def max_rel(a, b):
     return relative_errors(a, b)[0][1]
 
 
-X = torch.randn(2, 3, 32, 32)
+#: seeded: the bound below must not depend on the order the tests ran in
+X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
 # ----------------------------------------------------------------------
@@ -294,8 +295,12 @@ def test_timm_import_gives_identical_logits(name, deploy):
     with torch.no_grad():
         ref = source(X)
         if deploy:
+            # timm's own fusion: fp32 rounding of the fused kernels (9.3e-6
+            # here), within the project's conversion tolerance
             source = reparameterize_model(source)
-            assert max_rel(ref, source(X)) <= IMPORT_TOL
+            assert max_rel(ref, source(X)) <= REL_TOL
+            ref = source(X)
+    # the import itself: the logits of the model that wrote the weights
     assert max_rel(ref, imported_logits(source.state_dict(), 'timm', arch, X,
                                         deploy)) <= IMPORT_TOL
 
