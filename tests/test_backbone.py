@@ -3,8 +3,8 @@ import pytest
 import torch
 from conftest import REL_TOL
 
+from harness.fusion_check import conversion_errors
 from repvgg_mm import ARCH_SETTINGS, RepVGGBlock, RepVGGMM
-from repvgg_mm.utils.verify import conversion_errors
 
 ALL_ARCHS = ['a0', 'a1', 'a2', 'b0', 'b1', 'b1g2', 'b1g4', 'b2', 'b2g2',
              'b2g4', 'b3', 'b3g2', 'b3g4', 'd2se']

@@ -20,9 +20,10 @@ from harness.benchmark.paper import (accuracy_table, load_paper_results,
                                      paper_key)
 from harness.benchmark.serving import Serving, parse_serving
 from harness.benchmark.sources import BenchModel
+from harness.fusion_check import randomize_norm_stats_
 from repvgg_mm.io.checkpoint import atomic_save
 from repvgg_mm.runtime.rounds import paired_ratios, summary
-from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
+from repvgg_mm.utils.verify import relative_errors
 
 TINY_ARCH = ("dict(num_blocks=[1, 2, 1, 1], "
              "width_factor=[0.125, 0.125, 0.125, 0.125])")

@@ -4,8 +4,9 @@ import torch
 import torch.nn as nn
 from conftest import REL_TOL
 
+from harness.fusion_check import randomize_norm_stats_
 from repvgg_mm import RepVGGBlock
-from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
+from repvgg_mm.utils.verify import relative_errors
 
 
 def _convert_and_compare(block, x):

@@ -9,9 +9,10 @@ from conftest import REL_TOL, ROOT
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
+from harness.fusion_check import randomize_norm_stats_
 from repvgg_mm.models.arch import parse_arch, stage_widths
 from repvgg_mm.utils.config import load_config
-from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
+from repvgg_mm.utils.verify import relative_errors
 
 ARCHS = ('a0', 'a1', 'a2', 'b0', 'b1', 'b1g2', 'b1g4', 'b2', 'b2g4', 'b3',
          'b3g4', 'd2se')

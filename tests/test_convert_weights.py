@@ -18,6 +18,7 @@ from conftest import run_tool as run_conftest_tool
 from mmengine.config import Config
 from timm.utils.model import reparameterize_model
 
+from harness.fusion_check import randomize_norm_stats_
 from repvgg_mm import RepVGGMM
 from repvgg_mm.apis import import_weights
 from repvgg_mm.converters.config_model import build_model
@@ -27,7 +28,7 @@ from repvgg_mm.errors import OutputError
 from repvgg_mm.fusion import NormStats, equivalent_kernel_bias
 from repvgg_mm.io.checkpoint import CheckpointError
 from repvgg_mm.models.arch import ARCH_SETTINGS, parse_arch, stage_widths
-from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
+from repvgg_mm.utils.verify import relative_errors
 
 TOOL = osp.join(ROOT, 'tools', 'convert_weights.py')
 IMPORT_TOL = 1e-5

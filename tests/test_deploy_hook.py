@@ -24,11 +24,12 @@ from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 from torch.utils.data import Dataset
 
+from harness.fusion_check import randomize_norm_stats_
 from repvgg_mm import count_repvgg_blocks
 from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.engine.hooks import SwitchToDeployHook
 from repvgg_mm.io.checkpoint import load_checkpoint_file
-from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
+from repvgg_mm.utils.verify import relative_errors
 
 NUM_CLASSES = 3
 MODEL = dict(

@@ -13,6 +13,7 @@ import torch
 from conftest import ROOT, call_tool
 
 from harness.benchmark.sources import resolve_config_path
+from harness.fusion_check import randomize_norm_stats_
 from repvgg_mm.apis import convert_checkpoint, export_model
 from repvgg_mm.apis.export import image_like, reference_outputs
 from repvgg_mm.converters.config_model import build_model
@@ -20,7 +21,7 @@ from repvgg_mm.deploy import switch_to_deploy
 from repvgg_mm.io.checkpoint import atomic_save
 from repvgg_mm.runtime import open_session, supports_bf16
 from repvgg_mm.utils.config import load_config
-from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
+from repvgg_mm.utils.verify import relative_errors
 
 TOL = 1e-4
 TINY = dict(num_blocks=[1, 2, 1, 1], width_factor=[0.125] * 4)

@@ -13,11 +13,11 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, DefaultScope
 
+from harness.fusion_check import randomize_norm_stats_
 from repvgg_mm import RepVGGBlock
 from repvgg_mm.engine.optim import (CustomL2AmpOptimWrapper,
                                     CustomL2OptimWrapper,
                                     RepVGGCustomL2Constructor, block_custom_l2)
-from repvgg_mm.utils.verify import randomize_norm_stats_
 
 WD = 1e-4
 CONFIGS = osp.join(ROOT, 'configs')

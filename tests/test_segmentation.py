@@ -18,10 +18,11 @@ from torch.nn import SyncBatchNorm
 
 from harness.demos.cityscapes_dataset import (CityscapesDemoError,
                                               write_cityscapes_demo)
+from harness.fusion_check import randomize_norm_stats_
 from repvgg_mm import count_repvgg_blocks, switch_to_deploy
 from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.io.checkpoint import atomic_save
-from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
+from repvgg_mm.utils.verify import relative_errors
 
 CONFIGS = osp.join(ROOT, 'configs')
 NAME = 'pspnet_{}-d8_8xb2-40e_cityscapes-713x713.py'

@@ -5,8 +5,9 @@ from conftest import REL_TOL
 from mmengine.model import BaseModule
 from mmengine.runner.checkpoint import load_checkpoint, load_state_dict
 
+from harness.fusion_check import randomize_norm_stats_
 from repvgg_mm import RepVGGMM, switch_to_deploy
-from repvgg_mm.utils.verify import randomize_norm_stats_, relative_errors
+from repvgg_mm.utils.verify import relative_errors
 
 TINY = dict(num_blocks=[2, 1, 2, 1], width_factor=[0.25, 0.25, 0.25, 0.5],
             groups=2, se_ratio=4)

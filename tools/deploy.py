@@ -24,6 +24,7 @@ Examples::
 import argparse
 
 from harness.cli import ToolParser, add_choice_args, add_model_args, run_tool
+from harness.deploy_report import format_table, write_documents
 
 
 def parse_args(argv=None):
@@ -63,13 +64,13 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from repvgg_mm.apis import deploy_model
-    from repvgg_mm.runtime.deploy_report import format_table
     report = deploy_model(
         args.config, args.checkpoint, args.out_dir, max_drop=args.max_drop,
         batch_size=args.batch_size, servings=args.servings,
         rounds=args.rounds, min_time=args.min_time, calib=args.calib,
         speed_only=args.speed_only, threads=args.threads,
-        cfg_options=args.cfg_options, unsafe_load=args.unsafe_load)
+        cfg_options=args.cfg_options, unsafe_load=args.unsafe_load,
+        documents=write_documents)
     print(format_table(report))
     if report['met']:
         print(f'chosen: {report["chosen"]}; wrote {args.out_dir} '

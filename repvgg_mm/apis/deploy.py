@@ -1,7 +1,7 @@
 """From a trained checkpoint to the fastest serving that keeps its accuracy
 (``tools/deploy.py``): export, quantize, then one call into
 :mod:`repvgg_mm.runtime.servings` per stage (build, evaluate, time,
-select) and :mod:`~repvgg_mm.runtime.deploy_report` for the output."""
+select) and :mod:`~repvgg_mm.runtime.deploy_output` for the output."""
 import copy
 import datetime
 import os
@@ -9,7 +9,7 @@ import os.path as osp
 import shlex
 import sys
 import tempfile
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from ..converters.config_model import build_model, input_channels, input_size
 from ..errors import ConfigError
 from ..io.checkpoint import atomic_save
 from ..io.weights import read_weights
-from ..runtime import deploy_report
+from ..runtime import deploy_output
 from ..runtime import servings as sv
 from ..runtime.evaluate import (build_split_dataset, calibration_batches,
                                 evaluation_key, graph_inputs, loader_key)
@@ -74,13 +74,17 @@ def deploy_model(config: str,
                  cfg_options: Optional[dict] = None,
                  unsafe_load: bool = False,
                  command: Optional[str] = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True,
+                 documents: Optional[Callable[[dict, str], None]] = None
+                 ) -> dict:
     """Build, evaluate and time every serving of ``checkpoint``; write the
     fastest within ``max_drop`` points of the fp32 metric to ``out_dir``.
 
     ``speed_only``: no evaluation (no val / train split needed; random
     calibration); ``checkpoint='random'`` then times the config's initial
-    weights. Returns the report (``report['met']``: a serving met the
+    weights. ``documents(report, folder)`` may add files to the output
+    before it is moved into place (``tools/deploy.py``: report.md, model
+    card, plot). Returns the report (``report['met']``: a serving met the
     bound; otherwise ``report['closest']`` names the nearest miss).
     """
     timer = Timer()
@@ -90,7 +94,7 @@ def deploy_model(config: str,
     candidates = sv.check_servings(list(servings) if servings else None)
     names = [sv.FP32_SERVING] + [n for n in candidates
                                  if n != sv.FP32_SERVING]
-    deploy_report.check_out_dir(out_dir, {'CONFIG': config,
+    deploy_output.check_out_dir(out_dir, {'CONFIG': config,
                                           'CHECKPOINT': checkpoint})
     cfg = load_config(config, cfg_options)
     if not speed_only:
@@ -153,7 +157,7 @@ def deploy_model(config: str,
                            min_time, work, threads, progress)
         choice = sv.select(rows, max_drop, candidates)
         report = dict(
-            tool=deploy_report.TOOL,
+            tool=deploy_output.TOOL,
             command=command or shlex.join(['python'] + sys.argv),
             started=started.isoformat(timespec='seconds'), config=config,
             checkpoint=checkpoint, task=graph.task, speed_only=speed_only,
@@ -168,12 +172,13 @@ def deploy_model(config: str,
             dict(layers=control['layers'],
                  plain_layers=control['plain_layers']),
             host=dict(cpu=cpu_name(), cpu_features=cpu_features(),
-                      threads=threads, versions=deploy_report.versions(),
+                      threads=threads, versions=deploy_output.versions(),
                       load_avg_start=load_start and [round(x, 2) for x in
                                                      load_start],
                       load_avg_end=[round(x, 2) for x in os.getloadavg()]
                       if load_start else None),
             graph_metadata=onnx_metadata(onnx_path), **choice)
         report['seconds'] = round(timer.since_start(), 1)
-        deploy_report.write_out_dir(out_dir, report, models, onnx_path)
+        deploy_output.write_out_dir(out_dir, report, models, onnx_path,
+                                    documents)
     return report

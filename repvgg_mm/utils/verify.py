@@ -3,47 +3,13 @@ form (``--verify``), and that a checkpoint's weights are finite."""
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn as nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..deploy import switch_to_deploy
 from ..errors import CheckpointError, VerificationError
 
 #: --verify passes when max |a - b| <= REL_TOL * max |a| (over all outputs)
 REL_TOL = 1e-4
 
 Outputs = Union[torch.Tensor, Sequence[torch.Tensor], Dict[str, torch.Tensor]]
-
-
-@torch.no_grad()
-def randomize_norm_stats_(model: nn.Module, inputs: torch.Tensor = None,
-                          seed: int = 0) -> nn.Module:
-    """Give every BN random, well-conditioned statistics and affine params
-    (first calibrated on ``inputs`` in one train-mode pass, so deep stacks
-    such as D2se stay well-conditioned); leaves the model in eval mode."""
-    gen = torch.Generator().manual_seed(seed)
-    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    if inputs is not None:
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-        model.train()(inputs)
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-    for m in norms:
-
-        def rand(low, high):
-            return torch.empty(m.num_features).uniform_(
-                low, high, generator=gen).to(m.running_var)
-
-        std = m.running_var.sqrt()
-        m.running_mean.add_(rand(-0.2, 0.2) * std)
-        m.running_var.mul_(rand(0.5, 2.0))
-        if m.weight is not None:
-            m.weight.copy_(rand(0.3, 0.8))
-            m.bias.copy_(rand(-0.2, 0.2))
-    return model.eval()
 
 
 def flatten_outputs(outputs: Outputs):
@@ -141,14 +107,3 @@ def verify_outputs(reference: Outputs, converted: Outputs,
             f'{tolerance:g}. Nothing was written. Please report this with '
             f'the config.')
     return worst_abs, worst_rel
-
-
-@torch.no_grad()
-def conversion_errors(model: nn.Module, inputs: torch.Tensor,
-                      calibrate: bool = True, seed: int = 0):
-    """:func:`relative_errors` of the model (random BN stats) and its
-    deploy form; ``calibrate=False`` for SyncBN without a process group."""
-    randomize_norm_stats_(model, inputs if calibrate else None, seed)
-    reference = model(inputs)
-    deployed = switch_to_deploy(model).eval()
-    return relative_errors(reference, deployed(inputs))

@@ -56,8 +56,9 @@ def arch_report(archs, with_macs: bool = True):
 
     from repvgg_mm.errors import ConfigError
     from repvgg_mm.models import ARCH_SETTINGS, RepVGGMM
-    from repvgg_mm.utils.verify import conversion_errors, worst_errors
+    from repvgg_mm.utils.verify import worst_errors
 
+    from ..fusion_check import conversion_errors
     from .paper import paper_arch_figures
     unknown = [a for a in archs if a.lower() not in ARCH_SETTINGS]
     if unknown:

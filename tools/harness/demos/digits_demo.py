@@ -40,11 +40,11 @@ from repvgg_mm.deploy import count_repvgg_blocks
 from repvgg_mm.errors import ConfigError
 from repvgg_mm.io.atomic import atomic_write_json
 from repvgg_mm.io.weights import load_weights
-from repvgg_mm.runtime.deploy_report import format_table
 from repvgg_mm.utils.config import load_config
 from repvgg_mm.utils.verify import relative_errors
 
 from ..benchmark.complexity import count_params
+from ..deploy_report import format_table, write_documents
 from .digits_dataset import ensure_digits_dataset
 # REPORT_TYPES: what report.json holds (imported from here by the tests)
 from .digits_report import REPORT_TYPES, format_report  # noqa: F401
@@ -223,7 +223,7 @@ def run_digits_demo(config: str = DEFAULT_CONFIG,
         config, checkpoint, deploy_dir, max_drop=max_drop,
         batch_size=timing_batch, rounds=timing_rounds, min_time=min_time,
         cfg_options=options, threads=threads, progress=False,
-        command=command)
+        command=command, documents=write_documents)
     seconds['deploy'] = time.perf_counter() - clock
     rows = {row['name']: row for row in shipping['servings']}
     deploy_model_ = build_model(dcfg).eval()

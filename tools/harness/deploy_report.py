@@ -1,60 +1,14 @@
-"""The deploy job's output folder: checked before any work, written all or
-nothing at the end: the chosen model, ``report.json``, ``report.md`` (one
-table, best first), ``model_card.md`` (how to feed and run the model) and
-the speed-vs-accuracy plot."""
+"""The deploy job's documents (``tools/deploy.py``, the digits demo):
+``report.md`` (one table, best first), ``model_card.md`` (how to feed and
+run the shipped model) and the speed-vs-accuracy plot, all made from the
+report :func:`repvgg_mm.apis.deploy_model` returns."""
 import json
-import os
 import os.path as osp
-import platform
-import shutil
-from typing import Dict
 
-import torch
-
-from ..errors import ConfigError
-from ..io.atomic import atomic_directory, atomic_write_json
-from ..io.output_guard import guard_output
-from .rounds import format_summary
-
-TOOL = 'tools/deploy.py'
+from repvgg_mm.runtime.rounds import format_summary
 
 #: table order: what to ship first, what could not run last
 STATUS_ORDER = ('chosen', 'tied', 'slower', 'rejected', 'baseline', 'failed')
-
-
-def check_out_dir(out_dir: str, inputs: Dict[str, str]) -> None:
-    """``out_dir`` can be written: new, empty, or an earlier output of this
-    tool not holding an input. Nothing is created."""
-    guard_output(out_dir, 'OUT_DIR', inputs, folder=True)
-    path = osp.abspath(out_dir)
-    for given in inputs.values():
-        if osp.abspath(given).startswith(path + os.sep):
-            raise ConfigError(f'OUT_DIR "{out_dir}" holds the input '
-                              f'"{given}"; choose another folder.')
-    if osp.isdir(path) and os.listdir(path):
-        try:
-            with open(osp.join(path, 'report.json')) as f:
-                tool = json.load(f).get('tool')
-        except (OSError, ValueError, AttributeError):
-            tool = None
-        if tool != TOOL:
-            raise ConfigError(
-                f'OUT_DIR "{out_dir}" is a non-empty folder that was not '
-                f'written by {TOOL}; choose a new or empty folder '
-                f'(nothing was written).')
-
-
-def versions() -> Dict[str, str]:
-    """The versions the figures were measured with."""
-    out = dict(python=platform.python_version(), torch=torch.__version__,
-               platform=platform.platform())
-    for name in ('onnxruntime', 'openvino', 'nncf', 'mmengine',
-                 'mmpretrain', 'mmseg'):
-        try:
-            out[name] = __import__(name).__version__
-        except Exception:  # not installed: not part of this run
-            pass
-    return out
 
 
 def _fmt(value, spec: str = '.2f') -> str:
@@ -234,27 +188,13 @@ def plot(report: dict, path: str) -> None:
     plt.close(fig)
 
 
-def write_out_dir(out_dir: str, report: dict, models: Dict[str, str],
-                  fp32_graph: str) -> None:
-    """The chosen model as ``model.*`` (a torch serving: the fp32 graph),
-    ``report.json``, ``report.md``, the plot and (when a serving met the
-    bound) ``model_card.md``, all or nothing."""
-    with atomic_directory(out_dir) as tmp:
-        chosen = report['chosen']
-        report['shipped'] = []
-        if chosen:
-            model = models.get(chosen, fp32_graph)
-            stem, suffix = osp.splitext(model)
-            pairs = [(model, 'model' + suffix)] + (
-                [(stem + '.bin', 'model.bin')] if suffix == '.xml' else [])
-            for source, name in pairs:
-                shutil.copyfile(source, osp.join(tmp, name))
-                report['shipped'].append(name)
-        atomic_write_json(report, osp.join(tmp, 'report.json'))
-        texts = {'report.md': format_markdown(report)}
-        if chosen:
-            texts['model_card.md'] = format_model_card(report)
-        for name, text in texts.items():
-            with open(osp.join(tmp, name), 'w') as f:
-                f.write(text)
-        plot(report, osp.join(tmp, 'speed_vs_accuracy.png'))
+def write_documents(report: dict, folder: str) -> None:
+    """``report.md``, the plot and (when a serving met the bound)
+    ``model_card.md`` in ``folder``: ``deploy_model(documents=...)``."""
+    texts = {'report.md': format_markdown(report)}
+    if report['chosen']:
+        texts['model_card.md'] = format_model_card(report)
+    for name, text in texts.items():
+        with open(osp.join(folder, name), 'w') as f:
+            f.write(text)
+    plot(report, osp.join(folder, 'speed_vs_accuracy.png'))
