@@ -107,13 +107,15 @@ def test_core_tools_work_without_the_deploy_extra(tmp_path):
                     tmp_path / 'test', block=DEPLOY, check=True)
     assert 'accuracy/top1' in proc.stdout + proc.stderr
     # the deployment tools: one error naming the extra, no traceback
-    proc = run_tool('export.py', tmp_path / 'deploy.py', deploy,
-                    tmp_path / 'm.onnx', block=DEPLOY)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert proc.stderr.startswith('error: deployment (ONNX / OpenVINO')
-    assert 'pip install "repvgg_mm[deploy]"' in proc.stderr
-    assert 'Traceback' not in proc.stderr
-    assert not (tmp_path / 'm.onnx').exists()
+    for tool, out in (('export.py', 'm.onnx'), ('quantize.py', 'm.xml'),
+                      ('deploy.py', 'served')):
+        proc = run_tool(tool, tmp_path / 'deploy.py', deploy, tmp_path / out,
+                        block=DEPLOY)
+        assert proc.returncode == 2, (tool, proc.stderr[-2000:])
+        assert proc.stderr.startswith('error: deployment (ONNX / OpenVINO')
+        assert 'pip install "repvgg_mm[deploy]"' in proc.stderr
+        assert 'Traceback' not in proc.stderr
+        assert not (tmp_path / out).exists()
 
 
 def test_library_errors_name_arguments_and_the_cli_names_flags(tmp_path):

@@ -24,7 +24,6 @@ Examples::
 import argparse
 
 from harness.cli import ToolParser, add_choice_args, add_model_args, run_tool
-from harness.deploy_report import format_table, write_documents
 
 
 def parse_args(argv=None):
@@ -63,6 +62,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    # inside run_tool: without the [deploy] extra, one `error:` line
+    from harness.deploy_report import format_table, write_documents
     from repvgg_mm.apis import deploy_model
     report = deploy_model(
         args.config, args.checkpoint, args.out_dir, max_drop=args.max_drop,

@@ -14,12 +14,12 @@ predictions.
 import json
 
 from harness.cli import ToolParser, add_model_args, run_tool
-from repvgg_mm.apis.quantize import quantize_model
-from repvgg_mm.runtime.quantize import METHODS
-from repvgg_mm.runtime.session import BACKENDS
 
 
 def parse_args(argv=None):
+    # inside run_tool: without the [deploy] extra, one `error:` line
+    from repvgg_mm.runtime.quantize import METHODS
+    from repvgg_mm.runtime.session import BACKENDS
     parser = ToolParser(
         description='INT8 post-training quantization of a RepVGG '
         'checkpoint with OpenVINO+NNCF or ONNX Runtime.')
@@ -53,6 +53,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from repvgg_mm.apis import quantize_model
     result = quantize_model(
         args.config, args.checkpoint, args.out, backend=args.backend,
         calib=args.calib, split=args.split, method=args.method,
