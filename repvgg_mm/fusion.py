@@ -1,12 +1,7 @@
-"""The re-parameterization maths of RepVGG and QARepVGG, in one place.
-
-Every conversion (``switch_to_deploy``, loading a training-form state dict
-into a deploy block, the hook, the converters) and the custom L2 call these
-functions. In eval mode a BN after a conv folds into it
-(``W' = W * g / sqrt(var + eps)``, ``b' = beta - mean * g / sqrt(var + eps)``),
-a 1x1 kernel is the centre tap of a 3x3 one, the identity is a 3x3 kernel,
-and the branches' kernels and biases sum. All differentiable.
-"""
+"""The re-parameterization maths of RepVGG and QARepVGG, in one place, all
+differentiable: every conversion (``switch_to_deploy``, loading a
+training-form state dict into a deploy block, the hook, the converters) and
+the custom L2 call these functions."""
 from typing import Mapping, NamedTuple, Optional, Tuple
 
 import torch
@@ -63,8 +58,7 @@ def fuse_conv_norm(kernel: Tensor, norm: NormStats) -> Tuple[Tensor, Tensor]:
 
 def fuse_conv_bias_norm(kernel: Tensor, bias: Tensor,
                         norm: NormStats) -> Tuple[Tensor, Tensor]:
-    """Fold an eval-mode BN that follows a conv *with* a bias: the bias
-    shifts the BN's mean."""
+    """Fold an eval-mode BN after a conv *with* a bias (it shifts the mean)."""
     return fuse_conv_norm(
         kernel, norm._replace(running_mean=norm.running_mean - bias))
 
@@ -121,9 +115,8 @@ def qarepvgg_kernel_bias(kernel_3x3: Tensor, norm_3x3: NormStats,
                          post_norm: NormStats,
                          groups: int = 1) -> Tuple[Tensor, Tensor]:
     """The 3x3 kernel and bias equal to a QARepVGG block's training form
-    ``BN_post(BN(conv3x3(x)) + conv1x1(x) + x)`` (Chu et al., arXiv
-    2212.01593): the bias-free branches add to the kernel, then
-    ``BN_post`` folds in."""
+    ``BN_post(BN(conv3x3(x)) + conv1x1(x) + x)``: the bias-free branches add
+    to the kernel, then ``BN_post`` folds in."""
     kernel, bias = equivalent_kernel_bias(kernel_3x3, norm_3x3, None, None,
                                           None, groups)
     kernel = kernel + pad_1x1_to_3x3(kernel_1x1)

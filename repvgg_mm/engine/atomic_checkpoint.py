@@ -1,11 +1,7 @@
-"""Training checkpoints that a kill or a full disk cannot destroy.
-
-mmengine 0.10.7's ``LocalBackend.put`` writes in place (a kill leaves a
-truncated ``epoch_N.pth``), and its ``CheckpointHook`` with
-``max_keep_ckpts`` removes the oldest checkpoint *before* saving the new
-one. :func:`use_atomic_checkpoints` selects the ``atomic_local`` backend
-and :class:`SafeCheckpointHook` instead.
-"""
+"""Training checkpoints that a kill or a full disk cannot destroy: mmengine
+0.10.7's ``LocalBackend.put`` writes in place (a kill leaves a truncated
+``epoch_N.pth``), and its ``CheckpointHook`` with ``max_keep_ckpts`` removes
+the oldest checkpoint *before* saving the new one."""
 from pathlib import Path
 from typing import Union
 
@@ -67,9 +63,8 @@ def use_atomic_checkpoints(cfg) -> bool:
                   'SafeCheckpointHook (same options; an old checkpoint is '
                   'removed only after the new one is complete: mmengine '
                   '0.10.7 removes it first)', logger='current')
-    out_dir = str(hook.get('out_dir') or '')
     if hook.get('backend_args') or hook.get('file_client_args') or (
-            '://' in out_dir):
+            '://' in str(hook.get('out_dir') or '')):
         return False
     hook['backend_args'] = dict(backend=BACKEND)
     return True

@@ -1,10 +1,6 @@
-"""``AtomicDumpResults``: mmengine's ``DumpResults`` (``tools/test.py
---out``) written atomically.
-
-mmengine 0.10.7's ``DumpResults.compute_metrics`` pickles straight into
-``out_file_path``: a kill or a full disk during the dump leaves a truncated
-file in place of the user's. This one dumps to a temporary file in the same
-folder and renames it, like every other output of the package.
+"""mmengine's ``DumpResults`` (``tools/test.py --out``) written atomically:
+in mmengine 0.10.7 it pickles straight into ``out_file_path``, so a kill or
+a full disk during the dump leaves a truncated file in place of the user's.
 """
 from mmengine.evaluator.metric import DumpResults
 from mmengine.fileio import dump

@@ -1,8 +1,6 @@
-"""mmengine's checkpoint reads (``load_from``, resume, ``init_cfg``), made
-safe and layout-aware: ``import repvgg_mm`` registers :func:`load_from_local`
-and :func:`load_from_http` as mmengine 0.10.7's ``CheckpointLoader``
-schemes: weights-only reads (``io.checkpoint.load_checkpoint_file``) noted
-with their source and layout for ``RepVGGMM``."""
+"""mmengine's checkpoint reads (``load_from``, resume, ``init_cfg``) made
+safe and layout-aware: weights-only, and noted with their source and layout
+for ``RepVGGMM``."""
 import contextlib
 import logging
 import os
@@ -75,8 +73,7 @@ def load_from_local(filename: str, map_location=None):
 
 
 def load_from_http(filename: str, map_location=None):
-    """mmengine's http(s) scheme: downloaded once into torch.hub's cache
-    (rank 0 first), then read as a local file."""
+    """mmengine's http(s) scheme: cached by torch.hub, read as a local file."""
     folder = osp.join(torch.hub.get_dir(), 'checkpoints')
     path = osp.join(folder,
                     osp.basename(urlparse(filename).path) or 'download')

@@ -21,8 +21,7 @@ DATASET_DOCS = {
 
 
 def check_repvgg_archs(cfg) -> None:
-    """Every ``RepVGGMM`` of the model can be built: built on the meta
-    device, its argument checks run before any work."""
+    """Run each ``RepVGGMM``'s argument checks (built on the meta device)."""
     for path, backbone in find_module_dicts(cfg.get('model'), BACKBONE_TYPES):
         what, option = f'{path}.arch', 'arch=NAME'
         try:

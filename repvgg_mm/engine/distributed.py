@@ -1,10 +1,4 @@
-"""Multi-process runs on GPUs or CPUs, and the Runner's orderly teardown.
-
-mmengine 0.10.7's ``init_dist`` calls ``torch.cuda.set_device`` for every
-launcher (``_init_dist_pytorch``), so without a GPU :func:`setup_distributed`
-initialises a gloo group itself before the Runner is built and wraps the
-model with ``device_ids=None``. With GPUs mmengine initialises nccl.
-"""
+"""Multi-process runs on GPUs or CPUs, and the Runner's orderly teardown."""
 import contextlib
 import gc
 import os
@@ -54,7 +48,10 @@ def _env_from_launcher(launcher: str) -> None:
 
 
 def setup_distributed(cfg) -> None:
-    """Prepare a multi-process run; a no-op for ``launcher='none'``."""
+    """Prepare a multi-process run (a no-op for ``launcher='none'``):
+    mmengine 0.10.7's ``init_dist`` calls ``torch.cuda.set_device`` for every
+    launcher, so without a GPU this initialises a gloo group itself and
+    wraps the model with ``device_ids=None``."""
     launcher = cfg.get('launcher', 'none')
     if launcher == 'none':
         return

@@ -1,10 +1,7 @@
-"""RepVGG architectures (paper Tables 2-3) and their validation.
-
-Per post-stem stage (paper stages 2-5): ``num_blocks`` and ``width_factor``
-(times 64, 128, 256, 512: ``(a, a, a, b)``; the stem is one block of width
-``min(64, 64 * a)``). ``groups``: conv groups of the even post-stem layers
-(the first block of stage 2 is layer 1). ``se_ratio``: SE gates (D2se).
-"""
+"""RepVGG architectures (paper Tables 2-3) and their validation. An arch
+holds, per post-stem stage (paper stages 2-5), ``num_blocks`` and
+``width_factor`` (of 64, 128, 256, 512), plus ``groups`` (of the even
+layers) and ``se_ratio`` (SE gates, D2se)."""
 from typing import Any, Dict, Union
 
 BASE_WIDTHS = (64, 128, 256, 512)

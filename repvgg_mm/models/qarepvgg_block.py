@@ -1,9 +1,7 @@
-"""The QARepVGG block: RepVGG made friendly to INT8 quantization.
-
-Chu et al., "Make RepVGG Greater Again: A Quantization-aware Approach"
-(arXiv 2212.01593, AAAI 2024): the BNs of the 1x1 and identity branches
-cause RepVGG's INT8 collapse; the final block normalises the sum instead.
-"""
+"""The QARepVGG block, RepVGG made friendly to INT8 quantization (Chu et
+al., "Make RepVGG Greater Again: A Quantization-aware Approach", arXiv
+2212.01593, AAAI 2024): the BNs of the 1x1 and identity branches cause
+RepVGG's INT8 collapse, so the block normalises the sum instead."""
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 from mmengine.registry import MODELS
@@ -15,13 +13,10 @@ from .repvgg_block import ConvNorm, RepVGGBlock
 
 @MODELS.register_module()
 class QARepVGGBlock(RepVGGBlock):
-    """QARepVGG block: ``act(se(BN_post(BN(conv3x3(x)) + conv1x1(x) + x)))``.
-
-    The 1x1 conv has no bias and no BN, the identity (where ``in_channels ==
-    out_channels`` and ``stride == 1``) no BN. The deploy form, arguments
-    and loading are :class:`RepVGGBlock`'s. Select it in a backbone with
-    ``RepVGGMM(..., block_cfg=dict(type='QARepVGGBlock'))``.
-    """
+    """QARepVGG block: ``act(se(BN_post(BN(conv3x3(x)) + conv1x1(x) + x)))``
+    with a bias-free 1x1 conv; the identity, deploy form, arguments and
+    loading are :class:`RepVGGBlock`'s. Select it in a backbone with
+    ``block_cfg=dict(type='QARepVGGBlock')``."""
 
     train_branches = ('branch_3x3', 'branch_1x1', 'post_norm')
     other_block = ('branch_1x1.conv.weight', 'RepVGGBlock')
@@ -36,7 +31,6 @@ class QARepVGGBlock(RepVGGBlock):
         self.post_norm = build_norm_layer(self.norm_cfg, self.out_channels)[1]
 
     def _branch_sum(self, x: Tensor) -> Tensor:
-        """The branches summed and normalised (before SE and activation)."""
         out = self.branch_3x3(x) + self.branch_1x1(x)
         if self.has_identity:
             out = out + x

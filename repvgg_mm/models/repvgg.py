@@ -50,8 +50,7 @@ def out_channels_of(arch: Union[str, dict],
 
 
 def check_norm_cfg(norm_cfg) -> None:
-    """Fusion folds BN statistics into the convs: the norm layer of a
-    training-form block must be of the BatchNorm family."""
+    """Refuse a norm layer that fusion cannot fold (not BatchNorm-family)."""
     kind = norm_cfg.get('type') if isinstance(norm_cfg, dict) else None
     cls = MODELS.get(kind) if isinstance(kind, str) else kind
     if not isinstance(cls, type) or not issubclass(cls, _BatchNorm):
@@ -133,7 +132,7 @@ class RepVGGMM(BaseModule):
                       act_cfg=act_cfg, deploy=deploy, with_cp=with_cp)
         self.stem = self._build_block(in_channels, stem_width, stride=2,
                                       **shared)
-        self.stage_names = []
+        self.stage_names = [f'stage_{i + 1}' for i in range(NUM_STAGES)]
         channels, layer_idx = stem_width, 1
         for i, width in enumerate(widths):
             blocks = []
@@ -148,9 +147,7 @@ class RepVGGMM(BaseModule):
                     channels, width, stride=self.strides[i] if j == 0 else 1,
                     dilation=dilation, groups=groups, **shared))
                 channels, layer_idx = width, layer_idx + 1
-            name = f'stage_{i + 1}'
-            self.add_module(name, nn.Sequential(*blocks))
-            self.stage_names.append(name)
+            self.add_module(self.stage_names[i], nn.Sequential(*blocks))
         self.out_channels = out_channels_of(self.arch, self.out_indices)
         self._freeze_stages()
         # every load: all backbone tensors or an error, and one log line
@@ -207,7 +204,6 @@ class RepVGGMM(BaseModule):
             resolved.append(tuple(per_layer))
         return tuple(resolved)
 
-    # loading (repvgg_mm.converters.pretrained)
     def init_weights(self):
         """mmengine's init, but a ``Pretrained`` init_cfg loads any layout,
         all tensors or an error (mmengine's is non-strict)."""
@@ -261,12 +257,8 @@ class RepVGGMM(BaseModule):
     def _freeze_stages(self):
         if self.frozen_stages < 0:
             return
-        stages = [getattr(self, name)
-                  for name in self.stage_names[:self.frozen_stages]]
-        for module in [self.stem] + stages:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
+        for name in ['stem'] + self.stage_names[:self.frozen_stages]:
+            getattr(self, name).eval().requires_grad_(False)
 
     def train(self, mode: bool = True):
         super().train(mode)

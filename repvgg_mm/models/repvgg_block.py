@@ -1,5 +1,6 @@
 """The RepVGG block: three branches for training, one 3x3 conv for deploy."""
 import contextlib
+from collections import OrderedDict
 from typing import Iterator, List, Optional, Tuple
 
 import torch
@@ -44,20 +45,17 @@ def spare_norm_statistics(module: nn.Module) -> Iterator[None]:
     """Let the BN layers of ``module`` update copies of their running
     statistics and put the originals back: gradient checkpointing's
     recomputation would otherwise update them twice per step."""
-    saved = []
-    for norm in module.modules():
-        if isinstance(norm, _BatchNorm) and norm.track_running_stats:
-            originals = {name: getattr(norm, name) for name in (
-                'running_mean', 'running_var', 'num_batches_tracked')}
-            for name, buffer in originals.items():
-                setattr(norm, name, buffer.clone())
-            saved.append((norm, originals))
+    stats = ('running_mean', 'running_var', 'num_batches_tracked')
+    saved = [(norm, name, getattr(norm, name)) for norm in module.modules()
+             if isinstance(norm, _BatchNorm) and norm.track_running_stats
+             for name in stats]
+    for norm, name, buffer in saved:
+        setattr(norm, name, buffer.clone())
     try:
         yield
     finally:
-        for norm, originals in saved:
-            for name, buffer in originals.items():
-                setattr(norm, name, buffer)
+        for norm, name, buffer in saved:
+            setattr(norm, name, buffer)
 
 
 class ConvNorm(nn.Sequential):
@@ -65,25 +63,22 @@ class ConvNorm(nn.Sequential):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride,
                  padding, dilation, groups, norm_cfg):
-        super().__init__()
-        self.add_module(
-            'conv',
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride,
-                      padding, dilation, groups, bias=False))
-        self.add_module('norm', build_norm_layer(norm_cfg, out_channels)[1])
+        super().__init__(OrderedDict(
+            conv=nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                           padding, dilation, groups, bias=False),
+            norm=build_norm_layer(norm_cfg, out_channels)[1]))
 
 
 @MODELS.register_module()
 class RepVGGBlock(BaseModule):
     """RepVGG block (paper Fig. 4): training form
-    ``act(se(BN(conv3x3(x)) + BN(conv1x1(x)) + BN(x)))`` (the identity only
-    where ``in_channels == out_channels`` and ``stride == 1``), deploy form
-    ``act(se(conv3x3(x) + b))`` (``deploy=True`` or :meth:`switch_to_deploy`).
-    ``dilation`` applies to the 3x3 conv, ``se_ratio`` adds an SE gate,
-    ``norm_cfg`` is BatchNorm-family, ``with_cp`` checkpoints gradients.
-    Both forms script; a training-form state dict loaded into a deploy
-    block is fused on the fly, the opposite raises.
-    """
+    ``act(se(BN(conv3x3(x)) + BN(conv1x1(x)) + BN(x)))`` (``BN(x)`` only if
+    :attr:`has_identity`), deploy form ``act(se(conv3x3(x) + b))``
+    (``deploy=True`` or :meth:`switch_to_deploy`). ``dilation`` applies to
+    the 3x3 conv, ``se_ratio`` adds an SE gate, ``norm_cfg`` is
+    BatchNorm-family, ``with_cp`` checkpoints gradients. Both forms script;
+    a training-form state dict loaded into a deploy block is fused on the
+    fly, the opposite raises."""
 
     #: mmengine's BaseModule property, which TorchScript cannot compile
     __jit_unused_properties__ = ['is_init']
@@ -189,7 +184,6 @@ class RepVGGBlock(BaseModule):
             out = out + self.branch_norm(x)
         return out
 
-    # re-parameterization (repvgg_mm.fusion)
     def _fusion_inputs(self) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
         """(convs, BN layers) the fusion reads, named relative to the block."""
         norms = ['branch_3x3.norm', 'branch_1x1.norm']

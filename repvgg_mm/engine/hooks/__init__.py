@@ -1,4 +1,3 @@
-# hooks registered in mmengine's HOOKS
 from .epoch_seed_hook import EpochSeedHook
 from .switch_to_deploy_hook import SwitchToDeployHook
 

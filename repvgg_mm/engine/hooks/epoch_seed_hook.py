@@ -1,11 +1,7 @@
-"""Random state derived from (seed, epoch), so a resumed run is exact.
-
+"""Random state derived from (seed, epoch), so a resumed run is exact:
 mmengine 0.10.7 seeds dataloader workers once when they start (persistent
 workers: once per run, so a resumed run restarts their streams) and re-seeds
-the main process with the run's seed on resume. Before every training epoch
-this hook seeds the main process's Python, numpy and torch generators and
-restarts the train dataloader's workers with a seed of (run seed, epoch).
-"""
+the main process with the run's seed on resume."""
 import logging
 from functools import partial
 
@@ -55,12 +51,10 @@ class EpochSeedHook(Hook):
         # starts them afresh. torch has no public way (pytorch#35795), so
         # the private _iterator._shutdown_workers (torch 1.7 - 2.14) is used
         iterator = getattr(loader, '_iterator', None)
-        if iterator is None:
-            return
         if callable(getattr(iterator, '_shutdown_workers', None)):
             iterator._shutdown_workers()
             loader._iterator = None
-        elif not self._warned:
+        elif iterator is not None and not self._warned:
             self._warned = True
             print_log(
                 f'EpochSeedHook: this torch {torch.__version__} DataLoader '

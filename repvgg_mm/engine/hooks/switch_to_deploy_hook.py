@@ -1,12 +1,5 @@
-"""``SwitchToDeployHook``: validate, test and ship the converted model.
-
-Test / val epochs run on a converted deep copy (``runner.model`` points at it
-until the epoch ends; mmengine 0.10.7's loops read it every iteration), made
-at ``before_*_epoch`` -- after the checkpoint is loaded and after
-``EMAHook`` swapped in the EMA weights -- so training is untouched. After
-training the last checkpoint is written in deploy form with its deploy config
-(docs/design.md).
-"""
+"""``SwitchToDeployHook``: validate, test and ship the converted model
+(docs/design.md)."""
 import os.path as osp
 from typing import Dict, Optional
 
@@ -26,19 +19,19 @@ from ..distributed import unwrap_model
 
 @HOOKS.register_module()
 class SwitchToDeployHook(Hook):
-    """Test (``convert_test``) and validate (``convert_val``) the converted
-    model; ``save_deploy_checkpoint``: after training write
-    ``<last checkpoint>_deploy.pth`` and ``<work_dir>/<config>_deploy.py``.
-    """
+    """Test (``convert_test``) and validate (``convert_val``) on a converted
+    deep copy, made after the checkpoint is loaded, so training is untouched;
+    ``runner.model`` points at it until the epoch ends (mmengine 0.10.7's
+    loops read it every iteration). ``save_deploy_checkpoint``: after
+    training write ``<last checkpoint>_deploy.pth`` and
+    ``<work_dir>/<config>_deploy.py``."""
 
     # After EMAHook (NORMAL) in before_*_epoch, so the copy gets the EMA
     # weights; before CheckpointHook (VERY_LOW) in after_val_epoch, so a
     # "best" checkpoint is saved from the original model.
     priority = 'LOW'
 
-    def __init__(self,
-                 convert_test: bool = True,
-                 convert_val: bool = True,
+    def __init__(self, convert_test: bool = True, convert_val: bool = True,
                  save_deploy_checkpoint: bool = True):
         self.convert_test = convert_test
         self.convert_val = convert_val

@@ -1,8 +1,5 @@
-"""Mixed precision on CPU: bf16 autocast (no loss scaling needed).
-
-mmengine 0.10.7's ``AmpOptimWrapper`` asserts a CUDA/NPU/MLU/MUSA device,
-so ``--amp`` on a CPU uses :class:`CPUAmpOptimWrapper`.
-"""
+"""Mixed precision on the CPU: mmengine 0.10.7's ``AmpOptimWrapper`` asserts
+a CUDA/NPU/MLU/MUSA device, so ``--amp`` on a CPU uses this wrapper."""
 from contextlib import contextmanager
 
 import torch

@@ -1,16 +1,8 @@
-"""The "custom L2" of the RepVGG paper (Sec. 3.3) as an mmengine constructor.
-
-Plain weight decay on a block's 3x3 and 1x1 branch kernels ``K3``, ``K1`` is
-replaced by the L2 of its equivalent kernel, normalised by the (constant) BN
-scales ``t3``, ``t1`` (the official ``get_custom_L2``)::
-
-    l2 = sum(K3 ** 2) - sum(K3c ** 2)
-         + sum((K3c * t3 + K1 * t1) ** 2 / (t3 ** 2 + t1 ** 2))
-
-(``K3c``: the centre tap); ``0.5 * weight_decay * sum(l2)`` is added to the
-loss before every update. Enable it with
-``optim_wrapper = dict(constructor='RepVGGCustomL2Constructor')``.
-"""
+"""The "custom L2" of the RepVGG paper (Sec. 3.3, the official
+``get_custom_L2``) as an mmengine constructor: plain weight decay on a
+block's 3x3 and 1x1 branch kernels is replaced by the L2 of its equivalent
+kernel, normalised by the (constant) BN scales. Enable it with
+``optim_wrapper = dict(constructor='RepVGGCustomL2Constructor')``."""
 from typing import List, Optional
 
 import torch.nn as nn
