@@ -1,7 +1,5 @@
-"""Exporting a trained model to ONNX or OpenVINO IR, verified
-(``tools/export.py``): the :class:`~repvgg_mm.runtime.graph.InferenceGraph`
-of any mmpretrain / mmseg (/ mmdet) checkpoint, fused first; nothing is
-written on any failure."""
+"""Exporting a trained mmpretrain / mmseg (/ mmdet) model, fused, to ONNX or
+OpenVINO IR (``tools/export.py``); nothing is written on any failure."""
 import os.path as osp
 from typing import NamedTuple, Optional, Sequence, Tuple
 
@@ -54,8 +52,7 @@ def _format_of(out: str, fmt: Optional[str]) -> str:
 
 
 def load_model(cfg, state_dict, checkpoint: str):
-    """The config's model in the form of ``state_dict`` (training or
-    deploy), loaded strictly, in eval mode."""
+    """The config's model in ``state_dict``'s form, loaded strictly, eval."""
     form = repvgg_form(state_dict)
     if form == 'mixed':
         raise ConfigError(f'"{checkpoint}" holds both fused and training-form '
@@ -67,9 +64,8 @@ def load_model(cfg, state_dict, checkpoint: str):
 
 
 def fuse(model) -> int:
-    """Fuse ``model`` in place (its RepVGG blocks, else the modules of other
-    re-parameterizable backbones, e.g. mmpretrain's RepVGG); returns the
-    number of RepVGG blocks fused."""
+    """Fuse ``model`` in place: its RepVGG blocks (returns their number),
+    else the modules of other re-parameterizable backbones (returns 0)."""
     fused = count_repvgg_blocks(model, deployed=False)
     if fused:
         switch_to_deploy(model, inplace=True)
@@ -115,30 +111,21 @@ def _verify(path: str, model, images: torch.Tensor):
                                f'the exported model ({session.backend})'))
 
 
-def export_model(config: str,
-                 checkpoint: str,
-                 out: str,
+def export_model(config: str, checkpoint: str, out: str,
                  fmt: Optional[str] = None,
-                 shape: Optional[Sequence[int]] = None,
-                 batch: int = 1,
-                 dynamic: bool = False,
-                 opset: int = 17,
-                 verify: bool = False,
+                 shape: Optional[Sequence[int]] = None, batch: int = 1,
+                 dynamic: bool = False, opset: int = 17, verify: bool = False,
                  cfg_options: Optional[dict] = None,
                  unsafe_load: bool = False) -> Export:
     """Export ``checkpoint`` of ``config`` to ``out`` (``.onnx`` or
-    ``.xml``). ``shape``: H W of the example input (default: the config's,
-    :func:`~repvgg_mm.converters.config_model.input_size`), ``batch`` its
-    batch size; ``dynamic`` leaves N, H, W free. ``verify`` runs the file
-    in its runtime against the PyTorch deploy form
-    (:func:`~repvgg_mm.utils.verify.verify_outputs`, ``REL_TOL``).
-    ``opset``: see :data:`repvgg_mm.runtime.onnx_export.OPSET_RANGE`.
-    """
+    ``.xml``), the example input ``batch`` x ``shape`` (H W; default: the
+    config's); ``dynamic`` leaves N, H, W free; ``verify`` runs the file in
+    its runtime against the PyTorch deploy form (``REL_TOL``)."""
     timer = Timer()
     fmt = _format_of(out, fmt)
+    paths = (out, ) if fmt == 'onnx' else (out, osp.splitext(out)[0] + '.bin')
     guard_output(out, 'OUT', {'CHECKPOINT': checkpoint, 'CONFIG': config},
-                 (osp.splitext(out)[0] + '.bin', ) if fmt == 'openvino' else
-                 ())
+                 paths[1:])
     check_opset(opset)
     if shape is not None and (len(shape) != 2 or min(shape) < 1):
         raise ConfigError(f'`shape` takes H W (positive), got {list(shape)}')
@@ -175,21 +162,17 @@ def export_model(config: str,
               f'{fmt}, input {tuple(images.shape)}'
               f'{" (dynamic N, H, W)" if dynamic else ""} ...',
               logger='current')
-    errors = (None, None)
     if fmt == 'onnx':
-        paths = (out, )
         with atomic_output(out) as tmp:
             export_onnx(graph, images, tmp, names, opset, dynamic, metadata)
-            if verify:
-                errors = _verify(tmp, model, images)
+            errors = _verify(tmp, model, images) if verify else (None, None)
     else:
-        paths = (out, osp.splitext(out)[0] + '.bin')
         # the temporary .onnx goes with atomic_files' temporary folder
         with atomic_files([paths[1], paths[0]]) as (_, tmp_xml):
             tmp_onnx = osp.splitext(tmp_xml)[0] + '.onnx'
             export_onnx(graph, images, tmp_onnx, names, opset, dynamic)
             save_openvino(tmp_onnx, tmp_xml, metadata)
-            if verify:
-                errors = _verify(tmp_xml, model, images)
+            errors = (_verify(tmp_xml, model, images) if verify else
+                      (None, None))
     return Export(paths, fmt, graph.task, tuple(images.shape), dynamic, fused,
                   errors[0], errors[1], timer.since_start())

@@ -1,6 +1,5 @@
-"""Post-training INT8 of a checkpoint (``tools/quantize.py``): export the
-deploy form, calibrate on real images of the config's dataset, quantize,
-optionally evaluate."""
+"""Post-training INT8 of a checkpoint (``tools/quantize.py``), calibrated on
+real images of the config's dataset."""
 import os
 import os.path as osp
 import tempfile
@@ -19,7 +18,6 @@ from ..io.weights import load_weights, read_weights
 from ..runtime.evaluate import (build_evaluator, build_split_dataset,
                                 calibration_batches, evaluate_sessions,
                                 evaluation_key, loader_key, packer, top1)
-from ..runtime.onnx_export import check_opset
 from ..runtime.quantize import (check_backend, check_quantized_path,
                                 quantize_graph)
 from ..runtime.session import open_session
@@ -29,47 +27,35 @@ from .export import export_model
 
 
 def load_deploy_model(cfg, checkpoint: str, unsafe_load: bool = False):
-    """The deploy form of ``cfg``'s model in eval mode with ``checkpoint``
-    (training or deploy form) loaded strictly."""
+    """``cfg``'s model in deploy form, eval, ``checkpoint`` loaded strictly."""
     model = build_model(deploy_config(cfg)).eval()
     load_weights(model, checkpoint, unsafe=unsafe_load)
     return model
 
 
-def quantize_model(config: str,
-                   checkpoint: str,
-                   out: str,
-                   backend: str = 'openvino',
-                   calib: int = 300,
-                   split: str = 'train',
-                   method: Optional[str] = None,
-                   evaluate: bool = False,
-                   cfg_options: Optional[dict] = None,
-                   per_channel: bool = True,
-                   calib_batch: int = 16,
-                   seed: int = 0,
-                   unsafe_load: bool = False,
+def quantize_model(config: str, checkpoint: str, out: str,
+                   backend: str = 'openvino', calib: int = 300,
+                   split: str = 'train', method: Optional[str] = None,
+                   evaluate: bool = False, cfg_options: Optional[dict] = None,
+                   per_channel: bool = True, calib_batch: int = 16,
+                   seed: int = 0, unsafe_load: bool = False,
                    progress: bool = True,
                    json_out: Optional[str] = None) -> dict:
     """INT8 model of ``checkpoint`` (training or deploy form) at ``out``
     (``.xml`` + ``.bin`` for ``backend='openvino'``, ``.onnx`` for
-    ``'onnxruntime'``), calibrated on ``calib`` images of ``split`` (a
-    seeded random subset, through the evaluation pipeline) with ``method``
-    (:data:`repvgg_mm.runtime.quantize.METHODS`; None: the backend's
-    default); ``per_channel=False``: one weight scale per tensor.
+    ``'onnxruntime'``), calibrated on ``calib`` seeded random images of
+    ``split`` (through the evaluation pipeline) with ``method`` (None: the
+    backend's default); ``per_channel=False``: one weight scale per tensor.
     ``evaluate``: the config's evaluator on the fp32 and INT8 graphs over
     the val split; ``json_out``: also write the result there. Everything
-    is checked before the export starts; nothing is written on failure.
+    is checked before any work; nothing is written on failure.
 
     Returns:
-        dict with ``int8_path``, ``backend``, ``method``, ``split``,
-        ``num_calibration_images``, ``seconds`` and, with ``evaluate``,
-        ``metrics`` (``{'fp32': {...}, 'int8': {...}}``), ``metric`` (the
-        headline key), ``top1_fp32``, ``top1_int8`` (top-1 in %, or
-        mIoU), ``agreement`` (share of identical predictions, 0-1),
-        ``output_sqnr_db``, ``num_val_images``.
+        dict: ``int8_path``, the settings and ``seconds``; with ``evaluate``
+        also ``metrics`` (``{'fp32': {...}, 'int8': {...}}``), ``top1_fp32``
+        / ``top1_int8`` (top-1 %, or mIoU), ``agreement`` (share of
+        identical predictions, 0-1) and ``output_sqnr_db``.
     """
-    # every check before anything is computed or written
     method = check_backend(backend, method)
     check_quantized_path(out, backend)
     sidecars = (osp.splitext(out)[0] + '.bin', ) if out.endswith('.xml') \
@@ -83,7 +69,6 @@ def quantize_model(config: str,
     if isinstance(calib, bool) or not isinstance(calib, int) or calib < 1:
         raise ConfigError(f'`calib` must be a positive whole number of '
                           f'images, got {calib!r}.')
-    check_opset(17)  # the exporter's default, which the export below uses
     cfg = load_config(config, cfg_options)
     check_repvgg_archs(cfg)
     loader_key(cfg, split)

@@ -1,8 +1,6 @@
 """Deploying beyond PyTorch: ONNX / OpenVINO export, runtime sessions, INT8
-quantization and the deploy job. Needs the ``[deploy]`` extra; importing
-this subpackage without it raises :class:`~repvgg_mm.errors.MissingDependency`
-naming the install command (checked without importing the slow packages).
-"""
+and the deploy job. Without the ``[deploy]`` extra, importing it raises
+:class:`~repvgg_mm.errors.MissingDependency`, found without importing them."""
 import importlib.util
 
 from ..errors import MissingDependency

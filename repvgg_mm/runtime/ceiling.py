@@ -1,12 +1,8 @@
-"""What the hardware can give a model: the layers and MACs of a network,
-and the *ceiling* rate per precision on this machine.
-
-The ceiling of a precision is OpenVINO's rate (fp32, bf16, NNCF INT8) on a
+"""The *ceiling* rate of a precision: OpenVINO's (fp32, bf16, NNCF INT8) on a
 stack of 3x3 convs at the model's dominant layer shape, same batch and
-threads, timed in the same rounds as the servings. (``torch.mm`` is no
-such ceiling: convolutions beat it on some CPUs.) A serving faster than
-the stack becomes the ceiling, so ``% of ceiling`` stays <= 100.
-"""
+threads, timed with the servings (``torch.mm`` is no such ceiling: convs
+beat it on some CPUs). A serving faster than the stack becomes the
+ceiling, so ``% of ceiling`` stays <= 100."""
 import os.path as osp
 from collections import defaultdict
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
@@ -22,7 +18,6 @@ from .session import open_session
 
 #: convolutions in the stack: enough to be compute-bound, small to build
 STACK_DEPTH = 4
-PRECISIONS = ('fp32', 'bf16', 'int8')
 
 
 class Layer(NamedTuple):
@@ -84,8 +79,7 @@ def ceiling_entries(shape: Tuple[int, int, int], batch: int,
                     precisions: List[str], work_dir: str,
                     threads: Optional[int] = None) -> List[Ceiling]:
     """The conv stack at ``shape`` (C, H, W) per precision, ready to be
-    timed (INT8 calibrated on random inputs: the speed does not depend on
-    them)."""
+    timed (INT8 calibrated on random inputs: speed does not depend on them)."""
     channels, height, width = shape
     gen = torch.Generator().manual_seed(0)
     stack = nn.Sequential(*[layer for _ in range(STACK_DEPTH) for layer in (

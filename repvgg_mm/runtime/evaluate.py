@@ -1,10 +1,7 @@
-"""The config's own datasets and evaluator, fed to exported graphs.
-
-Images of every split, calibration included, go through the *evaluation*
-pipeline (a quantized graph serves inference inputs) and become the graph's
-float32 NCHW 0-255 input; outputs are packed into data samples as the
-model's ``predict`` does, for ``cfg.val_evaluator`` (else ``test_``).
-"""
+"""The config's own datasets and evaluator, fed to exported graphs. Images
+of every split, calibration included, go through the *evaluation* pipeline
+(a quantized graph serves inference inputs); outputs are packed into data
+samples as the model's ``predict`` does."""
 import copy
 import math
 from typing import Callable, Dict, List, Optional
@@ -25,8 +22,7 @@ SPLITS = ('train', 'val', 'test')
 
 
 def loader_key(cfg, split: str) -> str:
-    """``'<split>_dataloader'`` of ``cfg``, checked to hold a dataset whose
-    paths exist."""
+    """``'<split>_dataloader'``, checked: a dataset whose paths exist."""
     if split not in SPLITS:
         raise ConfigError(f'unknown split "{split}"; use one of '
                           f'{", ".join(SPLITS)}.')
@@ -90,8 +86,7 @@ def graph_inputs(inputs) -> np.ndarray:
 def calibration_batches(cfg, split: str = 'train', num_images: int = 300,
                         batch_size: int = 16, seed: int = 0,
                         progress: bool = True) -> List[np.ndarray]:
-    """``num_images`` random (seeded) images of ``split`` as graph inputs in
-    batches of ``batch_size``."""
+    """``num_images`` seeded random images of ``split``, as graph inputs."""
     if isinstance(num_images, bool) or not isinstance(
             num_images, int) or num_images < 1:
         raise ConfigError(f'the number of calibration images must be a '
@@ -121,8 +116,7 @@ def calibration_batches(cfg, split: str = 'train', num_images: int = 300,
 
 
 def evaluation_batches(cfg):
-    """``(key, dataloader)`` of the val (else test) split: batches of
-    ``dict(inputs, data_samples)`` for the evaluator."""
+    """``(key, dataloader)`` of the val (else test) split for the evaluator."""
     key = evaluation_key(cfg)
     loader_cfg = copy.deepcopy(cfg[key])
     loader_cfg['persistent_workers'] = False
@@ -161,8 +155,7 @@ def build_evaluator(cfg, dataset_meta=None) -> Evaluator:
 
 
 def sqnr_from_energies(signal: float, noise: float) -> float:
-    """SQNR in dB from the summed squares of the reference (``signal``)
-    and of the difference (``noise``); inf when noise is 0."""
+    """SQNR in dB of the summed squares of reference and difference."""
     if noise == 0:
         return math.inf
     return float(10 * math.log10(signal / noise)) if signal > 0 else -math.inf
@@ -180,9 +173,8 @@ def evaluate_sessions(cfg, model, sessions: Dict[str, Callable],
                       progress: bool = True, loader=None,
                       meta: Optional[dict] = None) -> dict:
     """Metrics of each session (name -> callable on graph inputs) over the
-    val split (or ``loader``'s batches, of a dataset with ``meta``) and,
-    the first session against each other, the share of identical per-image
-    / per-pixel predictions and the output SQNR in dB."""
+    val split (or ``loader``, of a dataset with ``meta``) and, against the
+    first session, each one's share of identical predictions and SQNR."""
     key = None
     if loader is None:
         key, loader = evaluation_batches(cfg)
@@ -212,8 +204,8 @@ def evaluate_sessions(cfg, model, sessions: Dict[str, Callable],
         for name, scores in outputs.items():
             evaluators[name].process(data_samples=pack(
                 scores, batch['data_samples']), data_batch=batch)
-        for _ in range(len(inputs) if bar else 0):
-            bar.update()
+        if bar:
+            bar.update(len(inputs))
     return dict(split=key, num_images=num,
                 metrics={name: {k: float(v) for k, v in ev.evaluate(
                     num).items()} for name, ev in evaluators.items()},

@@ -1,12 +1,8 @@
-"""The inference graph that is exported, and the metadata written with it.
-
-:class:`InferenceGraph` wraps a (deploy-form) mm model so that it takes
-float32 images in 0-255, NCHW, in the channel order the config's pipeline
-loads them (``LoadImageFromFile`` decodes colour images as BGR), with the
-data preprocessor's channel flip and mean/std inside, and returns what
-:data:`OUTPUT_KIND` says (a segmentor's logits resized bilinearly to the
-input, as ``EncoderDecoder`` does with ``test_cfg.mode='whole'``).
-"""
+"""The exported inference graph, and the metadata written with it: a
+(deploy-form) mm model taking float32 NCHW images in 0-255 in the channel
+order the pipeline loads them, the data preprocessor's flip and mean/std
+inside (a segmentor's logits resized bilinearly to the input, as
+``EncoderDecoder`` does with ``test_cfg.mode='whole'``)."""
 import importlib
 import json
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -39,8 +35,7 @@ class Preprocessing(NamedTuple):
 
 
 def preprocessing_of(model: nn.Module) -> Preprocessing:
-    """Read flip and mean/std of ``model.data_preprocessor`` (mmengine's,
-    mmpretrain's, mmseg's or mmdet's)."""
+    """The channel flip and mean/std of ``model.data_preprocessor``."""
     dp = getattr(model, 'data_preprocessor', None)
     flip = any(bool(getattr(dp, name, False)) for name in (
         '_channel_conversion', 'channel_conversion', 'to_rgb'))
@@ -53,8 +48,7 @@ def preprocessing_of(model: nn.Module) -> Preprocessing:
 class InferenceGraph(nn.Module):
     """``images (N, C, H, W) float32 0-255 -> outputs``."""
 
-    def __init__(self, model: nn.Module, prep: Preprocessing,
-                 channels: int):
+    def __init__(self, model: nn.Module, prep: Preprocessing, channels: int):
         super().__init__()
         self.model = model.eval()
         self.task = task_of(model)
@@ -138,8 +132,7 @@ def arch_of(cfg) -> str:
 def graph_metadata(cfg, config: str, task: str, shape: Sequence[int],
                    channels: int, prep: Preprocessing, dynamic: bool,
                    names: Optional[List[str]]) -> Dict[str, str]:
-    """String key/values for ONNX ``metadata_props`` / OpenVINO
-    ``rt_info``."""
+    """The strings for ONNX ``metadata_props`` / OpenVINO ``rt_info``."""
     meta = dict(
         producer=f'repvgg_mm {__version__}', config=config, task=task,
         arch=arch_of(cfg), input='images: float32 (N, C, H, W), 0-255',

@@ -1,19 +1,4 @@
-"""Writing an ONNX file of a module, and the OpenVINO IR made from it.
-
-``torch.onnx.export(..., dynamo=False)``: the TorchScript exporter keeps
-``dynamic_axes`` and exports these models in about a second, where torch
-2.14's default (``dynamo=True``, which needs ``onnxscript``) takes several;
-both produce the same operators.
-
-torch 2.14.1's exporter writes a non-global ``adaptive_avg_pool2d``
-(PSPNet's pyramid, mmseg ``PPM``) as a fixed ``AveragePool`` and refuses it
-unless the size is static and a multiple of the bins. Adaptive pooling is
-linear and separable: bin ``i`` of ``o`` over ``n`` positions averages
-``floor(i n / o)`` to ``ceil((i + 1) n / o) - 1`` (ATen's
-``AdaptiveAveragePooling``), so ``y = P_h x P_w^T`` with 0/1 matrices built
-by ``arange``: exact up to rounding, and right on dynamic axes.
-:func:`exportable_adaptive_pooling` swaps this in for the export only.
-"""
+"""Writing an ONNX file of a module, and the OpenVINO IR made from it."""
 import contextlib
 import re
 import warnings
@@ -35,8 +20,9 @@ OPSET_RANGE = (7, 20)
 
 def pooling_matrix(n, bins: int, dtype: torch.dtype,
                    device: torch.device) -> torch.Tensor:
-    """(bins, n): row ``i`` averages the inputs of adaptive pooling bin
-    ``i`` along an axis of length ``n``."""
+    """(bins, n): row ``i`` averages adaptive pooling's bin ``i`` along an
+    axis of length ``n``, inputs ``floor(i n / bins)`` to
+    ``ceil((i + 1) n / bins) - 1`` (ATen's ``AdaptiveAveragePooling``)."""
     index = torch.arange(bins, device=device)
     start = torch.div(index * n, bins, rounding_mode='floor')
     end = torch.div((index + 1) * n + bins - 1, bins, rounding_mode='floor')
@@ -47,7 +33,11 @@ def pooling_matrix(n, bins: int, dtype: torch.dtype,
 
 
 class MatrixAdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
-    """``nn.AdaptiveAvgPool2d`` as two matrix products."""
+    """``nn.AdaptiveAvgPool2d`` as ``P_h x P_w^T``, for the export: torch
+    2.14.1's exporter writes a non-global ``adaptive_avg_pool2d`` (PSPNet's
+    pyramid, mmseg ``PPM``) as a fixed ``AveragePool`` and refuses it unless
+    the size is static and a multiple of the bins. The pooling is linear and
+    separable, so this is exact up to rounding, and right on dynamic axes."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = self.output_size
@@ -60,9 +50,8 @@ class MatrixAdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
 
 @contextlib.contextmanager
 def exportable_adaptive_pooling(module: nn.Module) -> Iterator[int]:
-    """Within the block, every non-global ``nn.AdaptiveAvgPool2d`` of
-    ``module`` is a :class:`MatrixAdaptiveAvgPool2d` (global pooling
-    exports as ``GlobalAveragePool``); yields how many were swapped."""
+    """Within the block, ``module``'s non-global ``nn.AdaptiveAvgPool2d`` are
+    :class:`MatrixAdaptiveAvgPool2d`; yields how many were swapped."""
     swapped = [(parent, name, child) for parent in module.modules()
                for name, child in parent.named_children()
                if isinstance(child, nn.AdaptiveAvgPool2d) and
@@ -102,8 +91,7 @@ def check_onnx_file(path: str) -> None:
     try:
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        ort.InferenceSession(path, options,
-                             providers=['CPUExecutionProvider'])
+        ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
     except Exception as exc:
         raise VerificationError(
             f'ONNX Runtime cannot load the exported graph: '
@@ -148,20 +136,21 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str,
         with warnings.catch_warnings(), torch.no_grad(), \
                 exportable_adaptive_pooling(module):
             warnings.simplefilter('ignore')
-            torch.onnx.export(
-                module.eval(), (example, ), path, dynamo=False,
-                opset_version=opset, input_names=['images'],
-                output_names=list(output_names), dynamic_axes=axes,
-                do_constant_folding=True)
+            # the TorchScript exporter keeps dynamic_axes and takes about a
+            # second, where torch 2.14's default (dynamo=True, which needs
+            # onnxscript) takes several; both give the same operators
+            torch.onnx.export(module.eval(), (example, ), path, dynamo=False,
+                              opset_version=opset, input_names=['images'],
+                              output_names=list(output_names),
+                              dynamic_axes=axes, do_constant_folding=True)
     except Exception as exc:
         raise _exporter_error(exc, opset, path) from None
     if metadata:
         # lazy: onnx takes ~1 s to import; only this step reads ONNX files
         import onnx
         model = onnx.load(path)
-        for key, value in metadata.items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, str(value)
+        onnx.helper.set_model_props(
+            model, {key: str(value) for key, value in metadata.items()})
         onnx.save(model, path)
     check_onnx_file(path)
 

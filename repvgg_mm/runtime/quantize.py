@@ -1,14 +1,6 @@
-"""Post-training INT8 of an exported (deploy-form) graph, written
-atomically (``.onnx``, or ``.xml`` + ``.bin``). Static calibration, INT8
-weights per output channel:
-
-* ``onnxruntime``: ``quantize_static``, QDQ, uint8 activations; ranges by
-  ``minmax``, ``percentile`` (99.999 %) or ``entropy`` (KL divergence);
-* ``openvino``: ``nncf.quantize``, ``performance`` preset (symmetric
-  activations); ranges by NNCF's ``default``, ``minmax``, ``quantile``
-  (1e-4 / 1 - 1e-4) or ``histogram``; ``mixed``: the ``mixed`` preset;
-  :func:`quantize_with_accuracy_control` keeps a metric within a bound.
-"""
+"""Post-training INT8 of an exported (deploy-form) graph, written atomically:
+static calibration with ONNX Runtime's ``quantize_static`` or NNCF, INT8
+weights per output channel (the methods: docs/quantization.md)."""
 import os
 import tempfile
 from typing import Dict, List, Optional, Sequence
@@ -58,8 +50,7 @@ def equal_batches(batches: Sequence[np.ndarray],
                   largest: int = 16) -> List[np.ndarray]:
     """The same images in batches of one size (the largest divisor of their
     number up to ``largest``): ORT's histogram calibrators (percentile,
-    entropy) stack the outputs of all batches and fail on a short last
-    one."""
+    entropy) stack all batches' outputs, failing on a short last one."""
     images = np.concatenate(list(batches))
     size = max(d for d in range(1, min(largest, len(images)) + 1)
                if len(images) % d == 0)
@@ -67,7 +58,7 @@ def equal_batches(batches: Sequence[np.ndarray],
 
 
 def _onnxruntime(model_path: str, batches: Sequence[np.ndarray], out: str,
-                 method: str, per_channel: bool, progress: bool) -> str:
+                 method: str, per_channel: bool, progress: bool) -> None:
     # lazy: only ONNX Runtime INT8 needs its quantization tools
     from onnxruntime.quantization import (CalibrationDataReader,
                                           CalibrationMethod, QuantFormat,
@@ -102,7 +93,6 @@ def _onnxruntime(model_path: str, batches: Sequence[np.ndarray], out: str,
             per_channel=per_channel, activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8, calibrate_method=methods[method],
             extra_options=dict(CalibTensorRangeSymmetric=False))
-    return out
 
 
 def _save_ir(model, out: str) -> None:
@@ -114,10 +104,9 @@ def _save_ir(model, out: str) -> None:
 
 
 def _openvino(model_path: str, batches: Sequence[np.ndarray], out: str,
-              method: str, per_channel: bool, progress: bool) -> str:
-    # lazy: nncf takes seconds to import; only OpenVINO INT8 needs it
+              method: str, per_channel: bool, progress: bool) -> None:
+    # lazy: nncf, openvino take seconds to import; only OpenVINO INT8 uses them
     import nncf
-    # lazy: openvino takes seconds to import; only OpenVINO steps need it
     import openvino as ov
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters, QuantizationParameters)
@@ -141,24 +130,22 @@ def _openvino(model_path: str, batches: Sequence[np.ndarray], out: str,
         method == 'mixed' else nncf.QuantizationPreset.PERFORMANCE,
         advanced_parameters=AdvancedQuantizationParameters(**advanced)
         if advanced else None), out)
-    return out
 
 
 def quantize_graph(backend: str, model_path: str,
                    batches: Sequence[np.ndarray], out: str,
-                   method: Optional[str] = None,
-                   per_channel: bool = True,
+                   method: Optional[str] = None, per_channel: bool = True,
                    progress: bool = True) -> str:
-    """INT8 of the graph ``model_path`` calibrated on ``batches`` (graph
-    inputs), written to ``out`` atomically; ``method``: see
-    :data:`METHODS`; ``per_channel=False``: one scale per weight tensor."""
+    """INT8 of ``model_path`` at ``out``, calibrated on ``batches`` by
+    ``method`` (:data:`METHODS`); ``per_channel=False``: per tensor."""
     method = check_backend(backend, method)
     check_quantized_path(out, backend)
     if not batches:
         raise ConfigError('no calibration data: give at least one image.')
     quantize = _openvino if backend_name(backend) == 'openvino' \
         else _onnxruntime
-    return quantize(model_path, batches, out, method, per_channel, progress)
+    quantize(model_path, batches, out, method, per_channel, progress)
+    return out
 
 
 def float_layers(model) -> Dict[str, int]:
@@ -166,8 +153,7 @@ def float_layers(model) -> Dict[str, int]:
     whose input comes through a FakeQuantize (INT8) or not."""
     counts = dict(int8=0, float=0)
     for op in model.get_ordered_ops():
-        if op.get_type_name() in ('Convolution', 'GroupConvolution',
-                                  'MatMul'):
+        if op.get_type_name() in ('Convolution', 'GroupConvolution', 'MatMul'):
             source = op.input_value(0).get_node().get_type_name()
             counts['int8' if source == 'FakeQuantize' else 'float'] += 1
     return counts
@@ -176,14 +162,12 @@ def float_layers(model) -> Dict[str, int]:
 def quantize_with_accuracy_control(cfg, model, model_path: str,
                                    batches: Sequence[np.ndarray], out: str,
                                    max_drop: float, plain_path: str) -> dict:
-    """INT8 of ``model_path`` within ``max_drop`` points of its metric on
-    the val split: NNCF returns the costliest layers to float until then,
-    validating with the config's evaluator. Writes ``out`` (``.xml``)
-    atomically; returns ``dict(path, layers, plain_layers)`` (the layers in
-    INT8 / float, and those of the plain INT8 model at ``plain_path``)."""
-    # lazy: nncf takes seconds to import; only OpenVINO INT8 needs it
+    """INT8 of ``model_path`` at ``out`` within ``max_drop`` points of its
+    val metric (NNCF returns the costliest layers to float until then);
+    returns ``dict(path, layers, plain_layers)``: the layers in INT8 /
+    float, and those of the plain INT8 model at ``plain_path``."""
+    # lazy: nncf, openvino take seconds to import; only OpenVINO INT8 uses them
     import nncf
-    # lazy: openvino takes seconds to import; only OpenVINO steps need it
     import openvino as ov
     _, loader = evaluation_batches(cfg)
     meta = getattr(loader.dataset, 'metainfo', None)
@@ -204,8 +188,7 @@ def quantize_with_accuracy_control(cfg, model, model_path: str,
             list(loader), lambda batch: graph_inputs(batch['inputs'])),
         validation_fn=validate, max_drop=max_drop,
         drop_type=nncf.DropType.ABSOLUTE,
-        preset=nncf.QuantizationPreset.PERFORMANCE,
-        subset_size=len(batches))
+        preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(batches))
     _save_ir(quantized, out)
     return dict(path=out, layers=float_layers(quantized),
                 plain_layers=float_layers(ov.Core().read_model(plain_path)))

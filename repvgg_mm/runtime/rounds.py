@@ -1,11 +1,7 @@
-"""Timing rounds that alternate between everything under test, and their
-statistics.
-
-Every round times each entry once (warm-up calls, then ``iters`` calls or
-as many as fill ``min_time`` seconds), the order rotated by one entry per
-round, so drift of the machine hits all entries alike; ratios are then
-taken round by round (:func:`paired_ratios`).
-"""
+"""Timing rounds that alternate between everything under test: each round
+times every entry once, the order rotated by one entry per round, so drift
+of the machine hits all entries alike; ratios are then taken round by
+round (:func:`paired_ratios`)."""
 import statistics
 import time
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
@@ -18,9 +14,8 @@ from mmengine.logging import print_log
 def time_forward(forward: Callable[[], object], device='cpu', warmup: int = 2,
                  iters: int = 5,
                  min_time: Optional[float] = None) -> List[float]:
-    """Seconds per timed call of ``forward()`` after ``warmup`` calls (CUDA
-    synchronised before each clock read); with ``min_time``, calls go on
-    until they add up to it."""
+    """Seconds per timed call of ``forward()`` after ``warmup`` calls, CUDA
+    synchronised; with ``min_time``, calls go on until they add up to it."""
     cuda = torch.device(device).type == 'cuda'
     for _ in range(warmup):
         forward()
@@ -47,9 +42,8 @@ def run_rounds(entries: List[Entry], rounds: int, warmup: int, iters: int,
                device='cpu', verbose: bool = True,
                min_time: Optional[float] = None,
                progress=None) -> Dict[str, List[float]]:
-    """Seconds per call of every entry, one value per round (the median of
-    that round's timed calls); ``progress.update()`` (mmengine's
-    ProgressBar) is called once per entry and round."""
+    """Seconds per call of every entry, one value (the median) per round;
+    ``progress.update()`` is called once per entry and round."""
     seconds: Dict[str, List[float]] = {entry.key: [] for entry in entries}
     for index in range(rounds):
         shift = index % len(entries)
@@ -70,8 +64,7 @@ def run_rounds(entries: List[Entry], rounds: int, warmup: int, iters: int,
 
 
 def summary(values: Sequence[float]) -> Dict[str, float]:
-    """``median``, ``min``, ``max``, the half-range in % of the median
-    (``spread_pct``) and the ``values``."""
+    """Median, min, max, ``spread_pct`` (half-range, % of median), values."""
     values = [float(v) for v in values]
     median = statistics.median(values)
     low, high = min(values), max(values)
@@ -89,8 +82,7 @@ def paired_ratios(numerators: Sequence[float],
 
 
 def ranges_overlap(first: dict, second: dict) -> bool:
-    """The round ranges of two summaries overlap: the rounds cannot rank
-    them (they are *tied*)."""
+    """The rounds cannot rank the two (*tied*): their ranges overlap."""
     return first['min'] <= second['max'] and second['min'] <= first['max']
 
 

@@ -1,14 +1,8 @@
 """The ways the deploy job can serve a model: built, evaluated, timed with
-the precision ceilings, and the fastest within the bound chosen.
-
-Every serving is one callable on the exported graph's input (float32 NCHW,
-0-255) returning the first output. ``torch-train`` is the training form
-(the speed baseline, never shipped), ``torch`` the deploy form (the fp32
-reference), ``torch-channels_last`` / ``torch-jit`` (traced, frozen) its
-faster torch forms; the runtime servings run the exported graph, INT8 ones
-calibrated on the train split (``openvino-int8-ac``: NNCF accuracy control,
-only when plain INT8 misses the bound).
-"""
+the precision ceilings, and the fastest within the bound chosen. Each is
+one callable on the exported graph's input (float32 NCHW, 0-255) returning
+the first output: ``torch-train`` runs the training form (never shipped),
+the other torch servings the deploy form, the rest the exported graph."""
 import copy
 import os.path as osp
 from typing import Callable, Dict, List, Optional, Sequence
@@ -52,13 +46,12 @@ EPS = 1e-9
 
 
 def check_servings(names: Optional[List[str]]) -> List[str]:
-    """The candidates to ship: ``names`` (aliases resolved, checked) or
-    all this CPU can run."""
+    """The candidates to ship: ``names`` checked, or all this CPU runs."""
     if names is None:
         return [n for n in SELECTABLE
                 if n != 'openvino-bf16' or supports_bf16()]
-    chosen: List[str] = []
-    for name in map(lambda n: SERVING_ALIASES.get(n, n), names):
+    chosen = [SERVING_ALIASES.get(n, n) for n in names]
+    for name in chosen:
         if name not in SELECTABLE:
             raise ConfigError(
                 f'unknown serving "{name}"; use some of '
@@ -68,15 +61,12 @@ def check_servings(names: Optional[List[str]]) -> List[str]:
             raise ConfigError(
                 'openvino-bf16 needs a CPU with native bf16 (AVX-512 '
                 'BF16 or AMX), which this one has not; leave it out.')
-        if name not in chosen:
-            chosen.append(name)
-    return chosen
+    return list(dict.fromkeys(chosen))
 
 
 def quantize_models(names: List[str], work: str,
                     batches: Sequence[np.ndarray]) -> Dict[str, str]:
-    """The model file of every runtime serving in ``names``, the INT8
-    graphs quantized (from ``work/model.onnx``) into ``work``."""
+    """The model file of each runtime serving, INT8 ones quantized here."""
     models = {}
     for name in names:
         runtime, precision, filename = SERVINGS[name]
@@ -115,8 +105,7 @@ def _torch_serving(name: str, graph: torch.nn.Module,
 def build_servings(names: List[str], graphs: dict, models: Dict[str, str],
                    batch: np.ndarray, threads: int,
                    rows: List[dict]) -> Dict[str, Callable]:
-    """``name -> run(images)`` of each serving that runs here (torch ones
-    on ``graphs[name]``, runtime ones on ``models[name]``); a row per
+    """``name -> run(images)`` of each serving that runs here; a row per
     name is appended to ``rows``, with the ``error`` of one that fails."""
     built = {}
     for name in names:
@@ -141,9 +130,8 @@ def build_servings(names: List[str], graphs: dict, models: Dict[str, str],
 
 def _evaluate_rows(cfg, model, built: Dict[str, Callable], rows: List[dict],
                    reference: Optional[float], progress: bool):
-    """Fill the ``metric``, ``drop``, ``agreement`` and ``output_sqnr_db``
-    of the rows of ``built`` against the fp32 reference (``reference``
-    None: its metric, measured here); return ``(reference, split)``."""
+    """Fill the metrics of the rows of ``built`` against the fp32 reference
+    (None: measured here); return ``(reference, split)``."""
     sessions = {FP32_SERVING: built[FP32_SERVING], **built}
     result = evaluate_sessions(cfg, model, sessions, progress)
     metrics = result['metrics']
@@ -164,12 +152,10 @@ def evaluate_servings(cfg, model, built: Dict[str, Callable],
                       rows: List[dict], models: Dict[str, str], work: str,
                       calib_batches: Sequence[np.ndarray], batch: np.ndarray,
                       threads: int, max_drop: float, progress: bool):
-    """Evaluate every serving (:func:`_evaluate_rows`); when plain OpenVINO
-    INT8 misses ``max_drop``, add ``openvino-int8-ac`` (NNCF accuracy
-    control) to ``built`` / ``rows``. Returns ``(reference metric, split,
-    the accuracy control's record or None)``."""
-    reference, split = _evaluate_rows(cfg, model, built, rows, None,
-                                      progress)
+    """Evaluate every serving; when plain OpenVINO INT8 misses ``max_drop``,
+    add ``openvino-int8-ac`` (NNCF accuracy control) to ``built`` / ``rows``.
+    Returns ``(reference metric, split, accuracy control record or None)``."""
+    reference, split = _evaluate_rows(cfg, model, built, rows, None, progress)
     plain = next((r for r in rows if r['name'] == 'openvino-int8'), None)
     if not plain or plain.get('drop') is None or plain['drop'] <= max_drop:
         return reference, split, None
@@ -189,11 +175,9 @@ def evaluate_servings(cfg, model, built: Dict[str, Callable],
 def measure(rows: List[dict], built: Dict[str, Callable], graph,
             batch: np.ndarray, baseline: str, rounds: int, min_time: float,
             work: str, threads: int, progress: bool) -> dict:
-    """Time every serving and the ceiling stacks of their precisions in the
-    same rounds; fill each timed row's ``images_per_s``, ``ms_per_batch``,
-    ``vs_baseline`` (paired by round), ``gmacs_per_s`` and
-    ``pct_of_ceiling``. Returns the report's ``macs_per_image``,
-    ``ceiling_shape`` and ``ceilings``."""
+    """Time the servings and the ceiling stacks of their precisions in the
+    same rounds, filling the timed rows' speeds and ``pct_of_ceiling``;
+    returns ``macs_per_image``, ``ceiling_shape`` and ``ceilings``."""
     layers = layers_of(graph, torch.from_numpy(batch[:1]))
     macs = sum(layer.macs for layer in layers)
     shape = dominant_shape(layers)
@@ -205,8 +189,7 @@ def measure(rows: List[dict], built: Dict[str, Callable], graph,
     entries += [Entry(f'ceiling/{c.precision}', c.forward, len(batch))
                 for c in stack]
     print_log(f'timing {len(entries)} entries x {rounds} rounds (at least '
-              f'{min_time:g} s each per round, alternating)',
-              logger='current')
+              f'{min_time:g} s each per round, alternating)', logger='current')
     seconds = run_rounds(entries, rounds, warmup=1, iters=2, verbose=False,
                          min_time=min_time, progress=ProgressBar(
                              len(entries) * rounds) if progress else None)
@@ -228,8 +211,7 @@ def measure(rows: List[dict], built: Dict[str, Callable], graph,
         if row['precision'] in found:
             row['pct_of_ceiling'] = 100 * row['images_per_s']['median'] * \
                 macs / found[row['precision']]['macs_per_s']
-    return dict(macs_per_image=macs, ceiling_shape=list(shape),
-                ceilings=found)
+    return dict(macs_per_image=macs, ceiling_shape=list(shape), ceilings=found)
 
 
 def _within(row: dict, max_drop: Optional[float]) -> bool:
@@ -239,10 +221,9 @@ def _within(row: dict, max_drop: Optional[float]) -> bool:
 
 def select(rows: List[dict], max_drop: Optional[float],
            candidates: Sequence[str]) -> dict:
-    """Mark each row with a ``status`` (chosen, tied, slower, rejected,
-    baseline, failed) and a ``reason``; return ``dict(chosen, met,
-    closest, tied)``. Only ``candidates`` may be chosen; ``max_drop``
-    None: no accuracy bound (speed only)."""
+    """Mark each row with a ``status`` and a ``reason``; return
+    ``dict(chosen, met, closest, tied)``. Only ``candidates`` may be
+    chosen; ``max_drop`` None: no accuracy bound (speed only)."""
     timed = [r for r in rows if r.get('images_per_s') and
              r['name'] in candidates]
     chosen = max((r for r in timed if _within(r, max_drop)),
@@ -262,8 +243,7 @@ def select(rows: List[dict], max_drop: Optional[float],
             row.update(status='rejected', reason=f'drop {row["drop"]:.2f} > '
                        f'{max_drop:g} points')
         elif row is chosen:
-            row.update(status='chosen', reason='the fastest within the '
-                       'bound')
+            row.update(status='chosen', reason='the fastest within the bound')
         elif ranges_overlap(row['images_per_s'], chosen['images_per_s']):
             tied.append(row['name'])
             row.update(status='tied', reason=f'tied with {chosen["name"]}: '

@@ -4,10 +4,9 @@ IR, or ``.onnx`` with ``backend='openvino'``)::
     session = open_session('work_dirs/a0.onnx')        # ONNX Runtime, fp32
     scores, = session(images)  # float32 (N, C, H, W), 0-255, pipeline order
 
-A session checks what it is fed (dtype, rank, channels, NCHW, fixed sizes;
-a warning when the value range looks wrong) and turns the runtimes' own
-shape errors into the same :class:`ConfigError`; ``session.metadata``
-holds what the export wrote (arch, input size, channel order, classes).
+A session checks its input (a warning for 0-1 values) and raises every
+misfit, the runtimes' own shape errors included, as :class:`ConfigError`;
+``session.metadata`` holds what the export wrote (arch, classes, ...).
 """
 import dataclasses
 import os.path as osp
@@ -19,11 +18,9 @@ import numpy as np
 from ..errors import ConfigError
 from ..utils.cpu import supports_bf16
 
-#: the runtimes' names, one per backend throughout the project (OpenVINO,
-#: the INT8 default, first)
+#: the runtimes' names (OpenVINO, the INT8 default, first)
 BACKENDS = ('openvino', 'onnxruntime')
-#: the short spellings of earlier releases, accepted on input, never
-#: written (the project's one alias table for backends and their servings)
+#: earlier releases' short spellings, accepted on input, never written
 ALIASES = {'ort': 'onnxruntime', 'ort-int8': 'onnxruntime-int8'}
 #: how ONNX Runtime and OpenVINO (``ParameterMismatch``, its CPU plugin's
 #: size check) say that an input does not fit the graph
@@ -59,8 +56,7 @@ class RuntimeSession:
                                for d in self.input_shape) + ')'
 
     def check_input(self, images) -> np.ndarray:
-        """``images`` as the graph's float32 NCHW input, or
-        :class:`ConfigError` naming what does not fit."""
+        """``images`` as float32 NCHW, or :class:`ConfigError` on a misfit."""
         array = np.asarray(images)
         if array.dtype.kind not in 'fiu':
             raise ConfigError(
@@ -148,11 +144,10 @@ def _onnxruntime(path: str, threads: Optional[int]) -> RuntimeSession:
     session = ort.InferenceSession(path, options,
                                    providers=['CPUExecutionProvider'])
     name = session.get_inputs()[0].name
-    return RuntimeSession(
-        lambda x: session.run(None, {name: x}),
-        [o.name for o in session.get_outputs()],
-        dict(session.get_modelmeta().custom_metadata_map), 'onnxruntime',
-        _dims(session.get_inputs()[0].shape))
+    return RuntimeSession(lambda x: session.run(None, {name: x}),
+                          [o.name for o in session.get_outputs()],
+                          dict(session.get_modelmeta().custom_metadata_map),
+                          'onnxruntime', _dims(session.get_inputs()[0].shape))
 
 
 def _openvino(path: str, precision: str,
@@ -186,17 +181,11 @@ def _openvino(path: str, precision: str,
 def open_session(path: str, backend: Optional[str] = None,
                  precision: str = 'fp32',
                  threads: Optional[int] = None) -> RuntimeSession:
-    """Load an exported model for inference on the CPU.
-
-    Args:
-        path: ``.onnx`` (default backend ONNX Runtime) or ``.xml``
-            (OpenVINO IR, its ``.bin`` beside it).
-        backend: ``'onnxruntime'`` or ``'openvino'``; default from the
-            suffix.
-        precision: ``'fp32'``, or ``'bf16'`` (OpenVINO's inference
-            precision hint; needs a CPU with AVX-512 BF16 or AMX).
-        threads: intra-op threads (default: the runtime's own choice).
-    """
+    """Load an exported model for inference on the CPU: ``path`` an
+    ``.onnx`` (default backend ONNX Runtime) or an OpenVINO ``.xml`` (its
+    ``.bin`` beside it); ``precision='bf16'``: OpenVINO's inference
+    precision hint (needs AVX-512 BF16 or AMX); ``threads``: intra-op
+    threads (default: the runtime's own choice)."""
     suffix = osp.splitext(path)[1].lower()
     if suffix not in ('.onnx', '.xml'):
         raise ConfigError(f'"{path}": expected an .onnx file or an OpenVINO '
