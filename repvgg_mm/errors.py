@@ -1,7 +1,5 @@
-"""The exceptions this package raises for input a user can fix; each message
-names the problem and the fix (the tools print it as one ``error: ...``
-paragraph and exit with status 2). All derive from :class:`RepVGGMMError`.
-"""
+"""Exceptions for input a user can fix: each message names the problem and
+the fix (a tool prints it as one ``error: ...`` paragraph, exit status 2)."""
 
 
 class RepVGGMMError(Exception):
@@ -17,8 +15,7 @@ class CheckpointError(RepVGGMMError, RuntimeError):
 
 
 class OutputError(RepVGGMMError, OSError):
-    """An output that must not be written there (it is an input, a special
-    file, unwritable, ...) or whose write failed (e.g. the disk is full)."""
+    """An output that must not be written there, or whose write failed."""
 
 
 class VerificationError(RepVGGMMError):
@@ -26,5 +23,4 @@ class VerificationError(RepVGGMMError):
 
 
 class MissingDependency(RepVGGMMError, ImportError):
-    """An optional dependency is not installed; the message names the extra
-    that brings it."""
+    """An optional dependency is missing; the message names its extra."""

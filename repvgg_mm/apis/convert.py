@@ -1,7 +1,5 @@
-"""Converting a trained checkpoint to its deploy (fused) form
-(``tools/convert_deploy.py``), for any mmpretrain / mmseg / mmdet config
-whose model holds RepVGG blocks: the deploy checkpoint and the deploy
-config (checked to build the converted model), both or neither."""
+"""Converting a trained checkpoint to its deploy form (``convert_deploy.py``):
+the deploy checkpoint and its config (checked to build it), both or neither."""
 import os
 import os.path as osp
 import time
@@ -49,13 +47,12 @@ def _check_arguments(config: str, checkpoint: str, out: str,
         raise ConfigError(f'shape takes H W (positive), got {list(shape)}')
     if not tolerance >= 0:  # NaN too
         raise ConfigError(f'tolerance must be >= 0, got {tolerance}')
-    inputs = {'CHECKPOINT': checkpoint, 'CONFIG': config}
     if out_config is None:
         out_config = osp.splitext(out)[0] + '.py'
-        guard_outputs([Output(out, 'OUT', (out_config, ))], inputs)
+        outputs = [Output(out, 'OUT', (out_config, ))]
     else:
-        guard_outputs([Output(out, 'OUT'), Output(out_config, 'out_config')],
-                      inputs)
+        outputs = [Output(out, 'OUT'), Output(out_config, 'out_config')]
+    guard_outputs(outputs, {'CHECKPOINT': checkpoint, 'CONFIG': config})
     return out_config
 
 
@@ -80,10 +77,9 @@ def convert_checkpoint(config: str, checkpoint: str, out: str,
                        tolerance: float = DEFAULT_REL_TOL,
                        unsafe_load: bool = False,
                        cfg_options: Optional[dict] = None) -> Conversion:
-    """Write the deploy checkpoint ``out`` of ``checkpoint`` (training form)
-    and its config (default ``out`` with ``.py``); nothing on any failure.
-    ``verify`` compares both forms on a random input of ``shape`` (H, W;
-    default from the config) against ``tolerance`` (relative)."""
+    """Write the deploy checkpoint ``out`` of ``checkpoint`` and its config
+    (default ``out`` with ``.py``), or nothing. ``verify``: compare both forms
+    on a random input of ``shape`` (H, W) within a relative ``tolerance``."""
     out_config = _check_arguments(config, checkpoint, out, out_config, shape,
                                   tolerance)
     cfg = load_config(config, cfg_options)

@@ -1,6 +1,5 @@
-"""Importing RepVGG weights from the official code, mmpretrain or timm
-(``tools/convert_weights.py``; the mapping is
-:mod:`repvgg_mm.converters.weight_import`)."""
+"""Importing RepVGG weights of the official code, mmpretrain or timm
+(``tools/convert_weights.py``)."""
 import os.path as osp
 from typing import NamedTuple, Optional
 
@@ -22,8 +21,7 @@ class ImportedWeights(NamedTuple):
 
 def import_weights(src: str, out: str, fmt: str, arch: str,
                    unsafe_load: bool = False) -> ImportedWeights:
-    """Map the weights in ``src`` (layout ``fmt``: official, mmpretrain,
-    timm) of RepVGG ``arch`` to this project's keys and write ``out``."""
+    """Write ``src`` (layout ``fmt``) in this project's keys to ``out``."""
     guard_output(out, 'OUT', inputs={'SRC': src})
     arch = arch_name(arch)
     state_dict, form = import_state_dict(load_source(src, unsafe_load), fmt,

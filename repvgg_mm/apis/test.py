@@ -1,7 +1,5 @@
-"""Evaluating a checkpoint with any mmpretrain / mmseg / mmdet config
-(``tools/test.py``). The checkpoint loads strictly (mmengine's test load is
-non-strict) and is checked against the model on the meta device before the
-Runner exists, so a bad one leaves no work dir behind."""
+"""Evaluating a checkpoint (``tools/test.py``), loaded strictly (mmengine's
+load is not) and checked on the meta device before any Runner or work dir."""
 import logging
 import os
 import os.path as osp
@@ -19,17 +17,13 @@ from ..io.weights import load_state_dict_strict, load_weights, read_weights
 from .train import runner_config
 
 
-def test_config(config: str,
-                checkpoint: str,
+def test_config(config: str, checkpoint: str,
                 cfg_options: Optional[dict] = None,
-                work_dir: Optional[str] = None,
-                launcher: str = 'none',
-                out: Optional[str] = None,
-                unsafe_load: bool = False):
-    """The config :func:`test_model` evaluates with, inputs checked.
-    ``out``: also dump the predictions to this ``.pkl`` file.
-    ``unsafe_load``: unpickle the checkpoint fully (trusted files only;
-    pass it to :func:`test` too)."""
+                work_dir: Optional[str] = None, launcher: str = 'none',
+                out: Optional[str] = None, unsafe_load: bool = False):
+    """The config :func:`test_model` evaluates with, inputs checked. ``out``:
+    also dump the predictions to this ``.pkl`` file. ``unsafe_load``: unpickle
+    the checkpoint fully (trusted files only; pass it to :func:`test` too)."""
     cfg = runner_config(config, cfg_options, work_dir, launcher)
     if not osp.exists(checkpoint):  # a folder, a device: the reader says
         raise ConfigError(
@@ -55,8 +49,7 @@ def test_config(config: str,
 
 def check_checkpoint_fits(cfg, checkpoint: str,
                           unsafe_load: bool = False) -> None:
-    """Load ``checkpoint`` strictly into the config's model built on the
-    meta device (no weights allocated). Raises :class:`CheckpointError`."""
+    """Load ``checkpoint`` strictly into the config's model on meta device."""
     _, state_dict = read_weights(checkpoint, unsafe_load)
     try:
         model = build_model(cfg, device='meta')
@@ -70,8 +63,7 @@ def check_checkpoint_fits(cfg, checkpoint: str,
 
 def _remove_new_folders(log_dir: str, work_dir: str,
                         work_dir_existed: bool) -> None:
-    """Remove what a Runner that never ran created: its log dir, and the
-    work dir if it did not exist before and is empty now."""
+    """Remove the log dir (and new empty work dir) of a Runner never run."""
     for handler in list(logging.getLogger('mmengine').handlers):
         if isinstance(handler, logging.FileHandler) and \
                 handler.baseFilename.startswith(osp.abspath(log_dir)):
@@ -90,17 +82,14 @@ def _evaluate(cfg, checkpoint: str, unsafe_load: bool) -> Dict[str, float]:
         load_weights(unwrap_model(runner.model), checkpoint,
                      unsafe=unsafe_load)
     except CheckpointError:
-        _remove_new_folders(runner.log_dir, runner.work_dir,
-                            work_dir_existed)
+        _remove_new_folders(runner.log_dir, runner.work_dir, work_dir_existed)
         raise
     return dict(runner.test())
 
 
-def test(cfg, checkpoint: str,
-         unsafe_load: bool = False) -> Dict[str, float]:
+def test(cfg, checkpoint: str, unsafe_load: bool = False) -> Dict[str, float]:
     """``Runner.test()`` of a :func:`test_config` with ``checkpoint`` loaded
-    strictly; returns the metrics. ``unsafe_load``: unpickle the checkpoint
-    fully (trusted files only)."""
+    strictly; returns the metrics. ``unsafe_load``: as for test_config."""
     os.environ.setdefault('LOCAL_RANK', '0')
     with runner_teardown():
         return _evaluate(cfg, checkpoint, unsafe_load)
@@ -108,7 +97,6 @@ def test(cfg, checkpoint: str,
 
 def test_model(config: str, checkpoint: str, unsafe_load: bool = False,
                **options) -> Dict[str, float]:
-    """Evaluate ``checkpoint`` with ``config``; ``options`` as for
-    :func:`test_config`. Returns the metrics."""
+    """Evaluate ``checkpoint`` with ``config`` (``options``: test_config)."""
     return test(test_config(config, checkpoint, unsafe_load=unsafe_load,
                             **options), checkpoint, unsafe_load)

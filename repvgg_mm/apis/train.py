@@ -1,6 +1,5 @@
-"""Training a model of any mmpretrain / mmseg / mmdet config
-(``tools/train.py``): options applied, inputs checked, then
-``Runner.train()`` on one or many processes."""
+"""Training the model of any mmpretrain / mmseg / mmdet config
+(``tools/train.py``): inputs checked, then ``Runner.train()``."""
 import os
 import os.path as osp
 from typing import Optional
@@ -44,8 +43,7 @@ def _has_amp_device() -> bool:
 
 
 def _use_amp(cfg) -> None:
-    """``--amp``: AmpOptimWrapper (fp16, loss scaling) on an accelerator;
-    bf16 autocast (:class:`CPUAmpOptimWrapper`) on a CPU with bf16."""
+    """``amp=True``: fp16 on an accelerator, bf16 autocast on a bf16 CPU."""
     wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
     if wrapper not in ('OptimWrapper', 'AmpOptimWrapper',
                        'CPUAmpOptimWrapper'):
@@ -81,14 +79,10 @@ def _make_resumable(cfg) -> None:
     cfg.custom_hooks = hooks
 
 
-def training_config(config: str,
-                    cfg_options: Optional[dict] = None,
-                    work_dir: Optional[str] = None,
-                    launcher: str = 'none',
-                    resume: Optional[str] = None,
-                    amp: bool = False,
-                    auto_scale_lr: bool = False,
-                    validate: bool = True,
+def training_config(config: str, cfg_options: Optional[dict] = None,
+                    work_dir: Optional[str] = None, launcher: str = 'none',
+                    resume: Optional[str] = None, amp: bool = False,
+                    auto_scale_lr: bool = False, validate: bool = True,
                     unsafe_load: bool = False):
     """The config :func:`train_model` trains with, options applied and
     inputs checked. ``resume``: a checkpoint or ``'auto'`` (the work dir's
@@ -125,11 +119,9 @@ def training_config(config: str,
     return cfg
 
 
-def check_resume_checkpoint(cfg, path: str,
-                            unsafe_load: bool = False) -> None:
-    """Check ``path``'s weights against the config's model (on the meta
-    device) before any Runner or work dir: mmengine's resume loads
-    non-strictly. Raises :class:`CheckpointError`."""
+def check_resume_checkpoint(cfg, path: str, unsafe_load: bool = False) -> None:
+    """Check ``path``'s weights against the model on the meta device,
+    before any Runner or work dir: mmengine's resume loads non-strictly."""
     _, state_dict = read_weights(path, unsafe_load)
     model = build_model(cfg, device='meta')
     problems = layout_problems(
@@ -158,20 +150,14 @@ def _run_training(cfg, unsafe_load: bool) -> None:
         # mmengine reads the resume / load_from checkpoint with a plain
         # torch.load, which is weights-only since torch 2.6: unpickle fully
         # for that read only (not for init_cfg or any later load)
-        load_or_resume = runner.load_or_resume
-
-        def load_or_resume_unpickling_fully() -> None:
-            with full_unpickling_by_default():
-                load_or_resume()
-
-        runner.load_or_resume = load_or_resume_unpickling_fully
+        runner.load_or_resume = full_unpickling_by_default()(
+            runner.load_or_resume)
     runner.train()
 
 
 def train(cfg, unsafe_load: bool = False) -> Optional[str]:
     """``Runner.train()`` on a :func:`training_config`; returns the last
-    checkpoint (or ``None``). ``unsafe_load``: mmengine's read of the
-    resume / ``load_from`` checkpoint unpickles fully (trusted files)."""
+    checkpoint. ``unsafe_load``: as for :func:`training_config`."""
     os.environ.setdefault('LOCAL_RANK', '0')
     with runner_teardown():
         _run_training(cfg, unsafe_load)
@@ -180,7 +166,6 @@ def train(cfg, unsafe_load: bool = False) -> Optional[str]:
 
 def train_model(config: str, unsafe_load: bool = False,
                 **options) -> Optional[str]:
-    """Train the model of ``config``; ``options`` as for
-    :func:`training_config`. Returns the last checkpoint."""
+    """Train the model of ``config`` (``options``: :func:`training_config`)."""
     return train(training_config(config, unsafe_load=unsafe_load, **options),
                  unsafe_load)

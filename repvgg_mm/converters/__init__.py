@@ -1,2 +1,1 @@
-"""Conversion logic of the tools and ``SwitchToDeployHook``; not imported
-by ``import repvgg_mm`` (import the submodules)."""
+"""Conversion logic of the tools and ``SwitchToDeployHook`` (submodules)."""

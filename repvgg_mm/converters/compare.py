@@ -1,5 +1,4 @@
-"""Running the training and deploy forms side by side (``--verify``; the
-check itself is :func:`repvgg_mm.utils.verify.verify_outputs`)."""
+"""Running the training and deploy forms side by side (``--verify``)."""
 import inspect
 from typing import List, Tuple
 

@@ -1,5 +1,4 @@
-"""Building the model of an mmpretrain / mmseg / mmdet config; its input
-shape and task."""
+"""Building the model of an mm config; its input shape and task."""
 import copy
 from typing import Any, Optional, Sequence, Tuple
 
@@ -12,7 +11,6 @@ from ..errors import ConfigError
 from ..utils.config import dataset_pipeline, find_module_dicts
 from .deploy_config import BACKBONE_TYPES
 
-#: input size used when the config tells none
 DEFAULT_SIZE = (224, 224)
 #: the package's one vocabulary of tasks: mm base class module -> task
 TASKS = (('mmpretrain.', 'classifier'), ('mmseg.', 'segmentor'),
@@ -21,8 +19,7 @@ TASKS = (('mmpretrain.', 'classifier'), ('mmseg.', 'segmentor'),
 
 def build_model(cfg, device: str = 'cpu') -> nn.Module:
     """Build ``cfg.model`` as mmengine's ``Runner`` does (``custom_imports``,
-    ``default_scope``, a top-level ``data_preprocessor``); ``device='meta'``
-    allocates no weights."""
+    ``default_scope``, ``data_preprocessor``); ``device='meta'``: no memory."""
     if cfg.get('custom_imports'):
         try:
             import_modules_from_strings(**cfg['custom_imports'])
@@ -35,8 +32,7 @@ def build_model(cfg, device: str = 'cpu') -> nn.Module:
     if cfg.get('data_preprocessor') is not None and isinstance(
             model_cfg, dict) and 'data_preprocessor' not in model_cfg:
         model_cfg = copy.deepcopy(model_cfg)
-        model_cfg['data_preprocessor'] = copy.deepcopy(
-            cfg.data_preprocessor)
+        model_cfg['data_preprocessor'] = copy.deepcopy(cfg.data_preprocessor)
     try:
         with torch.device(device):
             return MODELS.build(model_cfg)
@@ -77,9 +73,8 @@ def _size_from_pipeline(pipeline) -> Optional[Tuple[int, int]]:
 
 
 def input_size(cfg) -> Tuple[Tuple[int, int], str]:
-    """``((H, W), where it came from)`` of a test input of ``cfg``: the sizes
-    below, the test (then val) pipeline's last crop / resize (padded as the
-    preprocessor pads: mmdet's 1333x800 is 800x1344), else 224x224."""
+    """``((H, W), where it came from)`` of a test input of ``cfg``, padded as
+    the preprocessor pads (mmdet's 1333x800 is 800x1344)."""
     model = cfg.model
     preprocessor = model.get('data_preprocessor') or {}
     for where, size in (
@@ -110,11 +105,9 @@ def input_channels(cfg) -> int:
 
 
 def task_of(model: nn.Module) -> str:
-    """``'classifier'``, ``'segmentor'``, ``'detector'`` or ``'module'``,
-    from the mm base class (``Base*``) the model derives from."""
+    """The model's task, from the mm base class (``Base*``) it derives from."""
+    bases = [c for c in type(model).__mro__ if c.__name__.startswith('Base')]
     for module_prefix, kind in TASKS:
-        for cls in type(model).__mro__:
-            if cls.__module__.startswith(module_prefix) and (
-                    cls.__name__.startswith('Base')):
-                return kind
+        if any(c.__module__.startswith(module_prefix) for c in bases):
+            return kind
     return 'module'

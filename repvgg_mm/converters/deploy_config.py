@@ -1,5 +1,4 @@
-"""The deploy config: the resolved config with ``deploy=True`` on every
-RepVGG dict of ``cfg.model``, wherever it sits."""
+"""The deploy config: ``deploy=True`` on every RepVGG dict of ``cfg.model``."""
 import copy
 
 from ..errors import ConfigError
@@ -8,7 +7,6 @@ from ..utils.config import find_module_dicts
 
 #: config types whose ``deploy`` flag selects the fused form
 REPVGG_TYPES = ('RepVGGMM', 'RepVGGBlock', 'QARepVGGBlock')
-#: the backbone's config type
 BACKBONE_TYPES = ('RepVGGMM', )
 
 

@@ -1,7 +1,5 @@
-"""RepVGG key layouts: which one a state dict is in, its keys in this
-project's (``backbone.stem``, ``backbone.stage_i.j``, ``head.fc``) and the
-arch its shapes tell. Imports no model class: the backbone uses it while it
-loads (:mod:`.pretrained`)."""
+"""RepVGG key layouts: detection, renaming to this project's keys and the
+arch the shapes tell; no model class imported (the backbone uses it)."""
 import re
 from itertools import accumulate
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
@@ -59,7 +57,6 @@ LAYOUTS = {
 }
 #: the layouts of other code (``fmt`` of the weight importer)
 FORMATS = ('official', 'mmpretrain', 'timm')
-#: the layouts whose keys are renamed
 FOREIGN = tuple(name for name, layout in LAYOUTS.items() if layout.rules)
 BACKBONE_PREFIX = 'backbone.'
 HEAD_PREFIX = 'head.fc.'
@@ -71,14 +68,12 @@ _TRAIN_KEY = re.compile(rf'(^|\.){TRAIN_BRANCHES[0]}\.conv\.weight$')
 
 
 def strip_wrapper_prefix(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
-    """Drop the ``module.`` prefix of (Distributed)DataParallel checkpoints,
-    as mmengine's ``load_checkpoint`` does."""
+    """Drop the ``module.`` prefix of (Distributed)DataParallel weights."""
     return {re.sub(r'^module\.', '', k): v for k, v in state_dict.items()}
 
 
 def repvgg_form(state_dict: Mapping[str, Any]) -> str:
-    """``'training'``, ``'deploy'``, ``'mixed'`` or ``'none'``: the form of
-    the RepVGG blocks stored in ``state_dict`` (this project's keys)."""
+    """The form of the RepVGG blocks in ``state_dict`` (project keys)."""
     fused = any(_DEPLOY_KEY.search(k) for k in state_dict)
     unfused = any(_TRAIN_KEY.search(k) for k in state_dict)
     if fused:
@@ -103,15 +98,12 @@ def key_problems(missing: List[str], unexpected: List[str],
 
 def layout_problems(state_dict: Mapping[str, torch.Tensor],
                     layout: Mapping[str, torch.Size]) -> List[str]:
-    """Missing keys, unexpected keys and shape mismatches of ``state_dict``
-    against the keys and shapes ``layout`` expects."""
-    return key_problems(
-        [k for k in layout if k not in state_dict],
-        [k for k in state_dict if k not in layout], [
-            f'{k} {tuple(state_dict[k].shape)} vs {tuple(layout[k])}'
-            for k in layout if k in state_dict
-            and tuple(state_dict[k].shape) != tuple(layout[k])
-        ])
+    """:func:`key_problems` of ``state_dict`` against ``layout``'s shapes."""
+    shapes = [f'{k} {tuple(state_dict[k].shape)} vs {tuple(size)}'
+              for k, size in layout.items()
+              if k in state_dict and tuple(state_dict[k].shape) != tuple(size)]
+    return key_problems([k for k in layout if k not in state_dict],
+                        [k for k in state_dict if k not in layout], shapes)
 
 
 def rename_key(key: str, fmt: str) -> str:
@@ -122,8 +114,7 @@ def rename_key(key: str, fmt: str) -> str:
 
 
 def detect_layout(state_dict: Mapping[str, Any]) -> str:
-    """The name of the first :data:`LAYOUTS` entry whose signature one of
-    ``state_dict``'s keys has (``'unknown'``: no RepVGG block found)."""
+    """The first :data:`LAYOUTS` name whose signature a key matches."""
     keys = list(strip_wrapper_prefix(state_dict))
     return next((name for name, layout in LAYOUTS.items()
                  if any(re.search(layout.signature, k) for k in keys)),

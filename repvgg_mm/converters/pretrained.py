@@ -1,12 +1,7 @@
 """Pretrained weights of any layout into ``RepVGGMM``: exact, or an error.
-
-Every load into a ``RepVGGMM`` passes through its two hooks here:
-:func:`before_backbone_load` maps a foreign layout to this project's keys
-(taking them from the :class:`LoadNote` that travels as the state dict's
-``_metadata`` when nothing is under the prefix) and refuses another arch;
-:func:`after_backbone_load` refuses any backbone tensor left unloaded (where
-mmengine would only warn) and logs what was loaded.
-"""
+The backbone's load hooks map a foreign layout to this project's keys (from
+the :class:`LoadNote` in ``_metadata`` when nothing is under the prefix),
+refuse another arch or a backbone tensor left unloaded, and log the load."""
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
@@ -77,12 +72,10 @@ def _at(prefix: str) -> str:
 
 def arch_mismatch(backbone, own: Mapping[str, Any], prefix: str,
                   note: Optional[LoadNote] = None) -> Optional[str]:
-    """Both archs, if the backbone weights ``own`` (project keys without
-    prefix) are of another arch than ``backbone``; else ``None``."""
+    """Both archs if the backbone weights ``own`` are of another arch."""
     theirs = infer_arch(own) if own else None
-    ours = infer_arch(backbone.state_dict()) if own else None
-    if theirs is None or ours is None or parse_arch(theirs) == parse_arch(
-            ours):
+    ours = theirs and infer_arch(backbone.state_dict())
+    if not ours or parse_arch(theirs) == parse_arch(ours):
         return None
     where = f' in "{note.source}"' if note else ''
     return (f'the weights{where} are {arch_label(theirs)}, but the RepVGGMM '
@@ -158,8 +151,7 @@ def after_backbone_load(backbone, incompatible_keys) -> None:
 
 
 def head_of(note: LoadNote) -> str:
-    """The file's classifier head, as named in the file, and its class
-    count (``''`` without one)."""
+    """The file's classifier head and its class count (``''``: none)."""
     classes = head_classes(note.weights)
     if classes is None:
         return ''
@@ -169,9 +161,7 @@ def head_of(note: LoadNote) -> str:
 
 def rename_for_model(state_dict: Mapping[str, Any],
                      backbone_prefixes: List[str]) -> dict:
-    """A whole-model state dict of any layout in this project's keys, for
-    a model whose RepVGGMM backbones sit at ``backbone_prefixes``
-    (``['']``: the model is a bare backbone)."""
+    """Whole-model weights in project keys for backbones at these prefixes."""
     renamed, layout, _ = project_keys(state_dict)
     if layout in FOREIGN and backbone_prefixes == ['']:
         return sub_dict(renamed, BACKBONE_PREFIX)
@@ -179,10 +169,8 @@ def rename_for_model(state_dict: Mapping[str, Any],
 
 
 def load_init_cfg(backbone, init_cfg: Mapping[str, Any]) -> None:
-    """Load ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)``
-    into ``backbone``: read by mmengine's loader (local file or URL), any
-    layout, all or error; a layout without the prefix (official, timm, a
-    bare backbone) is found without it."""
+    """Load ``init_cfg`` (``type='Pretrained'``) of any layout into
+    ``backbone``, all or error; bare backbone weights need no prefix."""
     source, prefix = init_cfg['checkpoint'], init_cfg.get('prefix') or ''
     state_dict = state_dict_of(CheckpointLoader.load_checkpoint(
         source, map_location=init_cfg.get('map_location', 'cpu')))

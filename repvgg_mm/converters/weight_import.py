@@ -1,7 +1,6 @@
-"""Importing RepVGG weights from the official code, mmpretrain and timm into
-this project's keys (an mmpretrain ``ImageClassifier`` with a ``RepVGGMM``
-backbone and a ``LinearClsHead``), in the source's form (training or
-deploy). A missing BN ``num_batches_tracked`` is filled with 0."""
+"""Importing RepVGG weights of the official code, mmpretrain and timm into
+this project's classifier keys, in the source's form (training or deploy);
+a missing BN ``num_batches_tracked`` is filled with 0."""
 import re
 from typing import Dict, Tuple, Union
 
@@ -26,8 +25,7 @@ def arch_name(name: str) -> str:
 
 def expected_layout(arch: Union[str, dict], deploy: bool,
                     num_classes: int = None) -> Dict[str, torch.Size]:
-    """Keys and shapes of this project's classifier (built on the meta
-    device: no memory, no time)."""
+    """Keys and shapes of this project's classifier (on the meta device)."""
     with torch.device('meta'):
         backbone = RepVGGMM(arch=arch, deploy=deploy)
     layout = {BACKBONE_PREFIX + k: v.shape
@@ -40,8 +38,7 @@ def expected_layout(arch: Union[str, dict], deploy: bool,
 
 
 def _fit(state_dict, arch, deploy: bool, num_classes):
-    """``state_dict`` (BN counters filled in) and its problems against the
-    layout of ``arch``."""
+    """``state_dict`` (BN counters filled in) and its problems for ``arch``."""
     layout = expected_layout(arch, deploy, num_classes)
     filled = {k: torch.tensor(0) for k in layout
               if k.endswith('.num_batches_tracked')}

@@ -1,7 +1,6 @@
 """Atomic output: a temporary file (or folder) beside the target, renamed
 on success; a failed write leaves nothing, a killed one's temporary goes
-with the next write into the folder, a full disk raises OutputError.
-"""
+with the next write into the folder, a full disk raises OutputError."""
 import contextlib
 import json
 import os
@@ -81,8 +80,7 @@ def remove_folders(created: Sequence[str]) -> None:
 
 @contextlib.contextmanager
 def _temporary(path: str, folder: bool = False) -> Iterator[str]:
-    """A new temporary file (or folder) for ``path``, removed on exit unless
-    renamed; on failure, so are the folders made for it."""
+    """A temporary file (or folder) for ``path``, removed unless renamed."""
     parent = os.path.dirname(os.path.abspath(path))
     created = make_folders(parent)
     try:
@@ -116,9 +114,8 @@ def atomic_output(path: str) -> Iterator[str]:
 
 
 def atomic_write_bytes(data: bytes, path: str) -> None:
-    with atomic_output(path) as tmp:
-        with open(tmp, 'wb') as f:
-            f.write(data)
+    with atomic_output(path) as tmp, open(tmp, 'wb') as f:
+        f.write(data)
 
 
 def atomic_write_text(text: str, path: str, encoding: str = 'utf-8') -> None:
@@ -131,25 +128,21 @@ def atomic_write_json(obj: Any, path: str, indent: int = 2) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(path: str) -> Iterator[str]:
-    """Yield a temporary folder that becomes ``path`` on success (replacing
-    an existing one); on failure ``path`` is left as it was."""
+    """Yield a temporary folder that becomes (replaces) ``path`` on success."""
     path = os.path.abspath(path)
     with _temporary(path, folder=True) as tmp:
         yield tmp
+        old = temporary_path(path + '.old')
         if os.path.lexists(path):
-            old = temporary_path(path + '.old')
             os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
+        os.rename(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def atomic_files(paths: Sequence[str]) -> Iterator[List[str]]:
-    """Temporary paths for files that belong together (``.xml`` + ``.bin``);
-    all renamed on success, the last of ``paths`` last (the set is
-    complete when it exists); on failure none of ``paths`` is touched."""
+    """Temporary paths for files that belong together (``.xml`` + ``.bin``),
+    renamed on success, the last last (then the set is complete)."""
     with _temporary(paths[-1], folder=True) as tmp_dir:
         tmps = [os.path.join(tmp_dir, os.path.basename(p)) for p in paths]
         yield tmps

@@ -1,7 +1,6 @@
 """Reading checkpoints with ``weights_only=True`` (plus the types of mmengine
 0.10.7 checkpoints, for that read only; ``unsafe=True`` for trusted old
-pickles) and writing them atomically.
-"""
+pickles) and writing them atomically."""
 import contextlib
 import os
 import pickle
@@ -54,10 +53,10 @@ def mmengine_safe_globals() -> List[Any]:
 
 
 def _globals_in(stream: BinaryIO) -> List[str]:
-    """``module.name`` of every global the pickles in ``stream`` import,
-    read without unpickling, up to its end or first unreadable byte."""
+    """``module.name`` of every global the pickles in ``stream`` import."""
     found, strings = [], []
-    try:
+    # up to the end or garbage: what was read counts
+    with contextlib.suppress(Exception):
         while True:  # one pickle after another (torch's legacy format)
             for opcode, arg, _ in pickletools.genops(stream):
                 if opcode.name in ('GLOBAL', 'INST'):
@@ -66,13 +65,10 @@ def _globals_in(stream: BinaryIO) -> List[str]:
                     found.append(f'{strings[-2]}.{strings[-1]}')
                 if isinstance(arg, str):
                     strings.append(arg)
-    except Exception:  # noqa: BLE001 - end or garbage: what was read counts
-        pass
     return found
 
 
 def _refused_globals(path: str) -> List[str]:
-    """Globals of ``path``'s pickles that a weights-only load refuses."""
     safe = mmengine_safe_globals()
     try:
         if zipfile.is_zipfile(path):  # torch.save's format: torch's scanner
@@ -93,8 +89,7 @@ def _refused_globals(path: str) -> List[str]:
 
 
 def _unpickler_reason(exc: Exception) -> str:
-    """The line of torch's long weights-only message that names the cause
-    (without torch's advice to allowlist a global)."""
+    """The cause in torch's weights-only message, without its advice."""
     text = str(exc)
     match = re.search(r'WeightsUnpickler error:\s*(.+)', text)
     if match:
@@ -104,8 +99,7 @@ def _unpickler_reason(exc: Exception) -> str:
 
 def load_checkpoint_file(path: str, unsafe: bool = False,
                          map_location='cpu') -> Any:
-    """Load a checkpoint file; a :class:`CheckpointError` says whether it
-    is missing, not a file, corrupt, or (safe mode) holds refused objects."""
+    """Load a checkpoint; a :class:`CheckpointError` says what is wrong."""
     kind = file_kind(path)
     if kind is None:
         raise CheckpointError(f'checkpoint "{path}" does not exist.')
@@ -115,12 +109,9 @@ def load_checkpoint_file(path: str, unsafe: bool = False,
     if os.path.getsize(path) == 0:
         raise CheckpointError(f'checkpoint "{path}" is empty (0 bytes).')
     try:
-        if unsafe:
-            return torch.load(path, map_location=map_location,
-                              weights_only=False)
         with torch.serialization.safe_globals(mmengine_safe_globals()):
             return torch.load(path, map_location=map_location,
-                              weights_only=True)
+                              weights_only=not unsafe)
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError,
             IndexError, KeyError, TypeError, AttributeError, OSError,
             zipfile.BadZipFile, UnicodeDecodeError, MemoryError) as exc:
@@ -132,13 +123,12 @@ def load_checkpoint_file(path: str, unsafe: bool = False,
             what = ('it imports ' + ', '.join(refused[:5]) if refused else
                     reason.rstrip('.'))
             raise CheckpointError(
-                f'checkpoint "{path}" holds Python objects that safe '
-                f'loading (torch.load with weights_only=True) refuses: '
-                f'{what}. Unpickling them could run arbitrary code, so the '
-                f'file was not loaded and nothing ran. If, and only if, you '
-                f'trust the source of this file, pass `unsafe_load=True` (for '
-                f'init_cfg / load_from set '
-                f'{FORCE_NO_WEIGHTS_ONLY}=1).') from None
+                f'checkpoint "{path}" holds Python objects that safe loading '
+                f'(torch.load with weights_only=True) refuses: {what}. '
+                f'Unpickling them could run arbitrary code, so the file was '
+                f'not loaded and nothing ran. If, and only if, you trust the '
+                f'source of this file, pass `unsafe_load=True` (for init_cfg '
+                f'/ load_from set {FORCE_NO_WEIGHTS_ONLY}=1).') from None
         raise CheckpointError(
             f'checkpoint "{path}" is corrupt or truncated (torch.load: '
             f'{reason}). Write it again, or copy it again from its '
@@ -146,16 +136,14 @@ def load_checkpoint_file(path: str, unsafe: bool = False,
 
 
 def unpickling_fully_requested() -> bool:
-    """Whether torch's switch :data:`FORCE_NO_WEIGHTS_ONLY` is set (then
-    mmengine's reads unpickle fully, as a plain ``torch.load`` would)."""
+    """Whether torch's switch :data:`FORCE_NO_WEIGHTS_ONLY` is set."""
     return os.environ.get(FORCE_NO_WEIGHTS_ONLY, '').lower() in ('1', 'true')
 
 
 @contextlib.contextmanager
 def full_unpickling_by_default() -> Iterator[None]:
-    """Inside the block, ``torch.load`` calls that do not pass
-    ``weights_only`` (mmengine's ``load_from``, resume, ``init_cfg``)
-    unpickle fully; for ``--unsafe-load`` only."""
+    """Inside the block, ``torch.load`` calls without ``weights_only``
+    (mmengine's ``load_from``, resume, ``init_cfg``) unpickle fully."""
     previous = os.environ.get(FORCE_NO_WEIGHTS_ONLY)
     os.environ[FORCE_NO_WEIGHTS_ONLY] = '1'
     try:

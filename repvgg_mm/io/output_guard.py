@@ -1,7 +1,5 @@
-"""The one check every writer runs on its outputs (and their sidecars, the
-``X.bin`` of ``X.xml``) before any work, creating nothing; and the message
-of a full disk for the atomic writers.
-"""
+"""The check every writer runs on its outputs (and sidecars: the ``X.bin``
+of ``X.xml``) before any work, creating nothing; and the full-disk error."""
 import errno
 import os
 import os.path as osp
@@ -19,10 +17,12 @@ PROC_PREFIXES = ('/proc/', '/dev/fd/', '/dev/stdin', '/dev/stdout',
 #: full-disk errors without errno; the writer failures count on a nearly
 #: full disk: torch 2.14's ``PytorchStreamWriter`` says "unexpected pos" /
 #: "file write failed", OpenVINO 2026.4's ``save_model`` "iostream error"
-DISK_FULL_TEXTS = ('no space left on device', 'enospc',
-                   'disk quota exceeded')
+DISK_FULL_TEXTS = ('no space left on device', 'enospc', 'disk quota exceeded')
 WRITER_FAILURE_TEXTS = ('unexpected pos', 'file write failed',
                         'iostream error')
+_KINDS = {stat.S_IFREG: 'file', stat.S_IFDIR: 'folder',
+          stat.S_IFCHR: 'character device', stat.S_IFBLK: 'block device',
+          stat.S_IFIFO: 'FIFO (named pipe)', stat.S_IFSOCK: 'socket'}
 
 
 class Output(NamedTuple):
@@ -44,14 +44,7 @@ def file_kind(path: str) -> Optional[str]:
         mode = os.stat(path).st_mode
     except OSError:
         return None
-    for test, name in ((stat.S_ISREG, 'file'), (stat.S_ISDIR, 'folder'),
-                       (stat.S_ISCHR, 'character device'),
-                       (stat.S_ISBLK, 'block device'),
-                       (stat.S_ISFIFO, 'FIFO (named pipe)'),
-                       (stat.S_ISSOCK, 'socket')):
-        if test(mode):
-            return name
-    return 'special file'
+    return _KINDS.get(stat.S_IFMT(mode), 'special file')
 
 
 def _same(a: str, b: str) -> bool:
@@ -86,8 +79,7 @@ def _check_place(path: str, what: str, folder: bool) -> None:
             f'cannot write {what} "{path}": "{existing}" is a file, not a '
             f'folder. Choose another {what}.')
     try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
+        tempfile.TemporaryFile(dir=existing).close()
     except OSError as exc:
         raise OutputError(
             f'cannot write {what} "{path}": no file can be created in '
@@ -102,9 +94,8 @@ def guard_output(path: str, what: str = 'OUT', inputs: Inputs = (),
 
 
 def guard_outputs(outputs: Sequence[Output], inputs: Inputs = ()) -> None:
-    """Check every output of a run before any work (module doc); ``inputs``
-    are ``{label: path}`` (or pairs) of what the run reads (``None``: skip).
-    """
+    """Check every output of a run before any work; ``inputs`` are
+    ``{label: path}`` (or pairs) of what the run reads (``None``: skip)."""
     items = inputs.items() if isinstance(inputs, Mapping) else inputs
     pairs = [(label, str(p)) for label, p in items if p]
     seen: List[Tuple[str, str]] = []

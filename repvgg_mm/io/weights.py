@@ -1,15 +1,13 @@
 """Loading weights strictly (mmengine's loaders only warn): every key and
 shape must fit, any known RepVGG layout is mapped first, and a training-form
-checkpoint loads into deploy-form blocks (never the reverse).
-"""
+checkpoint loads into deploy-form blocks (never the reverse)."""
 from typing import Any, List, Mapping, Tuple
 
 import torch
 import torch.nn as nn
 
-from ..converters.layout import (key_problems, layout_problems,  # noqa: F401
-                                 project_keys, repvgg_form,
-                                 strip_wrapper_prefix, sub_dict)
+from ..converters.layout import (key_problems, layout_problems, repvgg_form,
+                                 sub_dict)
 from ..converters.pretrained import (NOTE_KEY, arch_mismatch, make_note,
                                      rename_for_model, with_note)
 from ..models.repvgg import RepVGGMM
@@ -26,16 +24,14 @@ def _mismatch_error(source: str, problems: List[str]) -> CheckpointError:
 
 def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
                            source: str) -> None:
-    """Load ``state_dict`` into ``model`` by the rule of the module doc;
-    a :class:`CheckpointError` names the keys / shapes that do not fit."""
+    """Load ``state_dict`` into ``model`` by the rule of the module doc."""
     backbones = {name + '.' if name else '': m
                  for name, m in model.named_modules()
                  if isinstance(m, RepVGGMM)}
     # any RepVGG layout in this project's keys; the backbones log the load
     note = getattr(state_dict, '_metadata', {}).get('', {}).get(
         NOTE_KEY) or make_note(state_dict, source)
-    state_dict = with_note(rename_for_model(state_dict, list(backbones)),
-                           note)
+    state_dict = with_note(rename_for_model(state_dict, list(backbones)), note)
     archs = [text for text in (
         arch_mismatch(backbone, sub_dict(state_dict, prefix), prefix)
         for prefix, backbone in backbones.items()) if text]
@@ -49,11 +45,9 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
         return
     # training-form weights into fused blocks: the blocks rename the keys
     # while loading, so missing / unexpected keys are known afterwards
-    shapes = [
-        f'{k} {tuple(v.shape)} vs {tuple(layout[k])}'
-        for k, v in state_dict.items()
-        if k in layout and torch.is_tensor(v) and v.shape != layout[k]
-    ]
+    shapes = [f'{k} {tuple(v.shape)} vs {tuple(layout[k])}'
+              for k, v in state_dict.items()
+              if k in layout and torch.is_tensor(v) and v.shape != layout[k]]
     if shapes or archs:
         raise _mismatch_error(source, key_problems([], [], shapes) + archs)
     try:
@@ -72,18 +66,14 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
 
 
 def read_weights(path: str, unsafe: bool = False) -> Tuple[Any, dict]:
-    """``(checkpoint, state dict)`` of the file ``path``, read safely; the
-    state dict in this project's keys, noted with its source for the
-    backbone's log line. The one read of every tool."""
+    """``(checkpoint, state dict in project keys noted with its source)``."""
     checkpoint = load_checkpoint_file(path, unsafe=unsafe)
-    state_dict = state_dict_of(checkpoint)
-    return checkpoint, with_note(project_keys(state_dict)[0],
-                                 make_note(state_dict, path))
+    note = make_note(state_dict_of(checkpoint), path)
+    return checkpoint, with_note(note.weights, note)
 
 
 def load_weights(model: nn.Module, path: str, unsafe: bool = False) -> dict:
-    """Read the checkpoint file ``path`` safely and load it strictly into
-    ``model``; returns the whole checkpoint (``meta`` etc.)."""
+    """Load ``path`` strictly into ``model``; returns the whole checkpoint."""
     checkpoint, state_dict = read_weights(path, unsafe)
     load_state_dict_strict(model, state_dict, path)
     return checkpoint

@@ -1,5 +1,4 @@
-"""Reading an mm config with clear errors for the common mistakes, and
-walking its nested dicts (the one walker the package has)."""
+"""Reading an mm config with clear errors, and walking its nested dicts."""
 import os
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
@@ -9,10 +8,8 @@ from ..errors import ConfigError
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """``mmengine.Config.fromfile``; a missing file, a syntax error, a
-    missing ``_base_`` file or no ``model`` is a one-paragraph
-    :class:`~repvgg_mm.errors.ConfigError` (other errors of the config's own
-    code surface as they are)."""
+    """``mmengine.Config.fromfile``; the common mistakes are a
+    :class:`ConfigError` (errors of the config's own code surface as such)."""
     if not os.path.isfile(path):
         raise ConfigError(
             f'config file "{path}" does not exist. Configs live in configs/, '
@@ -38,10 +35,8 @@ def type_name(type_: Any) -> str:
     return name.split('.')[-1]
 
 
-def config_dicts(node: Any, path: str = 'model'
-                 ) -> Iterator[Tuple[str, dict]]:
-    """``(path, dict)`` of every dict under ``node`` (itself included),
-    through nested dicts, lists and tuples, depth first."""
+def config_dicts(node: Any, path: str = 'model') -> Iterator[Tuple[str, dict]]:
+    """``(path, dict)`` of every dict under ``node`` (itself included)."""
     if isinstance(node, dict):
         yield path, node
         for key, value in node.items():
@@ -53,9 +48,8 @@ def config_dicts(node: Any, path: str = 'model'
 
 def find_module_dicts(node: Any,
                       types: Sequence[str]) -> List[Tuple[str, dict]]:
-    """``(path, dict)`` of every dict under ``node`` whose ``type`` is one
-    of ``types`` (a scope prefix such as ``mmseg.`` is ignored), not those
-    nested inside a found one (e.g. a ``RepVGGMM``'s ``block_cfg``)."""
+    """``(path, dict)`` of every dict under ``node`` of one of ``types``
+    (any scope), not those inside a found one (a ``RepVGGMM``'s blocks)."""
     found = []
     for where, d in config_dicts(node):
         if type_name(d.get('type')) in types and not any(
@@ -65,8 +59,7 @@ def find_module_dicts(node: Any,
 
 
 def innermost_dataset(node: Any) -> Any:
-    """The dataset dict (of a dataloader or wrapper dict) that has the
-    ``pipeline``, else the innermost one."""
+    """The dataset dict of a loader (or wrapper) with the ``pipeline``."""
     while isinstance(node, dict) and 'pipeline' not in node and isinstance(
             node.get('dataset'), dict):
         node = node['dataset']
