@@ -19,11 +19,10 @@ from mmengine.logging import HistoryBuffer
 
 from harness.fusion_check import randomize_norm_stats_
 from repvgg_mm import count_repvgg_blocks
-from repvgg_mm.converters.compare import forward_tensor
 from repvgg_mm.converters.config_model import build_model, input_size
-from repvgg_mm.converters.deploy_checkpoint import TRAINING_STATE_KEYS
+from repvgg_mm.converters.deploy_form import TRAINING_STATE_KEYS
 from repvgg_mm.io.checkpoint import CheckpointError, load_checkpoint_file
-from repvgg_mm.utils.verify import relative_errors
+from repvgg_mm.utils.verify import forward_tensor, relative_errors
 
 TOOL = osp.join(ROOT, 'tools', 'convert_deploy.py')
 

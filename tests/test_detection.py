@@ -22,12 +22,11 @@ from harness.demos.digits_detection_dataset import (CLASSES,
                                                     write_digits_detection)
 from harness.fusion_check import randomize_norm_stats_
 from repvgg_mm import ARCH_SETTINGS, count_repvgg_blocks, switch_to_deploy
-from repvgg_mm.converters.compare import forward_tensor
 from repvgg_mm.converters.config_model import build_model, input_size
 from repvgg_mm.engine.config_checks import check_neck_channels
 from repvgg_mm.errors import ConfigError
 from repvgg_mm.models.arch import stage_widths
-from repvgg_mm.utils.verify import relative_errors
+from repvgg_mm.utils.verify import forward_tensor, relative_errors
 
 CONFIGS = osp.join(ROOT, 'configs')
 NAME = 'retinanet_{}_fpn_1x_coco.py'

@@ -427,9 +427,9 @@ def test_test_tool_predictions_dump_is_atomic(tmp_path, monkeypatch):
     leaves the old file whole when the dump fails, and no temporary."""
     import pickle
 
-    from repvgg_mm.engine import atomic_dump
+    from repvgg_mm.engine import atomic_writes
     out = tmp_path / 'preds.pkl'
-    metric = atomic_dump.AtomicDumpResults(out_file_path=str(out))
+    metric = atomic_writes.AtomicDumpResults(out_file_path=str(out))
     metric.process({}, [{'pred': torch.ones(2)}])
     assert metric.compute_metrics(metric.results) == {}
     with open(out, 'rb') as f:
@@ -440,7 +440,7 @@ def test_test_tool_predictions_dump_is_atomic(tmp_path, monkeypatch):
         with open(path, 'wb') as f:
             f.write(b'half')
         raise OSError(errno.ENOSPC, 'No space left on device')
-    monkeypatch.setattr(atomic_dump, 'dump', full_disk)
+    monkeypatch.setattr(atomic_writes, 'dump', full_disk)
     with pytest.raises(OutputError, match='disk is full|No space'):
         metric.compute_metrics(metric.results)
     assert out.read_bytes() == before

@@ -20,14 +20,13 @@ from torch.utils.data import Dataset
 from harness.fusion_check import conversion_errors, randomize_norm_stats_
 from repvgg_mm import (ARCH_SETTINGS, QARepVGGBlock, RepVGGBlock, RepVGGMM,
                        count_repvgg_blocks, switch_to_deploy)
-from repvgg_mm.converters.compare import forward_tensor
 from repvgg_mm.converters.config_model import build_model
 from repvgg_mm.fusion import (NormStats, fuse_conv_bias_norm,
                               qarepvgg_kernel_bias)
 from repvgg_mm.io.checkpoint import CheckpointError, load_checkpoint_file
 from repvgg_mm.io.weights import load_state_dict_strict, repvgg_form
 from repvgg_mm.models.arch import layer_groups, parse_arch, stage_widths
-from repvgg_mm.utils.verify import relative_errors
+from repvgg_mm.utils.verify import forward_tensor, relative_errors
 
 ALL_ARCHS = sorted(ARCH_SETTINGS)
 QA = dict(type='QARepVGGBlock')

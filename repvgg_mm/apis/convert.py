@@ -8,10 +8,8 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 from mmengine.logging import print_log
 
-from ..converters.compare import run_forms
 from ..converters.config_model import build_model, input_channels, input_size
-from ..converters.deploy_checkpoint import deploy_checkpoint
-from ..converters.deploy_config import deploy_config
+from ..converters.deploy_form import deploy_checkpoint, deploy_config
 from ..deploy import count_repvgg_blocks, switch_to_deploy
 from ..engine.config_checks import check_neck_channels, check_repvgg_archs
 from ..errors import ConfigError
@@ -20,7 +18,8 @@ from ..io.checkpoint import atomic_save
 from ..io.output_guard import Output, guard_outputs
 from ..io.weights import load_state_dict_strict, read_weights, repvgg_form
 from ..utils.config import load_config
-from ..utils.verify import REL_TOL, check_finite_weights, verify_outputs
+from ..utils.verify import (REL_TOL, check_finite_weights, run_forms,
+                            verify_outputs)
 
 DEFAULT_REL_TOL = REL_TOL  # the one verify tolerance (utils.verify)
 

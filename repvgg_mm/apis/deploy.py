@@ -1,15 +1,19 @@
 """From a trained checkpoint to the fastest serving that keeps its accuracy
 (``tools/deploy.py``): export, quantize, then one call into
 :mod:`repvgg_mm.runtime.servings` per stage (build, evaluate, time,
-select) and :mod:`~repvgg_mm.runtime.deploy_output` for the output."""
+select); the output folder is checked before any work and written all or
+nothing at the end."""
 import copy
 import datetime
+import json
 import os
 import os.path as osp
+import platform
 import shlex
+import shutil
 import sys
 import tempfile
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -17,9 +21,10 @@ from mmengine.utils import Timer
 
 from ..converters.config_model import build_model, input_channels, input_size
 from ..errors import ConfigError
+from ..io.atomic import atomic_directory, atomic_write_json
 from ..io.checkpoint import atomic_save
+from ..io.output_guard import guard_output
 from ..io.weights import read_weights
-from ..runtime import deploy_output
 from ..runtime import servings as sv
 from ..runtime.evaluate import (build_split_dataset, calibration_batches,
                                 evaluation_key, graph_inputs, loader_key)
@@ -31,6 +36,65 @@ from ..utils.cpu import cpu_features, cpu_name
 from .export import export_model, fuse, image_like, load_model
 
 RANDOM = 'random'
+TOOL = 'tools/deploy.py'
+
+
+def check_out_dir(out_dir: str, inputs: Dict[str, str]) -> None:
+    """``out_dir`` can be written: new, empty, or an earlier output of this
+    tool not holding an input. Nothing is created."""
+    guard_output(out_dir, 'OUT_DIR', inputs, folder=True)
+    path = osp.abspath(out_dir)
+    for given in inputs.values():
+        if osp.abspath(given).startswith(path + os.sep):
+            raise ConfigError(f'OUT_DIR "{out_dir}" holds the input '
+                              f'"{given}"; choose another folder.')
+    if osp.isdir(path) and os.listdir(path):
+        try:
+            with open(osp.join(path, 'report.json')) as f:
+                tool = json.load(f).get('tool')
+        except (OSError, ValueError, AttributeError):
+            tool = None
+        if tool != TOOL:
+            raise ConfigError(
+                f'OUT_DIR "{out_dir}" is a non-empty folder that was not '
+                f'written by {TOOL}; choose a new or empty folder '
+                f'(nothing was written).')
+
+
+def versions() -> Dict[str, str]:
+    """The versions the figures were measured with."""
+    out = dict(python=platform.python_version(), torch=torch.__version__,
+               platform=platform.platform())
+    for name in ('onnxruntime', 'openvino', 'nncf', 'mmengine',
+                 'mmpretrain', 'mmseg'):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:  # not installed: not part of this run
+            pass
+    return out
+
+
+def write_out_dir(out_dir: str, report: dict, models: Dict[str, str],
+                  fp32_graph: str,
+                  documents: Optional[Callable[[dict, str], None]] = None
+                  ) -> None:
+    """The chosen model as ``model.*`` (a torch serving: the fp32 graph),
+    ``report.json`` and ``documents(report, folder)``'s files, all or
+    nothing."""
+    with atomic_directory(out_dir) as tmp:
+        chosen = report['chosen']
+        report['shipped'] = []
+        if chosen:
+            model = models.get(chosen, fp32_graph)
+            stem, suffix = osp.splitext(model)
+            pairs = [(model, 'model' + suffix)] + (
+                [(stem + '.bin', 'model.bin')] if suffix == '.xml' else [])
+            for source, name in pairs:
+                shutil.copyfile(source, osp.join(tmp, name))
+                report['shipped'].append(name)
+        atomic_write_json(report, osp.join(tmp, 'report.json'))
+        if documents is not None:
+            documents(report, tmp)
 
 
 def _check_numbers(max_drop, batch_size, rounds, min_time, calib, threads):
@@ -94,8 +158,7 @@ def deploy_model(config: str,
     candidates = sv.check_servings(list(servings) if servings else None)
     names = [sv.FP32_SERVING] + [n for n in candidates
                                  if n != sv.FP32_SERVING]
-    deploy_output.check_out_dir(out_dir, {'CONFIG': config,
-                                          'CHECKPOINT': checkpoint})
+    check_out_dir(out_dir, {'CONFIG': config, 'CHECKPOINT': checkpoint})
     cfg = load_config(config, cfg_options)
     if not speed_only:
         evaluation_key(cfg)
@@ -157,7 +220,7 @@ def deploy_model(config: str,
                            min_time, work, threads, progress)
         choice = sv.select(rows, max_drop, candidates)
         report = dict(
-            tool=deploy_output.TOOL,
+            tool=TOOL,
             command=command or shlex.join(['python'] + sys.argv),
             started=started.isoformat(timespec='seconds'), config=config,
             checkpoint=checkpoint, task=graph.task, speed_only=speed_only,
@@ -172,13 +235,12 @@ def deploy_model(config: str,
             dict(layers=control['layers'],
                  plain_layers=control['plain_layers']),
             host=dict(cpu=cpu_name(), cpu_features=cpu_features(),
-                      threads=threads, versions=deploy_output.versions(),
+                      threads=threads, versions=versions(),
                       load_avg_start=load_start and [round(x, 2) for x in
                                                      load_start],
                       load_avg_end=[round(x, 2) for x in os.getloadavg()]
                       if load_start else None),
             graph_metadata=onnx_metadata(onnx_path), **choice)
         report['seconds'] = round(timer.since_start(), 1)
-        deploy_output.write_out_dir(out_dir, report, models, onnx_path,
-                                    documents)
+        write_out_dir(out_dir, report, models, onnx_path, documents)
     return report

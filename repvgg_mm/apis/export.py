@@ -8,9 +8,8 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.utils import Timer
 
-from ..converters.compare import forward_tensor
 from ..converters.config_model import build_model, input_channels, input_size
-from ..converters.deploy_config import deploy_config
+from ..converters.deploy_form import deploy_config
 from ..deploy import count_repvgg_blocks, switch_to_deploy
 from ..engine.config_checks import check_repvgg_archs
 from ..errors import ConfigError
@@ -23,7 +22,7 @@ from ..runtime.onnx_export import check_opset, export_onnx, save_openvino
 from ..runtime.session import open_session
 from ..utils.config import load_config
 from ..utils.verify import (REL_TOL, check_finite_weights, flatten_outputs,
-                            verify_outputs)
+                            forward_tensor, verify_outputs)
 
 FORMATS = {'.onnx': 'onnx', '.xml': 'openvino'}
 

@@ -9,7 +9,7 @@ import torch
 from mmengine.utils import Timer
 
 from ..converters.config_model import build_model
-from ..converters.deploy_config import deploy_config
+from ..converters.deploy_form import deploy_config
 from ..engine.config_checks import check_repvgg_archs
 from ..errors import ConfigError
 from ..io.atomic import atomic_write_json

@@ -8,7 +8,7 @@ from mmengine.device import get_device
 from mmengine.logging import print_log
 
 from ..converters.config_model import build_model
-from ..engine.atomic_checkpoint import use_atomic_checkpoints
+from ..engine.atomic_writes import use_atomic_checkpoints
 from ..engine.checkpoint_loader import check_load_from
 from ..engine.config_checks import (check_dataset_paths, check_neck_channels,
                                     check_repvgg_archs)

@@ -9,7 +9,7 @@ from mmengine.utils import import_modules_from_strings
 
 from ..errors import ConfigError
 from ..utils.config import dataset_pipeline, find_module_dicts
-from .deploy_config import BACKBONE_TYPES
+from .deploy_form import BACKBONE_TYPES
 
 DEFAULT_SIZE = (224, 224)
 #: the package's one vocabulary of tasks: mm base class module -> task

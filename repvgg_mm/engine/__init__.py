@@ -1,1 +1,1 @@
-from . import atomic_checkpoint, atomic_dump, hooks, optim  # noqa: F401
+from . import atomic_writes, hooks, optim  # noqa: F401

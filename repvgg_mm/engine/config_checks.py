@@ -6,7 +6,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from ..converters.deploy_config import BACKBONE_TYPES
+from ..converters.deploy_form import BACKBONE_TYPES
 from ..errors import ConfigError
 from ..models.arch import parse_arch
 from ..models.repvgg import RepVGGMM, out_channels_of

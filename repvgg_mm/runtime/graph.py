@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..converters.config_model import task_of
-from ..converters.deploy_config import BACKBONE_TYPES
+from ..converters.deploy_form import BACKBONE_TYPES
 from ..utils.config import find_module_dicts
 from ..utils.verify import flatten_outputs
 from ..version import __version__

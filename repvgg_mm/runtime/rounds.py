@@ -84,9 +84,3 @@ def paired_ratios(numerators: Sequence[float],
 def ranges_overlap(first: dict, second: dict) -> bool:
     """The rounds cannot rank the two (*tied*): their ranges overlap."""
     return first['min'] <= second['max'] and second['min'] <= first['max']
-
-
-def format_summary(s: Dict[str, float], fmt: Optional[str] = None) -> str:
-    """``median ±spread%``; by default 1 decimal, 3 digits below 10."""
-    fmt = fmt or ('.3g' if abs(s['median']) < 10 else '.1f')
-    return f'{s["median"]:{fmt}} ±{s["spread_pct"]:.0f}%'

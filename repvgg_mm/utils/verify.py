@@ -1,8 +1,10 @@
 """Checking that a converted model is the same function as its training
 form (``--verify``), and that a checkpoint's weights are finite."""
+import inspect
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn as nn
 
 from ..errors import CheckpointError, VerificationError
 
@@ -10,6 +12,21 @@ from ..errors import CheckpointError, VerificationError
 REL_TOL = 1e-4
 
 Outputs = Union[torch.Tensor, Sequence[torch.Tensor], Dict[str, torch.Tensor]]
+
+
+def forward_tensor(model: nn.Module, inputs: torch.Tensor):
+    """Raw outputs: ``mode='tensor'`` for mmengine models."""
+    if 'mode' in inspect.signature(model.forward).parameters:
+        return model(inputs, mode='tensor')
+    return model(inputs)
+
+
+@torch.no_grad()
+def run_forms(reference: nn.Module, converted: nn.Module,
+              inputs: torch.Tensor):
+    """The raw outputs ``(reference, converted)`` in eval mode."""
+    return (forward_tensor(reference.eval(), inputs),
+            forward_tensor(converted.eval(), inputs))
 
 
 def flatten_outputs(outputs: Outputs):

@@ -5,7 +5,7 @@ report :func:`repvgg_mm.apis.deploy_model` returns."""
 import json
 import os.path as osp
 
-from repvgg_mm.runtime.rounds import format_summary
+from .benchmark.report import format_summary
 
 #: table order: what to ship first, what could not run last
 STATUS_ORDER = ('chosen', 'tied', 'slower', 'rejected', 'baseline', 'failed')

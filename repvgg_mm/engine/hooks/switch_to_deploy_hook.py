@@ -7,9 +7,9 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from ...converters.deploy_checkpoint import (deploy_checkpoint,
-                                             deploy_checkpoint_path)
-from ...converters.deploy_config import write_deploy_config
+from ...converters.deploy_form import (deploy_checkpoint,
+                                       deploy_checkpoint_path,
+                                       write_deploy_config)
 from ...deploy import count_repvgg_blocks, switch_to_deploy
 from ...errors import ConfigError
 from ...io.checkpoint import atomic_save

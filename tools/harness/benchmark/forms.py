@@ -19,10 +19,9 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from repvgg_mm.converters.compare import compare_forms
 from repvgg_mm.deploy import count_repvgg_blocks, switch_to_deploy
 from repvgg_mm.models.repvgg_block import RepVGGBlock
-from repvgg_mm.utils.verify import worst_errors
+from repvgg_mm.utils.verify import relative_errors, run_forms, worst_errors
 
 from .sources import BenchModel
 
@@ -103,7 +102,7 @@ def deployed_form(bench: BenchModel, example: torch.Tensor) -> DeployedForm:
     folded = fold_conv_bn(model)
     if folded:
         steps.append(f'{folded} conv+BN pairs folded')
-    errors = compare_forms(bench.model, model, example)
+    errors = relative_errors(*run_forms(bench.model, model, example))
     max_rel = worst_errors(errors)[1]  # NaN propagated
     if not max_rel <= MAX_REL_ERR:
         raise RuntimeError(

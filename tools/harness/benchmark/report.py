@@ -1,6 +1,13 @@
 """Human-readable table and JSON file of a benchmark record."""
+from typing import Dict, Optional
+
 from repvgg_mm.io.atomic import atomic_write_json
-from repvgg_mm.runtime.rounds import format_summary
+
+
+def format_summary(s: Dict[str, float], fmt: Optional[str] = None) -> str:
+    """``median ±spread%``; by default 1 decimal, 3 digits below 10."""
+    fmt = fmt or ('.3g' if abs(s['median']) < 10 else '.1f')
+    return f'{s["median"]:{fmt}} ±{s["spread_pct"]:.0f}%'
 
 
 def _fmt_ratio(s) -> str:

@@ -35,7 +35,7 @@ from repvgg_mm.apis.deploy import deploy_model
 from repvgg_mm.apis.test import test, test_config
 from repvgg_mm.apis.train import train, training_config
 from repvgg_mm.converters.config_model import build_model
-from repvgg_mm.converters.deploy_checkpoint import deploy_checkpoint_path
+from repvgg_mm.converters.deploy_form import deploy_checkpoint_path
 from repvgg_mm.deploy import count_repvgg_blocks
 from repvgg_mm.errors import ConfigError
 from repvgg_mm.io.atomic import atomic_write_json

@@ -1,17 +1,20 @@
-"""Training checkpoints that a kill or a full disk cannot destroy: mmengine
-0.10.7's ``LocalBackend.put`` writes in place (a kill leaves a truncated
-``epoch_N.pth``), and its ``CheckpointHook`` with ``max_keep_ckpts`` removes
-the oldest checkpoint *before* saving the new one."""
+"""mmengine's outputs that a kill or a full disk cannot destroy. In mmengine
+0.10.7 ``LocalBackend.put`` writes in place (a kill leaves a truncated
+``epoch_N.pth``), ``CheckpointHook`` with ``max_keep_ckpts`` removes the
+oldest checkpoint *before* saving the new one, and ``DumpResults``
+(``tools/test.py --out``) pickles straight into ``out_file_path``."""
 from pathlib import Path
 from typing import Union
 
 from mmengine.dist import is_main_process
+from mmengine.evaluator.metric import DumpResults
+from mmengine.fileio import dump
 from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
-from mmengine.registry import HOOKS
+from mmengine.registry import HOOKS, METRICS
 
-from ..io.atomic import atomic_write_bytes, atomic_write_text
+from ..io.atomic import atomic_output, atomic_write_bytes, atomic_write_text
 
 BACKEND = 'atomic_local'
 
@@ -68,3 +71,15 @@ def use_atomic_checkpoints(cfg) -> bool:
         return False
     hook['backend_args'] = dict(backend=BACKEND)
     return True
+
+
+@METRICS.register_module()
+class AtomicDumpResults(DumpResults):
+    """``DumpResults`` whose file appears only when it is complete."""
+
+    def compute_metrics(self, results: list) -> dict:
+        with atomic_output(self.out_file_path) as tmp:
+            dump(results, tmp, file_format='pkl')
+        print_log(f'Results has been saved to {self.out_file_path}.',
+                  logger='current')
+        return {}
