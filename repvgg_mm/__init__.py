@@ -13,8 +13,6 @@ from .version import __version__
 # torch >= 2.6 and finds a RepVGGMM's weights in any layout.
 register_checkpoint_loaders()
 
-__all__ = [
-    'ARCH_SETTINGS', 'QARepVGGBlock', 'RepVGGBlock', 'RepVGGMM', 'SEGate',
-    'count_repvgg_blocks', 'equivalent_kernel_bias', 'switch_to_deploy',
-    '__version__'
-]
+__all__ = ['ARCH_SETTINGS', 'QARepVGGBlock', 'RepVGGBlock', 'RepVGGMM',
+           'SEGate', 'count_repvgg_blocks', 'equivalent_kernel_bias',
+           'switch_to_deploy', '__version__']

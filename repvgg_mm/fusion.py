@@ -72,12 +72,8 @@ def pad_1x1_to_3x3(kernel: Tensor) -> Tensor:
 
 def identity_kernel(channels: int, groups: int, like: Tensor) -> Tensor:
     """The 3x3 (grouped) conv kernel that computes the identity."""
-    in_per_group = channels // groups
-    kernel = torch.zeros(channels, in_per_group, 3, 3, dtype=like.dtype,
-                         device=like.device)
-    idx = torch.arange(channels, device=like.device)
-    kernel[idx, idx % in_per_group, 1, 1] = 1
-    return kernel
+    return torch.nn.init.dirac_(
+        like.new_empty(channels, channels // groups, 3, 3), groups)
 
 
 def _identity_like(kernel_3x3: Tensor, groups: int) -> Tensor:

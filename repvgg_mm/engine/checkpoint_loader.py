@@ -36,8 +36,6 @@ def noted_checkpoint(checkpoint, source: str):
     a load note (a checkpoint without a state dict: as it is). An official
     file's classifier ``linear.*`` is also offered as ``head.fc.*``."""
     _announce()
-    if not isinstance(checkpoint, dict):
-        return checkpoint
     try:
         state_dict = state_dict_of(checkpoint)
     except CheckpointError:  # not a model checkpoint: left to mmengine

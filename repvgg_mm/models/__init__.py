@@ -4,7 +4,5 @@ from .repvgg import RepVGGMM
 from .repvgg_block import RepVGGBlock
 from .se_layer import SEGate
 
-__all__ = [
-    'ARCH_SETTINGS', 'parse_arch', 'QARepVGGBlock', 'RepVGGMM', 'RepVGGBlock',
-    'SEGate'
-]
+__all__ = ['ARCH_SETTINGS', 'parse_arch', 'QARepVGGBlock', 'RepVGGMM',
+           'RepVGGBlock', 'SEGate']

@@ -61,8 +61,7 @@ def parse_arch(arch: Union[str, dict]) -> Dict[str, Any]:
     if not isinstance(groups, int) or groups < 1:
         raise _field_error('groups', f'must be a positive int, got {groups!r}')
     se_ratio = arch.get('se_ratio')
-    if se_ratio is not None and (not isinstance(se_ratio, int)
-                                 or se_ratio < 1):
+    if not (se_ratio is None or (isinstance(se_ratio, int) and se_ratio >= 1)):
         raise _field_error('se_ratio',
                            f'must be None or a positive int, got {se_ratio!r}')
     return dict(num_blocks=tuple(int(n) for n in arch['num_blocks']),

@@ -22,11 +22,10 @@ class QARepVGGBlock(RepVGGBlock):
     other_block = ('branch_1x1.conv.weight', 'RepVGGBlock')
 
     def _build_train_branches(self) -> None:
-        self.branch_3x3 = ConvNorm(self.in_channels, self.out_channels, 3,
-                                   self.stride, self.dilation, self.dilation,
-                                   self.groups, self.norm_cfg)
-        self.branch_1x1 = nn.Conv2d(self.in_channels, self.out_channels, 1,
-                                    self.stride, 0, 1, self.groups,
+        args = (self.in_channels, self.out_channels)
+        self.branch_3x3 = ConvNorm(*args, 3, self.stride, self.dilation,
+                                   self.dilation, self.groups, self.norm_cfg)
+        self.branch_1x1 = nn.Conv2d(*args, 1, self.stride, 0, 1, self.groups,
                                     bias=False)
         self.post_norm = build_norm_layer(self.norm_cfg, self.out_channels)[1]
 

@@ -185,23 +185,21 @@ class RepVGGMM(BaseModule):
         return block
 
     def _resolve_layer_dilations(self, layer_dilations):
-        num_blocks = self.arch['num_blocks']
         if layer_dilations is None:
             layer_dilations = (None, ) * NUM_STAGES
         layer_dilations = _four('layer_dilations', layer_dilations)
         resolved = []
-        for i, pattern in enumerate(layer_dilations):
-            per_layer = [self.dilations[i]] * num_blocks[i]
-            pattern = list(pattern or [])
-            if len(pattern) > num_blocks[i]:
+        for i, num_blocks in enumerate(self.arch['num_blocks']):
+            pattern = list(layer_dilations[i] or [])
+            if len(pattern) > num_blocks:
                 raise ConfigError(
                     f'layer_dilations[{i}] has {len(pattern)} entries but '
-                    f'stage {i} has only {num_blocks[i]} layers')
+                    f'stage {i} has only {num_blocks} layers')
             if any(not isinstance(d, int) or d < 1 for d in pattern):
                 raise ConfigError(f'layer_dilations[{i}] must hold '
                                   f'positive ints, got {pattern}')
-            per_layer[num_blocks[i] - len(pattern):] = pattern
-            resolved.append(tuple(per_layer))
+            first = [self.dilations[i]] * (num_blocks - len(pattern))
+            resolved.append(tuple(first + pattern))
         return tuple(resolved)
 
     def init_weights(self):
@@ -255,10 +253,9 @@ class RepVGGMM(BaseModule):
         self._freeze_stages()  # the fused convs of frozen stages stay frozen
 
     def _freeze_stages(self):
-        if self.frozen_stages < 0:
-            return
-        for name in ['stem'] + self.stage_names[:self.frozen_stages]:
-            getattr(self, name).eval().requires_grad_(False)
+        if self.frozen_stages >= 0:
+            for name in ['stem'] + self.stage_names[:self.frozen_stages]:
+                getattr(self, name).eval().requires_grad_(False)
 
     def train(self, mode: bool = True):
         super().train(mode)

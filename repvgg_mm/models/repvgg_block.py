@@ -29,10 +29,9 @@ def check_cpu_training_layout(x: Tensor, weight: Tensor) -> None:
     """Refuse an fp32 channels_last training step on the CPU: in torch
     2.14.1 (oneDNN) its weight gradient can corrupt the heap (e.g. a stem's
     1x1 stride-2 branch on 1x3x224x224); NCHW and bf16 autocast are fine."""
-    if torch.is_grad_enabled() and x.device.type == 'cpu' and \
-            x.dtype == torch.float32 and \
-            not torch.is_autocast_enabled('cpu') and (
-                _channels_last(x) or _channels_last(weight)):
+    if (torch.is_grad_enabled() and not torch.is_autocast_enabled('cpu')
+            and x.device.type == 'cpu' and x.dtype == torch.float32
+            and (_channels_last(x) or _channels_last(weight))):
         raise RuntimeError(
             'fp32 channels_last training on the CPU is refused: the weight '
             'gradient of oneDNN\'s channels_last fp32 convolution corrupts '
@@ -114,10 +113,8 @@ class RepVGGBlock(BaseModule):
         # to fuse a training-form state dict into a deploy-form block
         self.norm_eps = build_norm_layer(self.norm_cfg, 1)[1].eps
         # the attributes of the other form stay None (for TorchScript)
-        self.branch_reparam: Optional[nn.Conv2d] = None
-        self.branch_3x3: Optional[ConvNorm] = None
-        self.branch_1x1: Optional[ConvNorm] = None
-        self.branch_norm: Optional[nn.Module] = None
+        for name in (DEPLOY_BRANCH, ) + TRAIN_BRANCHES:
+            setattr(self, name, None)
         if deploy:
             self.branch_reparam = self._deploy_conv()
         else:
@@ -148,16 +145,12 @@ class RepVGGBlock(BaseModule):
     def forward(self, x: Tensor) -> Tensor:
         if not torch.jit.is_scripting():
             if self.training:
-                check_cpu_training_layout(x, self._first_weight())
+                conv = (self.branch_reparam if self.branch_reparam is not None
+                        else self.branch_3x3.conv)
+                check_cpu_training_layout(x, conv.weight)
             if self.with_cp and x.requires_grad:
                 return self._checkpointed_forward(x)
         return self._forward(x)
-
-    @torch.jit.unused
-    def _first_weight(self) -> Tensor:
-        conv = (self.branch_reparam if self.branch_reparam is not None else
-                self.branch_3x3.conv)
-        return conv.weight
 
     @torch.jit.unused
     def _checkpointed_forward(self, x: Tensor) -> Tensor:
@@ -177,8 +170,6 @@ class RepVGGBlock(BaseModule):
         return self.act(out)
 
     def _branch_sum(self, x: Tensor) -> Tensor:
-        """The training-form branches, summed (before SE and activation)."""
-        assert self.branch_3x3 is not None and self.branch_1x1 is not None
         out = self.branch_3x3(x) + self.branch_1x1(x)
         if self.branch_norm is not None:
             out = out + self.branch_norm(x)
@@ -186,14 +177,12 @@ class RepVGGBlock(BaseModule):
 
     def _fusion_inputs(self) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
         """(convs, BN layers) the fusion reads, named relative to the block."""
-        norms = ['branch_3x3.norm', 'branch_1x1.norm']
-        if self.has_identity:
-            norms.append('branch_norm')
-        return ('branch_3x3.conv', 'branch_1x1.conv'), tuple(norms)
+        norms = ('branch_3x3.norm', 'branch_1x1.norm') + (
+            ('branch_norm', ) if self.has_identity else ())
+        return ('branch_3x3.conv', 'branch_1x1.conv'), norms
 
     def _fuse(self, kernels: List[Tensor],
               norms: List[NormStats]) -> Tuple[Tensor, Tensor]:
-        """The fused kernel and bias of :meth:`_fusion_inputs`' tensors."""
         return equivalent_kernel_bias(
             kernels[0], norms[0], kernels[1], norms[1],
             norms[2] if self.has_identity else None, self.groups)
@@ -225,9 +214,7 @@ class RepVGGBlock(BaseModule):
         self.branch_reparam = conv
         self.deploy = True
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
-                              strict, missing_keys, unexpected_keys,
-                              error_msgs):
+    def _load_from_state_dict(self, state_dict, prefix, *args):
         # raise, not error_msgs: mmengine's non-strict load only warns
         has_train = any(
             k.startswith(f'{prefix}branch_3x3.') for k in state_dict)
@@ -241,9 +228,7 @@ class RepVGGBlock(BaseModule):
                 f'kernel cannot be split back into branches. Build the model '
                 f'with deploy=True (e.g. backbone.deploy=True, or the '
                 f'*_deploy config) to load this checkpoint.')
-        super()._load_from_state_dict(state_dict, prefix, local_metadata,
-                                      strict, missing_keys, unexpected_keys,
-                                      error_msgs)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _fuse_state_dict(self, state_dict, prefix) -> None:
         """Replace training-form keys under ``prefix`` by the fused kernel."""
@@ -254,10 +239,9 @@ class RepVGGBlock(BaseModule):
         missing = [k for k in required if k not in state_dict]
         if missing:
             other_key, other_type = self.other_block
-            hint = ''
-            if prefix + other_key in state_dict:
-                hint = (f' The keys are those of a {other_type}: build the '
-                        f'model with block_cfg=dict(type="{other_type}").')
+            hint = (f' The keys are those of a {other_type}: build the '
+                    f'model with block_cfg=dict(type="{other_type}").'
+                    if prefix + other_key in state_dict else '')
             raise RuntimeError(
                 f'cannot fuse the training-form weights of '
                 f'{type(self).__name__} "{prefix[:-1]}" into its deploy '

@@ -26,10 +26,8 @@ class EpochSeedHook(Hook):
     training adds it to every run."""
 
     priority = 'VERY_HIGH'
-
-    def __init__(self) -> None:
-        self._worker_seed = None  # the run's seed of the workers
-        self._warned = False
+    _worker_seed = None  # the run's seed of the workers
+    _warned = False
 
     def before_train_epoch(self, runner) -> None:
         set_random_seed(epoch_seed(runner.seed, runner.epoch))
@@ -43,10 +41,9 @@ class EpochSeedHook(Hook):
             return  # no workers, or a user's own worker_init_fn
         if self._worker_seed is None:
             self._worker_seed = init_fn.keywords['seed']
+        # a partial of a partial is flattened: still mmengine's function
         loader.worker_init_fn = partial(
-            mmengine_worker_init_fn, *init_fn.args,
-            **dict(init_fn.keywords,
-                   seed=epoch_seed(self._worker_seed, epoch)))
+            init_fn, seed=epoch_seed(self._worker_seed, epoch))
         # persistent workers keep their first seed: stop them, the epoch
         # starts them afresh. torch has no public way (pytorch#35795), so
         # the private _iterator._shutdown_workers (torch 1.7 - 2.14) is used

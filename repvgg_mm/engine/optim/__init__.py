@@ -4,8 +4,6 @@ from .custom_l2 import (CustomL2AmpOptimWrapper, CustomL2CPUAmpOptimWrapper,
                         CustomL2OptimWrapper, CustomL2Penalty,
                         RepVGGCustomL2Constructor, block_custom_l2)
 
-__all__ = [
-    'CPUAmpOptimWrapper', 'CustomL2AmpOptimWrapper',
-    'CustomL2CPUAmpOptimWrapper', 'CustomL2OptimWrapper', 'CustomL2Penalty',
-    'RepVGGCustomL2Constructor', 'block_custom_l2'
-]
+__all__ = ['CPUAmpOptimWrapper', 'CustomL2AmpOptimWrapper',
+           'CustomL2CPUAmpOptimWrapper', 'CustomL2OptimWrapper',
+           'CustomL2Penalty', 'RepVGGCustomL2Constructor', 'block_custom_l2']

@@ -20,8 +20,6 @@ from .cpu_amp import CPUAmpOptimWrapper
 
 #: parameters whose plain weight decay the custom L2 replaces
 CUSTOM_L2_KEYS = ('branch_3x3.conv.weight', 'branch_1x1.conv.weight')
-#: log key of the penalty (in the training log next to ``loss``)
-LOG_KEY = 'train/custom_l2'
 
 
 def block_custom_l2(block: RepVGGBlock) -> Tensor:
@@ -41,11 +39,10 @@ class CustomL2Penalty:
     """``0.5 * weight_decay * sum(block_custom_l2)`` over a model's blocks."""
 
     def __init__(self, model: nn.Module, weight_decay: float):
-        qa_blocks = [m for m in model.modules()
-                     if isinstance(m, QARepVGGBlock)]
-        if qa_blocks:
+        num_qa = sum(isinstance(m, QARepVGGBlock) for m in model.modules())
+        if num_qa:
             raise ValueError(
-                f'RepVGGCustomL2Constructor: the model has {len(qa_blocks)} '
+                f'RepVGGCustomL2Constructor: the model has {num_qa} '
                 f'QARepVGGBlock(s), which the QARepVGG paper (arXiv '
                 f'2212.01593) trains with plain weight decay (the custom L2 '
                 f'enlarges the fused kernels\' variance). Remove '
@@ -63,8 +60,7 @@ class CustomL2Penalty:
         self.weight_decay = weight_decay
 
     def __call__(self) -> Tensor:
-        l2 = sum(block_custom_l2(block) for block in self.blocks)
-        return 0.5 * self.weight_decay * l2
+        return 0.5 * self.weight_decay * sum(map(block_custom_l2, self.blocks))
 
 
 class CustomL2Mixin:
@@ -78,9 +74,9 @@ class CustomL2Mixin:
     def update_params(self, loss: Tensor, step_kwargs=None,
                       zero_kwargs=None) -> None:
         if self.custom_l2 is not None:
-            penalty = self.custom_l2()
+            penalty = self.custom_l2()  # logged next to ``loss``
             MessageHub.get_current_instance().update_scalar(
-                LOG_KEY, penalty.item())
+                'train/custom_l2', penalty.item())
             loss = loss + penalty
         super().update_params(loss, step_kwargs, zero_kwargs)
 
