@@ -10,8 +10,7 @@ from typing import Dict, Optional
 from ..converters.config_model import build_model
 from ..engine.config_checks import check_dataset_paths
 from ..engine.distributed import build_runner, runner_teardown, unwrap_model
-from ..errors import ConfigError
-from ..io.checkpoint import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..io.output_guard import guard_output
 from ..io.weights import load_state_dict_strict, load_weights, read_weights
 from .train import runner_config
