@@ -9,11 +9,12 @@ import torch
 from mmengine.logging import print_log
 
 from ..converters.config_model import build_model, input_channels, input_size
-from ..converters.deploy_form import deploy_checkpoint, deploy_config
+from ..converters.deploy_form import (deploy_checkpoint, deploy_config,
+                                      write_deploy_config)
 from ..deploy import count_repvgg_blocks, switch_to_deploy
 from ..engine.config_checks import check_neck_channels, check_repvgg_archs
 from ..errors import ConfigError
-from ..io.atomic import atomic_output, make_folders, remove_folders
+from ..io.atomic import make_folders, remove_folders
 from ..io.checkpoint import atomic_save
 from ..io.output_guard import Output, guard_outputs
 from ..io.weights import load_state_dict_strict, read_weights, repvgg_form
@@ -108,8 +109,7 @@ def convert_checkpoint(config: str, checkpoint: str, out: str,
     print_log(f'converted {num_blocks} RepVGG blocks in '
               f'{time.perf_counter() - start:.1f} s (build, load, convert)',
               logger='current')
-    deploy_cfg = deploy_config(cfg)
-    built = build_model(deploy_cfg, device='meta').state_dict()
+    built = build_model(deploy_config(cfg), device='meta').state_dict()
     if {k: v.shape for k, v in built.items()} != {
             k: v.shape for k, v in converted.state_dict().items()}:
         raise ConfigError('the deploy config does not build the converted '
@@ -124,8 +124,7 @@ def convert_checkpoint(config: str, checkpoint: str, out: str,
     try:
         atomic_save(deploy_checkpoint(loaded, converted, checkpoint), out)
         written.append(out)  # never a checkpoint without its config
-        with atomic_output(out_config) as tmp:
-            deploy_cfg.dump(tmp)
+        write_deploy_config(cfg, out_config)
     except BaseException:
         for path in written:
             os.remove(path)

@@ -10,8 +10,7 @@ from typing import Dict, Optional
 from ..converters.config_model import build_model
 from ..engine.config_checks import check_dataset_paths
 from ..engine.distributed import build_runner, runner_teardown, unwrap_model
-from ..errors import ConfigError
-from ..io.checkpoint import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..io.output_guard import guard_output
 from ..io.weights import load_state_dict_strict, load_weights, read_weights
 from .train import runner_config
@@ -61,17 +60,16 @@ def check_checkpoint_fits(cfg, checkpoint: str,
         load_state_dict_strict(model, state_dict, checkpoint)
 
 
-def _remove_new_folders(log_dir: str, work_dir: str,
-                        work_dir_existed: bool) -> None:
+def _remove_new_folders(runner, work_dir_existed: bool) -> None:
     """Remove the log dir (and new empty work dir) of a Runner never run."""
     for handler in list(logging.getLogger('mmengine').handlers):
         if isinstance(handler, logging.FileHandler) and \
-                handler.baseFilename.startswith(osp.abspath(log_dir)):
+                handler.baseFilename.startswith(osp.abspath(runner.log_dir)):
             handler.close()
-    shutil.rmtree(log_dir, ignore_errors=True)
-    if not work_dir_existed and osp.isdir(work_dir) and \
-            not os.listdir(work_dir):
-        os.rmdir(work_dir)
+    shutil.rmtree(runner.log_dir, ignore_errors=True)
+    if not work_dir_existed and osp.isdir(runner.work_dir) and \
+            not os.listdir(runner.work_dir):
+        os.rmdir(runner.work_dir)
 
 
 def _evaluate(cfg, checkpoint: str, unsafe_load: bool) -> Dict[str, float]:
@@ -82,7 +80,7 @@ def _evaluate(cfg, checkpoint: str, unsafe_load: bool) -> Dict[str, float]:
         load_weights(unwrap_model(runner.model), checkpoint,
                      unsafe=unsafe_load)
     except CheckpointError:
-        _remove_new_folders(runner.log_dir, runner.work_dir, work_dir_existed)
+        _remove_new_folders(runner, work_dir_existed)
         raise
     return dict(runner.test())
 

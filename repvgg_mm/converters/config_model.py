@@ -88,8 +88,7 @@ def input_size(cfg) -> Tuple[Tuple[int, int], str]:
     divisor = preprocessor.get('pad_size_divisor')
     divisor = divisor if isinstance(divisor, int) and divisor > 1 else 1
     for loader in ('test_dataloader', 'val_dataloader'):
-        pipeline = dataset_pipeline(cfg.get(loader))
-        hw = _size_from_pipeline(pipeline) if pipeline else None
+        hw = _size_from_pipeline(dataset_pipeline(cfg.get(loader)) or ())
         if hw:
             return (tuple(-(-s // divisor) * divisor for s in hw),
                     f'{loader} pipeline')

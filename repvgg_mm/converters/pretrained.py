@@ -4,7 +4,7 @@ the :class:`LoadNote` in ``_metadata`` when nothing is under the prefix),
 refuse another arch or a backbone tensor left unloaded, and log the load."""
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -157,15 +157,6 @@ def head_of(note: LoadNote) -> str:
         return ''
     name = 'linear.*' if note.layout == 'official' else 'head.fc.*'
     return f'the classifier head {name} ({classes} classes)'
-
-
-def rename_for_model(state_dict: Mapping[str, Any],
-                     backbone_prefixes: List[str]) -> dict:
-    """Whole-model weights in project keys for backbones at these prefixes."""
-    renamed, layout, _ = project_keys(state_dict)
-    if layout in FOREIGN and backbone_prefixes == ['']:
-        return sub_dict(renamed, BACKBONE_PREFIX)
-    return renamed
 
 
 def load_init_cfg(backbone, init_cfg: Mapping[str, Any]) -> None:

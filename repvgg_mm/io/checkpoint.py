@@ -44,9 +44,8 @@ def mmengine_safe_globals() -> List[Any]:
         from numpy._core.multiarray import _reconstruct, scalar
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core.multiarray import _reconstruct, scalar
-    dtypes = [type(np.dtype(t)) for t in ('float64', 'float32', 'float16',
-                                          'int64', 'int32', 'int8', 'uint8',
-                                          'bool')]
+    dtypes = [type(np.dtype(t)) for t in
+              'float64 float32 float16 int64 int32 int8 uint8 bool'.split()]
     return [HistoryBuffer, ConfigDict, np.ndarray, np.dtype, _reconstruct,
             scalar] + dtypes + [(_history_buffer_method, name) for name in
                                 ('__builtin__.getattr', 'builtins.getattr')]
@@ -73,9 +72,8 @@ def _refused_globals(path: str) -> List[str]:
     try:
         if zipfile.is_zipfile(path):  # torch.save's format: torch's scanner
             with torch.serialization.safe_globals(safe):
-                return list(dict.fromkeys(
-                    torch.serialization.get_unsafe_globals_in_checkpoint(
-                        path)))
+                return torch.serialization.get_unsafe_globals_in_checkpoint(
+                    path)  # a list without repeats
         with open(path, 'rb') as f:
             found = _globals_in(f)
     except (OSError, zipfile.BadZipFile, KeyError, RuntimeError,

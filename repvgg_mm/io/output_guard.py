@@ -41,17 +41,14 @@ Inputs = Union[Mapping[str, Optional[str]], Iterable[Tuple[str, str]]]
 def file_kind(path: str) -> Optional[str]:
     """'file', 'folder', a special kind, or None (missing)."""
     try:
-        mode = os.stat(path).st_mode
+        return _KINDS.get(stat.S_IFMT(os.stat(path).st_mode), 'special file')
     except OSError:
         return None
-    return _KINDS.get(stat.S_IFMT(mode), 'special file')
 
 
 def _same(a: str, b: str) -> bool:
-    if osp.realpath(a) == osp.realpath(b):
-        return True
     try:
-        return osp.samefile(a, b)
+        return osp.realpath(a) == osp.realpath(b) or osp.samefile(a, b)
     except OSError:
         return False
 

@@ -6,10 +6,11 @@ from typing import Any, List, Mapping, Tuple
 import torch
 import torch.nn as nn
 
-from ..converters.layout import (key_problems, layout_problems, repvgg_form,
+from ..converters.layout import (BACKBONE_PREFIX, FOREIGN, key_problems,
+                                 layout_problems, project_keys, repvgg_form,
                                  sub_dict)
 from ..converters.pretrained import (NOTE_KEY, arch_mismatch, make_note,
-                                     rename_for_model, with_note)
+                                     with_note)
 from ..models.repvgg import RepVGGMM
 from .checkpoint import CheckpointError, load_checkpoint_file, state_dict_of
 
@@ -31,7 +32,10 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
     # any RepVGG layout in this project's keys; the backbones log the load
     note = getattr(state_dict, '_metadata', {}).get('', {}).get(
         NOTE_KEY) or make_note(state_dict, source)
-    state_dict = with_note(rename_for_model(state_dict, list(backbones)), note)
+    renamed, found, _ = project_keys(state_dict)
+    if found in FOREIGN and list(backbones) == ['']:  # the model: a RepVGGMM
+        renamed = sub_dict(renamed, BACKBONE_PREFIX)
+    state_dict = with_note(renamed, note)
     archs = [text for text in (
         arch_mismatch(backbone, sub_dict(state_dict, prefix), prefix)
         for prefix, backbone in backbones.items()) if text]
@@ -39,17 +43,15 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Any],
     if repvgg_form(state_dict) == repvgg_form(layout):
         # same form: every key and shape is known before anything is copied
         problems = layout_problems(state_dict, layout)
-        if problems:
-            raise _mismatch_error(source, problems + archs)
-        model.load_state_dict(state_dict, strict=True)
-        return
-    # training-form weights into fused blocks: the blocks rename the keys
-    # while loading, so missing / unexpected keys are known afterwards
-    shapes = [f'{k} {tuple(v.shape)} vs {tuple(layout[k])}'
-              for k, v in state_dict.items()
-              if k in layout and torch.is_tensor(v) and v.shape != layout[k]]
-    if shapes or archs:
-        raise _mismatch_error(source, key_problems([], [], shapes) + archs)
+    else:
+        # training-form weights into fused blocks: the blocks rename the
+        # keys while loading, so missing / unexpected keys are known afterwards
+        problems = key_problems([], [], [
+            f'{k} {tuple(v.shape)} vs {tuple(layout[k])}'
+            for k, v in state_dict.items()
+            if k in layout and torch.is_tensor(v) and v.shape != layout[k]])
+    if problems or archs:
+        raise _mismatch_error(source, problems + archs)
     try:
         result = model.load_state_dict(state_dict, strict=False)
     except CheckpointError:
