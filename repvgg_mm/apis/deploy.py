@@ -166,8 +166,6 @@ def deploy_model(config: str,
     if checkpoint == RANDOM and not speed_only:
         raise ConfigError('CHECKPOINT "random" (the initial weights) has no '
                           'accuracy to keep; use it with `speed_only=True`.')
-    if checkpoint != RANDOM and not osp.isfile(checkpoint):
-        raise ConfigError(f'checkpoint "{checkpoint}" does not exist.')
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     started = datetime.datetime.now(datetime.timezone.utc)
