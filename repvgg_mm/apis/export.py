@@ -39,17 +39,6 @@ class Export(NamedTuple):
     seconds: float
 
 
-def _format_of(out: str, fmt: Optional[str]) -> str:
-    suffix = osp.splitext(out)[1].lower()
-    if suffix not in FORMATS:
-        raise ConfigError(f'OUT "{out}" must end in .onnx (ONNX) or .xml '
-                          f'(OpenVINO IR, written with its .bin).')
-    if fmt not in (None, FORMATS[suffix]):
-        raise ConfigError(f'format "{fmt}" does not match OUT "{out}" (a '
-                          f'{suffix} file is {FORMATS[suffix]}).')
-    return FORMATS[suffix]
-
-
 def load_model(cfg, state_dict, checkpoint: str):
     """The config's model in ``state_dict``'s form, loaded strictly, eval."""
     form = repvgg_form(state_dict)
@@ -121,7 +110,14 @@ def export_model(config: str, checkpoint: str, out: str,
     config's); ``dynamic`` leaves N, H, W free; ``verify`` runs the file in
     its runtime against the PyTorch deploy form (``REL_TOL``)."""
     timer = Timer()
-    fmt = _format_of(out, fmt)
+    suffix = osp.splitext(out)[1].lower()
+    if suffix not in FORMATS:
+        raise ConfigError(f'OUT "{out}" must end in .onnx (ONNX) or .xml '
+                          f'(OpenVINO IR, written with its .bin).')
+    if fmt not in (None, FORMATS[suffix]):
+        raise ConfigError(f'format "{fmt}" does not match OUT "{out}" (a '
+                          f'{suffix} file is {FORMATS[suffix]}).')
+    fmt = FORMATS[suffix]
     paths = (out, ) if fmt == 'onnx' else (out, osp.splitext(out)[0] + '.bin')
     guard_output(out, 'OUT', {'CHECKPOINT': checkpoint, 'CONFIG': config},
                  paths[1:])
@@ -167,11 +163,10 @@ def export_model(config: str, checkpoint: str, out: str,
             errors = _verify(tmp, model, images) if verify else (None, None)
     else:
         # the temporary .onnx goes with atomic_files' temporary folder
-        with atomic_files([paths[1], paths[0]]) as (_, tmp_xml):
-            tmp_onnx = osp.splitext(tmp_xml)[0] + '.onnx'
+        with atomic_files([paths[1], paths[0]]) as (_, tmp):
+            tmp_onnx = osp.splitext(tmp)[0] + '.onnx'
             export_onnx(graph, images, tmp_onnx, names, opset, dynamic)
-            save_openvino(tmp_onnx, tmp_xml, metadata)
-            errors = (_verify(tmp_xml, model, images) if verify else
-                      (None, None))
+            save_openvino(tmp_onnx, tmp, metadata)
+            errors = _verify(tmp, model, images) if verify else (None, None)
     return Export(paths, fmt, graph.task, tuple(images.shape), dynamic, fused,
                   errors[0], errors[1], timer.since_start())

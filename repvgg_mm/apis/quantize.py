@@ -18,8 +18,7 @@ from ..io.weights import load_weights, read_weights
 from ..runtime.evaluate import (build_evaluator, build_split_dataset,
                                 calibration_batches, evaluate_sessions,
                                 evaluation_key, loader_key, packer, top1)
-from ..runtime.quantize import (check_backend, check_quantized_path,
-                                quantize_graph)
+from ..runtime.quantize import check_settings, quantize_graph
 from ..runtime.session import open_session
 from ..utils.config import load_config
 from ..utils.verify import check_finite_weights
@@ -56,8 +55,7 @@ def quantize_model(config: str, checkpoint: str, out: str,
         / ``top1_int8`` (top-1 %, or mIoU), ``agreement`` (share of
         identical predictions, 0-1) and ``output_sqnr_db``.
     """
-    method = check_backend(backend, method)
-    check_quantized_path(out, backend)
+    method = check_settings(backend, method, out)
     sidecars = (osp.splitext(out)[0] + '.bin', ) if out.endswith('.xml') \
         else ()
     outputs = [Output(out, 'OUT', sidecars)]
@@ -84,11 +82,10 @@ def quantize_model(config: str, checkpoint: str, out: str,
                               f'no images, so `evaluate=True` has nothing to '
                               f'evaluate. Prepare the dataset, or drop '
                               f'`evaluate=True`.')
-    seconds = {}
     timer = Timer()
     batches = calibration_batches(cfg, split, calib, calib_batch, seed,
                                   progress)
-    seconds['read_calibration'] = timer.since_last_check()
+    seconds = dict(read_calibration=timer.since_last_check())
     result = dict(int8_path=out, backend=backend, method=method,
                   split=split, per_channel_weights=per_channel,
                   num_calibration_images=sum(len(b) for b in batches))

@@ -88,11 +88,10 @@ def ceiling_entries(shape: Tuple[int, int, int], batch: int,
         nn.init.normal_(conv.weight, std=(2 / (9 * channels))**0.5,
                         generator=gen)
         nn.init.zeros_(conv.bias)
-    inputs = torch.rand(batch, channels, height, width, generator=gen)
+    array = torch.rand(batch, channels, height, width, generator=gen).numpy()
     path = osp.join(work_dir, 'ceiling_stack.onnx')
-    export_onnx(stack, inputs, path, ['output'])
+    export_onnx(stack, torch.from_numpy(array), path, ['output'])
     macs = STACK_DEPTH * channels * channels * 9 * height * width * batch
-    array = inputs.numpy()
     out = []
     for precision in precisions:
         model, hint = path, precision

@@ -118,9 +118,8 @@ def calibration_batches(cfg, split: str = 'train', num_images: int = 300,
 def evaluation_batches(cfg):
     """``(key, dataloader)`` of the val (else test) split for the evaluator."""
     key = evaluation_key(cfg)
-    loader_cfg = copy.deepcopy(cfg[key])
-    loader_cfg['persistent_workers'] = False
-    return key, Runner.build_dataloader(loader_cfg)
+    return key, Runner.build_dataloader(
+        dict(cfg[key], persistent_workers=False))
 
 
 def _pack_classification(scores: torch.Tensor, data_samples):
@@ -184,22 +183,21 @@ def evaluate_sessions(cfg, model, sessions: Dict[str, Callable],
     evaluators = {name: build_evaluator(cfg, meta) for name in sessions}
     pack = packer(model)
     first, *others = sessions
-    same = dict.fromkeys(others, 0)
-    energies = {name: [0.0, 0.0] for name in others}
-    total = num = 0
+    same, noise = dict.fromkeys(others, 0), dict.fromkeys(others, 0.0)
+    signal, total, num = 0.0, 0, 0
     bar = ProgressBar(len(loader.dataset)) if progress and key else None
     for batch in loader:
         inputs = graph_inputs(batch['inputs'])
         outputs = {name: torch.from_numpy(np.asarray(run(inputs)))
                    for name, run in sessions.items()}
         reference = outputs[first].double()
+        labels = reference.argmax(1)
+        signal += float((reference**2).sum())
         for name in others:
-            same[name] += int((outputs[name].argmax(1) ==
-                               reference.argmax(1)).sum())
-            energies[name][0] += float((reference**2).sum())
-            energies[name][1] += float(
+            same[name] += int((outputs[name].argmax(1) == labels).sum())
+            noise[name] += float(
                 ((outputs[name].double() - reference)**2).sum())
-        total += reference.argmax(1).numel()
+        total += labels.numel()
         num += len(inputs)
         for name, scores in outputs.items():
             evaluators[name].process(data_samples=pack(
@@ -210,5 +208,5 @@ def evaluate_sessions(cfg, model, sessions: Dict[str, Callable],
                 metrics={name: {k: float(v) for k, v in ev.evaluate(
                     num).items()} for name, ev in evaluators.items()},
                 agreement={name: same[name] / total for name in others},
-                output_sqnr_db={name: sqnr_from_energies(*energies[name])
+                output_sqnr_db={name: sqnr_from_energies(signal, noise[name])
                                 for name in others})

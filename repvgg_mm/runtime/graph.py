@@ -18,8 +18,7 @@ from ..utils.verify import flatten_outputs
 from ..version import __version__
 
 OUTPUT_KIND = {
-    'classifier': 'class logits (N, num_classes); softmax gives '
-    'probabilities',
+    'classifier': 'class logits (N, num_classes); softmax gives probabilities',
     'segmentor': 'per-pixel class logits (N, num_classes, H, W) at the '
     'input resolution, whole-image inference; argmax over dim 1 gives '
     'the label map',
@@ -66,28 +65,21 @@ class InferenceGraph(nn.Module):
         return cls(model, prep, len(prep.mean) if prep.mean else 3)
 
     def output_names(self, num: int) -> List[str]:
-        if self.task == 'classifier' and num == 1:
-            return ['scores']
-        if self.task == 'segmentor' and num == 1:
-            return ['seg_logits']
+        if num == 1 and self.task in ('classifier', 'segmentor'):
+            return ['scores' if self.task == 'classifier' else 'seg_logits']
         return [f'output_{i}' for i in range(num)]
 
     def forward(self, images: torch.Tensor):
-        x = images
-        if self.flip:
-            x = x.flip(1)
+        x = images.flip(1) if self.flip else images
         if self.normalize:
             x = (x - self.mean) / self.std
         if self.task == 'segmentor':
-            logits = self.model._forward(x)
-            return F.interpolate(logits, size=images.shape[2:],
+            return F.interpolate(self.model._forward(x), size=images.shape[2:],
                                  mode='bilinear',
                                  align_corners=self.model.align_corners)
-        if self.task in ('classifier', 'detector'):
-            out = self.model(x, mode='tensor')
-        else:
-            out = self.model(x)
-        outs = flatten_outputs(out)
+        tensor = self.task in ('classifier', 'detector')
+        outs = flatten_outputs(self.model(x, mode='tensor') if tensor else
+                               self.model(x))
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 

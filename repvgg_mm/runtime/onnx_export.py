@@ -99,22 +99,6 @@ def check_onnx_file(path: str) -> None:
             f'`opset`.') from None
 
 
-def _exporter_error(exc: Exception, opset: int, path: str) -> Exception:
-    full = disk_full_error(exc, path)
-    if full is not None:
-        return full
-    text = str(exc).strip()
-    ops = re.findall(r"export of operator (\w+)|operator '?((?:aten|prim)::"
-                     r"\w+)|(Python operator \w+)", text)
-    ops = sorted({name for match in ops for name in match if name})
-    named = f' (operator: {", ".join(ops)})' if ops else ''
-    return ConfigError(
-        f'the ONNX exporter failed{named} at opset {opset}: '
-        f'{type(exc).__name__}: {(text.splitlines() or [""])[0][:400]}. '
-        f'Nothing was written. Try another `opset`, or replace the module '
-        f'that uses this operator.')
-
-
 def export_onnx(module: nn.Module, example: torch.Tensor, path: str,
                 output_names: Sequence[str], opset: int = 17,
                 dynamic: bool = False,
@@ -144,7 +128,16 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str,
                               output_names=list(output_names),
                               dynamic_axes=axes, do_constant_folding=True)
     except Exception as exc:
-        raise _exporter_error(exc, opset, path) from None
+        text = str(exc).strip()
+        ops = re.findall(r"export of operator (\w+)|operator '?((?:aten|"
+                         r"prim)::\w+)|(Python operator \w+)", text)
+        ops = sorted({name for match in ops for name in match if name})
+        named = f' (operator: {", ".join(ops)})' if ops else ''
+        raise disk_full_error(exc, path) or ConfigError(
+            f'the ONNX exporter failed{named} at opset {opset}: '
+            f'{type(exc).__name__}: {(text.splitlines() or [""])[0][:400]}. '
+            f'Nothing was written. Try another `opset`, or replace the module '
+            f'that uses this operator.') from None
     if metadata:
         # lazy: onnx takes ~1 s to import; only this step reads ONNX files
         import onnx

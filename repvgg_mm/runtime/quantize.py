@@ -24,26 +24,19 @@ METHODS = {
 SUFFIXES = {'onnxruntime': '.onnx', 'openvino': '.xml'}
 
 
-def check_backend(backend: str, method: Optional[str] = None) -> str:
-    """``method`` (or the backend's default) after checking both."""
+def check_settings(backend: str, method: Optional[str], out: str) -> str:
+    """``method`` (or the backend's default) after checking it, ``backend``
+    and ``out`` (the backend's suffix, a place it can be written)."""
     backend = backend_name(backend)
-    if method is None:
-        return METHODS[backend][0]
-    if method not in METHODS[backend]:
+    if method is not None and method not in METHODS[backend]:
         raise ConfigError(f'unknown calibration method "{method}" for '
                           f'{backend}; use one of '
                           f'{", ".join(METHODS[backend])}.')
-    return method
-
-
-def check_quantized_path(out: str, backend: str) -> str:
-    """``out`` if it has the backend's suffix and can be written."""
-    backend = backend_name(backend)
     if not out or not out.endswith(SUFFIXES[backend]):
         raise ConfigError(f'OUT "{out}" (the {backend} INT8 model) must end '
                           f'with {SUFFIXES[backend]}.')
     guard_output(out, 'OUT')
-    return out
+    return METHODS[backend][0] if method is None else method
 
 
 def equal_batches(batches: Sequence[np.ndarray],
@@ -65,21 +58,20 @@ def _onnxruntime(model_path: str, batches: Sequence[np.ndarray], out: str,
                                           QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
     batches = equal_batches(batches)
-    bar = None
     if progress:
         print_log(f'ONNX Runtime {method}: {len(batches)} calibration '
                   f'batches', logger='current')
-        bar = ProgressBar(len(batches))
+    bar = ProgressBar(len(batches)) if progress else None
 
     class Reader(CalibrationDataReader):
-        items = iter(batches)
+        # the input of every graph of export_onnx
+        items = iter([{'images': batch} for batch in batches])
 
         def get_next(self):
-            batch = next(self.items, None)
-            if bar and batch is not None:
+            item = next(self.items, None)
+            if bar and item is not None:
                 bar.update()
-            # the input of every graph of export_onnx
-            return None if batch is None else {'images': batch}
+            return item
 
     methods = dict(minmax=CalibrationMethod.MinMax,
                    percentile=CalibrationMethod.Percentile,
@@ -138,8 +130,7 @@ def quantize_graph(backend: str, model_path: str,
                    progress: bool = True) -> str:
     """INT8 of ``model_path`` at ``out``, calibrated on ``batches`` by
     ``method`` (:data:`METHODS`); ``per_channel=False``: per tensor."""
-    method = check_backend(backend, method)
-    check_quantized_path(out, backend)
+    method = check_settings(backend, method, out)
     if not batches:
         raise ConfigError('no calibration data: give at least one image.')
     quantize = _openvino if backend_name(backend) == 'openvino' \

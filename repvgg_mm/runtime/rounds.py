@@ -20,8 +20,7 @@ def time_forward(forward: Callable[[], object], device='cpu', warmup: int = 2,
     for _ in range(warmup):
         forward()
     times: List[float] = []
-    while len(times) < iters or (min_time is not None and
-                                 sum(times) < min_time):
+    while len(times) < iters or sum(times) < (min_time or 0):
         if cuda:
             torch.cuda.synchronize(device)
         start = time.perf_counter()

@@ -118,11 +118,7 @@ class RuntimeSession:
 
 def _dims(shape) -> List[Optional[int]]:
     """A runtime's input shape as ints, None where dynamic."""
-    dims = []
-    for d in list(shape)[:4]:
-        if hasattr(d, 'is_static'):  # openvino.Dimension
-            d = d.get_length() if d.is_static else None
-        dims.append(d if isinstance(d, int) and d > 0 else None)
+    dims = [d if isinstance(d, int) and d > 0 else None for d in shape][:4]
     return dims + [None] * (4 - len(dims))
 
 
@@ -138,8 +134,7 @@ def _onnxruntime(path: str, threads: Optional[int]) -> RuntimeSession:
     # lazy: only an ONNX Runtime session needs onnxruntime
     import onnxruntime as ort
     options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads or 0  # 0: ORT's own choice
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(path, options,
                                    providers=['CPUExecutionProvider'])
@@ -168,14 +163,11 @@ def _openvino(path: str, precision: str,
         config['INFERENCE_NUM_THREADS'] = str(threads)
     compiled = core.compile_model(model, 'CPU', config)
     request = compiled.create_infer_request()
-
-    def run(x):
-        result = request.infer({0: x})
-        return [np.asarray(result[o]) for o in compiled.outputs]
-
-    shape = _dims(compiled.inputs[0].get_partial_shape())
-    return RuntimeSession(run, [o.get_any_name() for o in compiled.outputs],
-                          meta, 'openvino', shape)
+    return RuntimeSession(
+        lambda x: [np.asarray(v) for v in request.infer({0: x}).values()],
+        [o.get_any_name() for o in compiled.outputs], meta, 'openvino',
+        _dims(d.get_length() if d.is_static else None
+              for d in compiled.inputs[0].get_partial_shape()))
 
 
 def open_session(path: str, backend: Optional[str] = None,
@@ -195,8 +187,7 @@ def open_session(path: str, backend: Optional[str] = None,
     backend = backend_name(backend or ('openvino' if suffix == '.xml' else
                                        'onnxruntime'))
     if precision not in PRECISIONS:
-        raise ConfigError(f'precision "{precision}": use one of '
-                          f'{PRECISIONS}.')
+        raise ConfigError(f'precision "{precision}": use one of {PRECISIONS}.')
     if backend == 'onnxruntime':
         if suffix == '.xml':
             raise ConfigError('ONNX Runtime cannot read OpenVINO IR; use '
