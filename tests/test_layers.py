@@ -70,6 +70,30 @@ def test_core_imports_no_extra_and_no_harness():
     assert _python(IMPORT_CORE, *NOT_CORE) == '[]'
 
 
+#: lines of the repvgg_mm modules a fresh ``import repvgg_mm`` loads
+CORE_LINES = """
+import sys
+import repvgg_mm
+print(sum(sum(1 for _ in open(m.__file__))
+          for n, m in list(sys.modules.items())
+          if n.startswith('repvgg_mm') and getattr(m, '__file__', None)))
+"""
+
+
+def test_the_package_stays_small():
+    """What an mm config's custom_imports loads <= 3,000 lines, the whole
+    package <= 5,500, every module <= 300 (docs/design.md)."""
+    assert int(_python(CORE_LINES)) <= 3000
+    sizes = {}
+    for folder, _, names in os.walk(osp.join(ROOT, 'repvgg_mm')):
+        for name in names:
+            if name.endswith('.py'):
+                with open(osp.join(folder, name)) as f:
+                    sizes[osp.join(folder, name)] = len(f.readlines())
+    assert sum(sizes.values()) <= 5500
+    assert max(sizes.values()) <= 300, max(sizes, key=sizes.get)
+
+
 def _tiny_run(tmp_path):
     """A one-step (4 images, batch 4, one epoch) tiny classifier config."""
     data = write_image_folder(str(tmp_path / 'data'), images_per_class=2)
