@@ -2,11 +2,11 @@
 the deploy checkpoint and its config (checked to build it), both or neither."""
 import os
 import os.path as osp
-import time
 from typing import NamedTuple, Optional, Sequence
 
 import torch
 from mmengine.logging import print_log
+from mmengine.utils import Timer
 
 from ..converters.config_model import build_model, input_channels, input_size
 from ..converters.deploy_form import (deploy_checkpoint, deploy_config,
@@ -85,7 +85,7 @@ def convert_checkpoint(config: str, checkpoint: str, out: str,
     cfg = load_config(config, cfg_options)
     check_repvgg_archs(cfg)
     check_neck_channels(cfg)
-    start = time.perf_counter()
+    timer = Timer()
     print_log(f'loading {checkpoint} ...', logger='current')
     loaded, state_dict = read_weights(checkpoint, unsafe_load)
     check_finite_weights(state_dict, checkpoint)
@@ -107,7 +107,7 @@ def convert_checkpoint(config: str, checkpoint: str, out: str,
     converted = switch_to_deploy(model.eval(), inplace=not verify)
     num_blocks = count_repvgg_blocks(converted, deployed=True)
     print_log(f'converted {num_blocks} RepVGG blocks in '
-              f'{time.perf_counter() - start:.1f} s (build, load, convert)',
+              f'{timer.since_start():.1f} s (build, load, convert)',
               logger='current')
     built = build_model(deploy_config(cfg), device='meta').state_dict()
     if {k: v.shape for k, v in built.items()} != {
@@ -131,4 +131,4 @@ def convert_checkpoint(config: str, checkpoint: str, out: str,
         remove_folders(created)
         raise
     return Conversion(out, out_config, num_blocks, *errors,
-                      time.perf_counter() - start)
+                      timer.since_start())

@@ -59,8 +59,12 @@ def use_atomic_checkpoints(cfg) -> bool:
     hook = (cfg.get('default_hooks') or {}).get('checkpoint')
     if not hook:
         return False
-    if hook.get('type', 'CheckpointHook') in ('CheckpointHook',
-                                              CheckpointHook):
+    # SafeCheckpointHook overrides mmengine's private step save (0.8 -
+    # 0.10.7): an mmengine without it keeps its own CheckpointHook
+    private = callable(getattr(CheckpointHook, '_save_checkpoint_with_step',
+                               None))
+    if private and hook.get('type', 'CheckpointHook') in ('CheckpointHook',
+                                                          CheckpointHook):
         hook['type'] = 'SafeCheckpointHook'
         print_log('default_hooks.checkpoint: CheckpointHook -> '
                   'SafeCheckpointHook (same options; an old checkpoint is '

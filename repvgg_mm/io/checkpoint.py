@@ -14,6 +14,11 @@ import torch
 from mmengine.config import ConfigDict
 from mmengine.logging import HistoryBuffer
 
+try:  # numpy >= 2 moved the pickling helpers to numpy._core
+    from numpy._core.multiarray import _reconstruct, scalar
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core.multiarray import _reconstruct, scalar
+
 from ..errors import CheckpointError
 from .atomic import atomic_output
 from .output_guard import file_kind
@@ -40,10 +45,6 @@ def _history_buffer_method(owner: Any, name: str) -> Any:
 
 def mmengine_safe_globals() -> List[Any]:
     """Non-tensor types found in mmengine training checkpoints."""
-    try:  # numpy >= 2 moved the pickling helpers to numpy._core
-        from numpy._core.multiarray import _reconstruct, scalar
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import _reconstruct, scalar
     dtypes = [type(np.dtype(t)) for t in
               'float64 float32 float16 int64 int32 int8 uint8 bool'.split()]
     return [HistoryBuffer, ConfigDict, np.ndarray, np.dtype, _reconstruct,

@@ -73,13 +73,13 @@ class InferenceGraph(nn.Module):
         x = images.flip(1) if self.flip else images
         if self.normalize:
             x = (x - self.mean) / self.std
-        if self.task == 'segmentor':
-            return F.interpolate(self.model._forward(x), size=images.shape[2:],
-                                 mode='bilinear',
-                                 align_corners=self.model.align_corners)
-        tensor = self.task in ('classifier', 'detector')
+        tensor = self.task in ('classifier', 'segmentor', 'detector')
         outs = flatten_outputs(self.model(x, mode='tensor') if tensor else
                                self.model(x))
+        if self.task == 'segmentor':
+            return F.interpolate(outs[0], size=images.shape[2:],
+                                 mode='bilinear',
+                                 align_corners=self.model.align_corners)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 
