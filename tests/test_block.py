@@ -5,7 +5,7 @@ import torch.nn as nn
 from conftest import REL_TOL
 
 from harness.fusion_check import randomize_norm_stats_
-from repvgg_mm import RepVGGBlock
+from repvgg_mm import QARepVGGBlock, RepVGGBlock
 from repvgg_mm.utils.verify import relative_errors
 
 
@@ -18,16 +18,22 @@ def _convert_and_compare(block, x):
     return relative_errors(ref, out)[0][1]
 
 
+@pytest.mark.parametrize('block_type', [RepVGGBlock, QARepVGGBlock])
 @pytest.mark.parametrize(
     'cin,cout,stride,dilation,groups,se',
     [(8, 8, 1, 1, 1, None), (8, 16, 2, 1, 1, None), (8, 8, 1, 2, 1, None),
      (8, 8, 1, 4, 2, None), (8, 8, 2, 2, 4, None), (16, 16, 1, 1, 4, 4),
      (4, 8, 1, 1, 1, 2)])
-def test_conversion_is_exact(cin, cout, stride, dilation, groups, se):
-    block = RepVGGBlock(cin, cout, stride=stride, dilation=dilation,
-                        groups=groups, se_ratio=se)
+def test_conversion_is_exact(block_type, cin, cout, stride, dilation, groups,
+                             se):
+    block = block_type(cin, cout, stride=stride, dilation=dilation,
+                       groups=groups, se_ratio=se)
     x = torch.randn(4, cin, 13, 10)  # non-square, odd sizes
     assert _convert_and_compare(block, x) <= REL_TOL
+    assert isinstance(block.branch_reparam, nn.Conv2d)
+    assert block.branch_reparam.bias is not None
+    assert sorted(k.split('.')[0] for k in block.state_dict()) == sorted(
+        ['branch_reparam'] * 2 + (['se'] * 4 if se else []))
 
 
 def test_syncbn_block_converts_on_cpu_without_process_group():

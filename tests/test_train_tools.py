@@ -14,7 +14,7 @@ import weakref
 import pytest
 import torch
 from conftest import (REL_TOL, ROOT, call_tool, ddp_held_by_a_cycle, run_tool,
-                      write_image_folder)
+                      write_image_folder, write_tiny_cls_config)
 
 from repvgg_mm.io.checkpoint import load_checkpoint_file
 
@@ -26,37 +26,19 @@ DIST_TEST = osp.join(ROOT, 'tools', 'dist_test.sh')
 A0 = osp.join(ROOT, 'configs', 'repvgg-a0_8xb32_in1k.py')
 IMAGES_PER_CLASS = 8
 
-TINY_CONFIG = """
+#: conftest's tiny classifier with a random flip, the probe hook, and the
+#: cosine schedule of four epochs cut at two
+PROBED_CONFIG = """
 _base_ = {base!r}
 custom_imports = dict(imports=['repvgg_mm', 'train_tools_probe'],
                       allow_failed_imports=False)
-model = dict(
-    backbone=dict(arch=dict(_delete_=True, num_blocks=[1, 1, 1, 1],
-                            width_factor=[0.125, 0.125, 0.125, 0.125])),
-    head=dict(num_classes=2, in_channels=64, topk=(1, )))
-data_preprocessor = dict(num_classes=2)
-_train_pipeline = [
+train_dataloader = dict(dataset=dict(pipeline=[
     dict(type='LoadImageFromFile'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
-]
-_test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
-train_dataloader = dict(
-    batch_size=2, num_workers=0,
-    dataset=dict(_delete_=True, type='CustomDataset', data_root={data!r},
-                 data_prefix='train', pipeline=_train_pipeline))
-val_dataloader = dict(
-    batch_size=4, num_workers=0,
-    dataset=dict(_delete_=True, type='CustomDataset', data_root={data!r},
-                 data_prefix='train', pipeline=_test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(type='Accuracy', topk=(1, ))
-test_evaluator = val_evaluator
+]))
 param_scheduler = dict(T_max=4, end=4)
-train_cfg = dict(max_epochs=2)
-default_hooks = dict(logger=dict(interval=1))
 custom_hooks = [dict(type='TrainProbeHook', out_dir={probe!r})]
-randomness = dict(seed=0)
 """
 
 
@@ -67,9 +49,11 @@ def tiny(tmp_path_factory):
     data, probe = str(root / 'data'), str(root / 'probe')
     write_image_folder(data, IMAGES_PER_CLASS)
     os.makedirs(probe)
+    base = write_tiny_cls_config(str(root / 'tiny_base.py'), data,
+                                 epochs=2, batch_size=2)
     config = str(root / 'tiny_cls.py')
     with open(config, 'w') as f:
-        f.write(TINY_CONFIG.format(base=A0, data=data, probe=probe))
+        f.write(PROBED_CONFIG.format(base=base, probe=probe))
     return config, probe
 
 
