@@ -19,7 +19,7 @@ import contextlib  # noqa: E402
 import io  # noqa: E402
 import logging  # noqa: E402
 import runpy  # noqa: E402
-from typing import Optional, Sequence  # noqa: E402
+from typing import Optional, Sequence, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -253,3 +253,33 @@ def write_tiny_cls_config(path: str, data: str, epochs: int = 1,
         f.write(TINY_CLS_CONFIG.format(base=A0_CONFIG, data=data,
                                        epochs=epochs, batch_size=batch_size))
     return str(path)
+
+
+#: :data:`TINY_CLS_CONFIG` with a random flip, the probe hook, and the
+#: cosine schedule of four epochs cut at two
+PROBED_CONFIG = """
+_base_ = {base!r}
+custom_imports = dict(imports=['repvgg_mm', 'train_tools_probe'],
+                      allow_failed_imports=False)
+train_dataloader = dict(dataset=dict(pipeline=[
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]))
+param_scheduler = dict(T_max=4, end=4)
+custom_hooks = [dict(type='TrainProbeHook', out_dir={probe!r})]
+"""
+
+
+def write_probed_cls_config(root: str) -> Tuple[str, str]:
+    """``(config, probe dir)`` in ``root``: :data:`PROBED_CONFIG` on two
+    epochs of :func:`write_image_folder`'s images, batch 2."""
+    data, probe = os.path.join(root, 'data'), os.path.join(root, 'probe')
+    write_image_folder(data)
+    os.makedirs(probe)
+    base = write_tiny_cls_config(os.path.join(root, 'tiny_base.py'), data,
+                                 epochs=2, batch_size=2)
+    config = os.path.join(root, 'tiny_cls.py')
+    with open(config, 'w') as f:
+        f.write(PROBED_CONFIG.format(base=base, probe=probe))
+    return config, probe

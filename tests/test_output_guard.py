@@ -399,13 +399,8 @@ train(cfg)
 @pytest.mark.slow
 def test_kill_during_a_keep_one_save_leaves_a_resumable_work_dir(
         tmp_path):
-    from conftest import write_image_folder
-    from test_train_tools import A0, TINY_CONFIG
-    data, probe = str(tmp_path / 'data'), str(tmp_path / 'probe')
-    write_image_folder(data)
-    os.makedirs(probe)
-    config = write(tmp_path / 'tiny.py', TINY_CONFIG.format(
-        base=A0, data=data, probe=probe))
+    from conftest import write_probed_cls_config
+    config, _ = write_probed_cls_config(str(tmp_path))
     work = str(tmp_path / 'work')
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [osp.join(ROOT, 'tests'), ROOT]))

@@ -14,7 +14,7 @@ import weakref
 import pytest
 import torch
 from conftest import (REL_TOL, ROOT, call_tool, ddp_held_by_a_cycle, run_tool,
-                      write_image_folder, write_tiny_cls_config)
+                      write_probed_cls_config)
 
 from repvgg_mm.io.checkpoint import load_checkpoint_file
 
@@ -24,37 +24,14 @@ TEST = osp.join(ROOT, 'tools', 'test.py')
 DIST_TRAIN = osp.join(ROOT, 'tools', 'dist_train.sh')
 DIST_TEST = osp.join(ROOT, 'tools', 'dist_test.sh')
 A0 = osp.join(ROOT, 'configs', 'repvgg-a0_8xb32_in1k.py')
+#: images per class of conftest's write_image_folder
 IMAGES_PER_CLASS = 8
-
-#: conftest's tiny classifier with a random flip, the probe hook, and the
-#: cosine schedule of four epochs cut at two
-PROBED_CONFIG = """
-_base_ = {base!r}
-custom_imports = dict(imports=['repvgg_mm', 'train_tools_probe'],
-                      allow_failed_imports=False)
-train_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]))
-param_scheduler = dict(T_max=4, end=4)
-custom_hooks = [dict(type='TrainProbeHook', out_dir={probe!r})]
-"""
 
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     """(config path, probe dir) of a tiny classification run."""
-    root = tmp_path_factory.mktemp('tiny')
-    data, probe = str(root / 'data'), str(root / 'probe')
-    write_image_folder(data, IMAGES_PER_CLASS)
-    os.makedirs(probe)
-    base = write_tiny_cls_config(str(root / 'tiny_base.py'), data,
-                                 epochs=2, batch_size=2)
-    config = str(root / 'tiny_cls.py')
-    with open(config, 'w') as f:
-        f.write(PROBED_CONFIG.format(base=base, probe=probe))
-    return config, probe
+    return write_probed_cls_config(str(tmp_path_factory.mktemp('tiny')))
 
 
 def assert_clean_error(proc, *fragments):
