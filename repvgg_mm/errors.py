@@ -1,5 +1,5 @@
-"""Exceptions for input a user can fix: each message names the problem and
-the fix (a tool prints it as one ``error: ...`` paragraph, exit status 2)."""
+"""Exceptions for input a user can fix, each naming the problem and the fix
+(a tool prints one ``error: ...``, exit status 2); the jobs' number checks."""
 
 
 class RepVGGMMError(Exception):
@@ -24,3 +24,17 @@ class VerificationError(RepVGGMMError):
 
 class MissingDependency(RepVGGMMError, ImportError):
     """An optional dependency is missing; the message names its extra."""
+
+
+def positive_int(value, name: str) -> None:
+    """Refuse ``value`` unless a whole number >= 1 (``name``: as written)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f'{name} must be a positive whole number, got '
+                          f'{value!r}.')
+
+
+def check_shape(shape) -> None:
+    """``shape`` is None or H W, both positive whole numbers."""
+    if shape is not None and (len(shape) != 2 or not all(
+            type(s) is int and s >= 1 for s in shape)):  # not a bool
+        raise ConfigError(f'`shape` takes H W (positive), got {list(shape)}')

@@ -165,15 +165,17 @@ def call_tool(tool: str, *args, capsys=None) -> subprocess.CompletedProcess:
     out, err = io.StringIO(), io.StringIO()
     if capsys is not None:
         capsys.readouterr()
-    # mmengine's logger writes to the stream it was created with (maybe an
-    # earlier test's, closed by now): without capsys (which reads that
-    # stream), point its console handlers at ``out``
-    streams = [] if capsys is not None else [
-        h for h in MMLogger.get_current_instance().handlers
-        if type(h) is logging.StreamHandler]
+    # mmengine's loggers write to the stream they were created with (maybe
+    # an earlier test's, closed by now; the tool may log through any of
+    # them): point their console handlers at this call's output (capsys's
+    # stdout, which is read below, or ``out``)
+    MMLogger.get_current_instance()  # at least one
+    streams = [h for logger in list(MMLogger._instance_dict.values())
+               for h in logger.handlers if type(h) is logging.StreamHandler]
     before = [h.stream for h in streams]
     for handler in streams:
-        handler.stream = out  # not setStream: it flushes the old one
+        # not setStream: it flushes the old one
+        handler.stream = sys.stdout if capsys is not None else out
     try:
         with contextlib.redirect_stdout(out), \
                 contextlib.redirect_stderr(err), \

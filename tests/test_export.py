@@ -299,3 +299,26 @@ def test_detector_exports_raw_head_outputs(tmp_path):
         expected = reference_outputs(switch_to_deploy(model.eval()), images)
     assert len(got) == 6
     assert max(rel for _, rel in relative_errors(expected, got)) <= TOL
+
+
+@pytest.mark.parametrize('job,kwargs,message', [
+    ('export', dict(batch=0), '`batch` must be a positive whole number, got '
+     '0.'),
+    ('export', dict(batch=1.5), '`batch` must be a positive whole number, '
+     'got 1.5.'),
+    ('export', dict(shape=(64, 0)), '`shape` takes H W (positive), got [64, '
+     '0]'),
+    ('convert', dict(shape=(64.5, 64)), '`shape` takes H W (positive), got '
+     '[64.5, 64]'),
+])
+def test_numbers_are_checked_alike_before_any_work(tmp_path, job, kwargs,
+                                                   message):
+    """One check per kind of number for every job: a float batch or shape
+    is refused with the same message, and nothing is written."""
+    from repvgg_mm.errors import ConfigError
+    api = export_model if job == 'export' else convert_checkpoint
+    out = tmp_path / ('m.onnx' if job == 'export' else 'd.pth')
+    with pytest.raises(ConfigError) as info:
+        api(PSP, str(tmp_path / 'none.pth'), str(out), **kwargs)
+    assert str(info.value) == message
+    assert os.listdir(tmp_path) == []

@@ -11,7 +11,6 @@ Tools run in-process (``main`` through ``harness.cli.run_tool``).
 """
 import contextlib
 import errno
-import importlib.util
 import os
 import os.path as osp
 import stat
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT
+from conftest import call_tool as conftest_call_tool
 from test_convert_deploy import CLASSIFIER_CFG, trained_checkpoint, write
 
 from repvgg_mm.errors import (CheckpointError, ConfigError, OutputError,
@@ -37,15 +37,8 @@ from repvgg_mm.utils.verify import (check_finite_weights, verify_outputs,
 
 def call_tool(name, args, capsys):
     """``tools/<name>.py ARGS`` in this process: (exit status, stderr)."""
-    from harness.cli import run_tool
-    spec = importlib.util.spec_from_file_location(
-        f'tool_{name}', osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        run_tool(module.main, [str(a) for a in args])
-    return exit_info.value.code, capsys.readouterr().err
+    proc = conftest_call_tool(f'{name}.py', *args, capsys=capsys)
+    return proc.returncode, proc.stderr
 
 
 def listing(folder):

@@ -5,7 +5,6 @@ The model is the tiny digits RepVGG trained here for one epoch in plain
 torch (a few seconds), so fp32 top-1 is far above chance and the INT8
 figures mean something.
 """
-import importlib.util
 import os
 import re
 
@@ -13,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import ROOT, run_tool
+from conftest import ROOT
+from conftest import call_tool as conftest_call_tool
+from conftest import run_tool
 
 from harness.benchmark.int8_analysis import (W_QMAX, analyse,
                                              fake_quant_weight, kernel_stats)
@@ -39,16 +40,8 @@ def cfg_args(root):
 
 def call_tool(name, args, capsys):
     """``tools/<name>.py ARGS`` in this process: (exit status, out, err)."""
-    from harness.cli import run_tool as run_main
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(module.main, list(args))
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
+    proc = conftest_call_tool(f'{name}.py', *args, capsys=capsys)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 @pytest.fixture(scope='module')

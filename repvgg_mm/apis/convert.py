@@ -13,7 +13,7 @@ from ..converters.deploy_form import (deploy_checkpoint, deploy_config,
                                       write_deploy_config)
 from ..deploy import count_repvgg_blocks, switch_to_deploy
 from ..engine.config_checks import check_neck_channels, check_repvgg_archs
-from ..errors import ConfigError
+from ..errors import ConfigError, check_shape
 from ..io.atomic import make_folders, remove_folders
 from ..io.checkpoint import atomic_save
 from ..io.output_guard import Output, guard_outputs
@@ -43,8 +43,7 @@ def _check_arguments(config: str, checkpoint: str, out: str,
     if out_config is not None and not out_config.endswith('.py'):
         raise ConfigError(f'out_config "{out_config}" must end with .py (it '
                           f'is a Python config).')
-    if shape is not None and (len(shape) != 2 or min(shape) < 1):
-        raise ConfigError(f'shape takes H W (positive), got {list(shape)}')
+    check_shape(shape)
     if not tolerance >= 0:  # NaN too
         raise ConfigError(f'tolerance must be >= 0, got {tolerance}')
     if out_config is None:

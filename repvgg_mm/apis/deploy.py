@@ -20,7 +20,7 @@ import torch
 from mmengine.utils import Timer
 
 from ..converters.config_model import build_model, input_channels, input_size
-from ..errors import ConfigError
+from ..errors import ConfigError, positive_int
 from ..io.atomic import atomic_directory, atomic_write_json
 from ..io.checkpoint import atomic_save
 from ..io.output_guard import guard_output
@@ -105,9 +105,7 @@ def _check_numbers(max_drop, batch_size, rounds, min_time, calib, threads):
     for name, value in (('`batch_size`', batch_size), ('`rounds`', rounds),
                         ('`calib`', calib),
                         ('`threads`', 1 if threads is None else threads)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f'{name} must be a positive whole number, got '
-                              f'{value!r}.')
+        positive_int(value, name)
     if not min_time > 0:
         raise ConfigError(f'`min_time` must be > 0 seconds, got {min_time!r}.')
 

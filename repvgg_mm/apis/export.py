@@ -12,7 +12,7 @@ from ..converters.config_model import build_model, input_channels, input_size
 from ..converters.deploy_form import deploy_config
 from ..deploy import count_repvgg_blocks, switch_to_deploy
 from ..engine.config_checks import check_repvgg_archs
-from ..errors import ConfigError
+from ..errors import ConfigError, check_shape, positive_int
 from ..io.atomic import atomic_files, atomic_output
 from ..io.output_guard import guard_output
 from ..io.weights import load_state_dict_strict, read_weights, repvgg_form
@@ -122,10 +122,8 @@ def export_model(config: str, checkpoint: str, out: str,
     guard_output(out, 'OUT', {'CHECKPOINT': checkpoint, 'CONFIG': config},
                  paths[1:])
     check_opset(opset)
-    if shape is not None and (len(shape) != 2 or min(shape) < 1):
-        raise ConfigError(f'`shape` takes H W (positive), got {list(shape)}')
-    if batch < 1:
-        raise ConfigError(f'`batch` must be >= 1, got {batch}')
+    check_shape(shape)
+    positive_int(batch, '`batch`')
     cfg = load_config(config, cfg_options)
     check_repvgg_archs(cfg)
     (height, width), where = ((tuple(shape), '`shape`') if shape

@@ -11,7 +11,7 @@ from mmengine.utils import Timer
 from ..converters.config_model import build_model
 from ..converters.deploy_form import deploy_config
 from ..engine.config_checks import check_repvgg_archs
-from ..errors import ConfigError
+from ..errors import ConfigError, positive_int
 from ..io.atomic import atomic_write_json
 from ..io.output_guard import Output, guard_outputs
 from ..io.weights import load_weights, read_weights
@@ -64,9 +64,7 @@ def quantize_model(config: str, checkpoint: str, out: str,
             raise ConfigError(f'`json_out` "{json_out}" must end with .json.')
         outputs.append(Output(json_out, '`json_out`'))
     guard_outputs(outputs, {'CHECKPOINT': checkpoint, 'CONFIG': config})
-    if isinstance(calib, bool) or not isinstance(calib, int) or calib < 1:
-        raise ConfigError(f'`calib` must be a positive whole number of '
-                          f'images, got {calib!r}.')
+    positive_int(calib, '`calib`')
     cfg = load_config(config, cfg_options)
     check_repvgg_archs(cfg)
     loader_key(cfg, split)

@@ -15,7 +15,7 @@ from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 
 from ..engine.config_checks import check_dataset_paths
-from ..errors import ConfigError
+from ..errors import ConfigError, positive_int
 from ..utils.config import dataset_pipeline, innermost_dataset
 
 SPLITS = ('train', 'val', 'test')
@@ -87,10 +87,7 @@ def calibration_batches(cfg, split: str = 'train', num_images: int = 300,
                         batch_size: int = 16, seed: int = 0,
                         progress: bool = True) -> List[np.ndarray]:
     """``num_images`` seeded random images of ``split``, as graph inputs."""
-    if isinstance(num_images, bool) or not isinstance(
-            num_images, int) or num_images < 1:
-        raise ConfigError(f'the number of calibration images must be a '
-                          f'positive whole number, got {num_images!r}.')
+    positive_int(num_images, 'the number of calibration images')
     dataset = build_split_dataset(cfg, split)
     if len(dataset) == 0:
         raise ConfigError(f'the {split} split has no images, so there is no '
