@@ -28,7 +28,7 @@ class MissingDependency(RepVGGMMError, ImportError):
 
 def positive_int(value, name: str) -> None:
     """Refuse ``value`` unless a whole number >= 1 (``name``: as written)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if type(value) is not int or value < 1:  # a bool is no count
         raise ConfigError(f'{name} must be a positive whole number, got '
                           f'{value!r}.')
 
@@ -36,5 +36,5 @@ def positive_int(value, name: str) -> None:
 def check_shape(shape) -> None:
     """``shape`` is None or H W, both positive whole numbers."""
     if shape is not None and (len(shape) != 2 or not all(
-            type(s) is int and s >= 1 for s in shape)):  # not a bool
+            type(s) is int and s >= 1 for s in shape)):
         raise ConfigError(f'`shape` takes H W (positive), got {list(shape)}')

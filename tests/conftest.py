@@ -200,6 +200,8 @@ def tool_log(tool: str, *args, **options) -> str:
 
 # ----------------------------------------------------------------------------
 # a tiny classifier on a tiny image folder
+#: images per class of :func:`write_image_folder`
+IMAGES_PER_CLASS = 8
 #: a RepVGG of widths 8..64, one block per stage (``arch=`` of RepVGGMM)
 TINY_ARCH = dict(num_blocks=[1, 1, 1, 1],
                  width_factor=[0.125, 0.125, 0.125, 0.125])
@@ -233,7 +235,8 @@ randomness = dict(seed=0)
 """
 
 
-def write_image_folder(root: str, images_per_class: int = 8) -> str:
+def write_image_folder(root: str,
+                       images_per_class: int = IMAGES_PER_CLASS) -> str:
     """``root/train/class_{0,1}/*.png``: two classes of 32x32 noisy colour
     images (red, blue), as mmpretrain's CustomDataset reads them."""
     rng = np.random.default_rng(0)

@@ -13,8 +13,8 @@ import weakref
 
 import pytest
 import torch
-from conftest import (REL_TOL, ROOT, call_tool, ddp_held_by_a_cycle, run_tool,
-                      write_probed_cls_config)
+from conftest import (IMAGES_PER_CLASS, REL_TOL, ROOT, call_tool,
+                      ddp_held_by_a_cycle, run_tool, write_probed_cls_config)
 
 from repvgg_mm.io.checkpoint import load_checkpoint_file
 
@@ -24,8 +24,6 @@ TEST = osp.join(ROOT, 'tools', 'test.py')
 DIST_TRAIN = osp.join(ROOT, 'tools', 'dist_train.sh')
 DIST_TEST = osp.join(ROOT, 'tools', 'dist_test.sh')
 A0 = osp.join(ROOT, 'configs', 'repvgg-a0_8xb32_in1k.py')
-#: images per class of conftest's write_image_folder
-IMAGES_PER_CLASS = 8
 
 
 @pytest.fixture(scope='module')
