@@ -169,3 +169,67 @@ def test_library_errors_name_arguments_and_the_cli_names_flags(tmp_path):
                      'missing.pth', tmp_path / 'm.onnx', '--opset', '5')
     assert proc.returncode == 2 and '--opset 5 is not supported' in \
         proc.stderr and '`' not in proc.stderr, proc.stderr
+
+
+def _package_modules():
+    """``{module name: (path, ast)}`` of every module of the package."""
+    import ast
+    modules = {}
+    for folder, _, names in os.walk(osp.join(ROOT, 'repvgg_mm')):
+        for name in names:
+            if name.endswith('.py'):
+                path = osp.join(folder, name)
+                module = osp.relpath(path, ROOT)[:-3].replace(os.sep, '.')
+                with open(path) as f:
+                    modules[module.removesuffix('.__init__')] = (
+                        path, ast.parse(f.read()))
+    return modules
+
+
+def test_no_import_cycle_and_every_late_import_says_why():
+    """Module-level imports form no cycle; an import inside a function
+    (an optional heavy dependency) carries a ``# lazy:`` reason; the CLI's
+    ToolError is not the library's."""
+    import ast
+    modules = _package_modules()
+    graph = {}
+    for module, (path, tree) in modules.items():
+        package = module if path.endswith('__init__.py') else \
+            module.rsplit('.', 1)[0]
+        targets = set()
+        top = [n for node in tree.body for n in (
+            node.body if isinstance(node, ast.Try) else [node])]
+        for node in top:  # module level: what runs on import
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split('.')[:len(package.split('.')) -
+                                          node.level + 1]
+                target = '.'.join(base + [node.module or ''])
+                for alias in node.names:
+                    full = f'{target.rstrip(".")}.{alias.name}'
+                    targets.add(full if full in modules else
+                                target.rstrip('.'))
+        graph[module] = {t for t in targets if t in modules and t != module}
+        lines = open(path).read().splitlines()
+        for func in ast.walk(tree):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(func):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    before = lines[func.lineno - 1:node.lineno]
+                    assert any('# lazy:' in line for line in before), \
+                        f'{path}:{node.lineno} imports late without a reason'
+        assert 'ToolError' not in open(path).read(), path
+    seen, stack = set(), []
+
+    def visit(module):
+        assert module not in stack, f'import cycle: {stack + [module]}'
+        if module in seen:
+            return
+        stack.append(module)
+        for target in graph[module]:
+            visit(target)
+        stack.pop()
+        seen.add(module)
+
+    for module in graph:
+        visit(module)
